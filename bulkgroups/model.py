@@ -1,0 +1,390 @@
+"""Value types shared by every part of bulkgroups.
+
+This module is a leaf: it imports nothing from the package, so the job loader, the planner, the
+engine and the ledger can all agree on what an operation, an outcome and a plan are without
+depending on one another. Everything here is immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+__all__ = [
+    "ACTIONS",
+    "REASONS",
+    "STATUSES",
+    "AccountInfo",
+    "AccountSettings",
+    "Action",
+    "ChatInfo",
+    "ChatJob",
+    "ChatPlan",
+    "ChatState",
+    "ErrorInfo",
+    "Job",
+    "Operation",
+    "Outcome",
+    "Participant",
+    "Plan",
+    "RateSpec",
+    "ReadFailure",
+    "Reason",
+    "Status",
+    "op_digest",
+    "op_id",
+    "parse_rate",
+]
+
+Action = Literal["add", "remove", "rename", "leave", "read"]
+Status = Literal["applied", "skipped", "deferred", "failed"]
+Reason = Literal[
+    "already_member",
+    "not_member",
+    "same_name",
+    "read_only",
+    "already_left",
+    "member_cap",
+    "chat_not_found",
+    "not_group",
+    "not_effective",
+    "account_disconnected",
+    "account_paused",
+    "account_errored",
+    "account_auth",
+    "account_restricted",
+    "unsupported_account",
+    "provider_rate_limited",
+    "rate_limited",
+    "daily_limit",
+    "api_error",
+]
+AccountStatus = Literal["running", "errored", "disconnected", "paused"]
+ChatType = Literal["group", "1to1", "channel"]
+
+ACTIONS: tuple[Action, ...] = get_args(Action)
+STATUSES: tuple[Status, ...] = get_args(Status)
+REASONS: tuple[Reason, ...] = get_args(Reason)
+
+WRITE_ACTIONS: frozenset[str] = frozenset({"add", "remove", "rename", "leave"})
+
+
+# --------------------------------------------------------------------------------------------
+# Operation identity
+# --------------------------------------------------------------------------------------------
+
+_SEP = "\x1f"  # unit separator: cannot occur in a valid id (control characters are rejected)
+
+
+def op_digest(account: str, chat: str, action: str, subject: str | None) -> bytes:
+    """The 16-byte identity of an operation; what resume keeps in memory for a million ops."""
+    text = _SEP.join((account, chat, action, "" if subject is None else subject))
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+def op_id(account: str, chat: str, action: str, subject: str | None) -> str:
+    """Stable id of (account, chat, action, user or name): the same change always has the same id.
+
+    A rename's subject is the new name, so renaming to a different name is a different operation;
+    a leave and a desired-state `read` have no subject.
+    """
+    return op_digest(account, chat, action, subject).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One change to one chat (or, for `read`, the reading of a desired-state chat)."""
+
+    account: str
+    chat: str
+    action: Action
+    user: str | None = None
+    name: str | None = None
+
+    @property
+    def subject(self) -> str | None:
+        return self.user if self.user is not None else self.name
+
+    @property
+    def op_id(self) -> str:
+        return op_id(self.account, self.chat, self.action, self.subject)
+
+    @property
+    def digest(self) -> bytes:
+        return op_digest(self.account, self.chat, self.action, self.subject)
+
+    @property
+    def is_write(self) -> bool:
+        return self.action in WRITE_ACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What the API (or the transport) said when an operation failed; `status` is None only for
+    transport failures (`transport/timeout`, `transport/reset`)."""
+
+    status: int | None
+    type: str
+    detail: str | None = None
+    req_id: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "type": self.type,
+            "detail": self.detail,
+            "req_id": self.req_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final word on one operation in one run."""
+
+    operation: Operation
+    status: Status
+    reason: Reason | None = None
+    attempts: int = 0
+    error: ErrorInfo | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Rates
+# --------------------------------------------------------------------------------------------
+
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|min|m|h|d)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class RateSpec:
+    """At most `count` requests in any interval of `period` seconds."""
+
+    count: int
+    period: float
+
+    def __post_init__(self) -> None:
+        if self.count <= 0 or self.period <= 0:
+            raise ValueError("a rate needs a positive count and a positive period")
+
+    @property
+    def interval(self) -> float:
+        """The even spacing that fits the rate: period / count."""
+        return self.period / self.count
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    def __str__(self) -> str:
+        for unit, seconds in (("h", 3600.0), ("min", 60.0), ("s", 1.0)):
+            if self.period == seconds:
+                return f"{self.count}/{unit}"
+        return f"{self.count}/{self.period:g}s"
+
+
+def parse_rate(text: str) -> RateSpec:
+    """Parse `N/s`, `N/min`, `N/h` or `N/<k><unit>` (e.g. `20/10s`, `3/2min`); N > 0.
+
+    Raises ValueError with a message fit to show a user.
+    """
+    if not isinstance(text, str):
+        raise ValueError(
+            f"expected a rate such as 20/s, 2/min or 20/10s, got {type(text).__name__}"
+        )
+    match = _RATE_RE.match(text)
+    if match is None:
+        raise ValueError(f"not a rate: {text[:80]!r} (expected N/s, N/min, N/h or N/<k><unit>)")
+    count = int(match.group(1))
+    multiplier = float(match.group(2)) if match.group(2) is not None else 1.0
+    if count <= 0:
+        raise ValueError(f"a rate needs N > 0: {text[:80]!r}")
+    if multiplier <= 0:
+        raise ValueError(f"a rate needs a period > 0: {text[:80]!r}")
+    return RateSpec(count, multiplier * _UNITS[match.group(3)])
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    """Per-account overrides from the job file; None means "take it from the flags"."""
+
+    rate: RateSpec | None = None
+    write_rate: RateSpec | None = None
+    daily_limit: int | None = None
+    max_members: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatJob:
+    """What the job says about one chat of one account.
+
+    Either an imperative diff (`add`/`remove`) or a desired member list (`members`, with `protect`),
+    plus an optional rename and leave. `path`/`line` locate the chat's first mention for messages.
+    """
+
+    account: str
+    chat: str
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    rename: str | None = None
+    leave: bool = False
+    members: tuple[str, ...] | None = None
+    protect: tuple[str, ...] = ()
+    path: str = ""
+    line: int = 0
+
+    @property
+    def is_desired_state(self) -> bool:
+        return self.members is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job, possibly from several files; `sha256` hashes its canonical form."""
+
+    chats: tuple[ChatJob, ...]
+    accounts: Mapping[str, AccountSettings] = field(default_factory=dict)
+    paths: tuple[str, ...] = ()
+    sha256: str = ""
+
+    def account_ids(self) -> tuple[str, ...]:
+        """Accounts in order of first appearance."""
+        return tuple(dict.fromkeys(c.account for c in self.chats))
+
+
+# --------------------------------------------------------------------------------------------
+# Observed state
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """The fields of `GET /v2/accounts/{id}` that bulkgroups uses."""
+
+    account_id: str
+    owner_id: str
+    status: str
+    provider: str = "linkedin"
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    user_id: str
+    display_name: str = ""
+    is_self: bool = False
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChatInfo:
+    """The fields of `GET /v2/{account}/chats/{chat}` that bulkgroups uses."""
+
+    chat_id: str
+    name: str
+    type: str
+    is_group: bool
+    is_readonly: bool
+    participants_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatState:
+    """A chat as read (fresh) before planning: its info and every participant, owner included."""
+
+    account: str
+    chat: str
+    info: ChatInfo
+    participants: tuple[Participant, ...]
+
+    def member_ids(self) -> frozenset[str]:
+        return frozenset(p.user_id for p in self.participants)
+
+    def digest(self) -> str:
+        """What `apply --plan` compares to detect that the chat changed since the plan."""
+        h = hashlib.sha256()
+        h.update(
+            _SEP.join(
+                (
+                    self.info.name,
+                    self.info.type,
+                    str(self.info.is_group),
+                    str(self.info.is_readonly),
+                )
+            ).encode()
+        )
+        for user in sorted(self.member_ids()):
+            h.update(b"\x1e" + user.encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFailure:
+    """Why a chat's state could not be read: every operation of the chat gets this outcome."""
+
+    account: str
+    chat: str
+    status: Status
+    reason: Reason
+    error: ErrorInfo | None = None
+    attempts: int = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Plans
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPlan:
+    """The planned changes of one chat, in contract order (rename, removes, adds, leave).
+
+    `to_send` are the writes still needed; `decided` are operations whose outcome the plan already
+    knows (skips, member cap, read failures); `in_place` counts members the job wants that are
+    already there. `names` maps user ids to display names for humans.
+    """
+
+    account: str
+    chat: str
+    to_send: tuple[Operation, ...] = ()
+    decided: tuple[Outcome, ...] = ()
+    in_place: int = 0
+    names: Mapping[str, str] = field(default_factory=dict)
+    state_digest: str | None = None
+    chat_name: str | None = None
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.to_send) or any(o.status == "failed" for o in self.decided)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a run will do, chat by chat."""
+
+    job_sha256: str
+    chats: tuple[ChatPlan, ...]
+
+    def operations(self) -> Iterator[Operation]:
+        for chat in self.chats:
+            yield from chat.to_send
+
+    def decided(self) -> Iterator[Outcome]:
+        for chat in self.chats:
+            yield from chat.decided
+
+    @property
+    def has_changes(self) -> bool:
+        return any(chat.has_changes for chat in self.chats)
+
+    @property
+    def removals(self) -> int:
+        return sum(1 for op in self.operations() if op.action == "remove")
