@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 __all__ = [
     "ACTIONS",
@@ -25,6 +26,7 @@ __all__ = [
     "ChatPlan",
     "ChatState",
     "ErrorInfo",
+    "Gate",
     "Job",
     "Operation",
     "Outcome",
@@ -33,6 +35,7 @@ __all__ = [
     "RateSpec",
     "ReadFailure",
     "Reason",
+    "RequestKind",
     "Status",
     "op_digest",
     "op_id",
@@ -65,11 +68,25 @@ Reason = Literal[
 AccountStatus = Literal["running", "errored", "disconnected", "paused"]
 ChatType = Literal["group", "1to1", "channel"]
 
+# How a request counts against an account's limits: the core account GET is not rate-limited,
+# every account-scoped request counts against `rate`, writes also against `write_rate`.
+RequestKind = Literal["core", "read", "write"]
+
 ACTIONS: tuple[Action, ...] = get_args(Action)
 STATUSES: tuple[Status, ...] = get_args(Status)
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
 WRITE_ACTIONS: frozenset[str] = frozenset({"add", "remove", "rename", "leave"})
+
+
+class Gate(Protocol):
+    """The seam between the HTTP client and pacing: entered around every single HTTP request.
+
+    The client knows nothing of rates; the run passes a gate that waits for the account's turn,
+    takes a global in-flight slot and stamps the send time, then releases the slot on exit.
+    """
+
+    def __call__(self, account: str, kind: RequestKind) -> AbstractAsyncContextManager[None]: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,10 +385,16 @@ class ChatPlan:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Everything a run will do, chat by chat."""
+    """Everything a run will do, chat by chat.
+
+    `owners` maps each account to its owner's user id (read at preflight; a leave removes it).
+    `job` is the job the plan was computed from, when known (apply needs its account settings).
+    """
 
     job_sha256: str
     chats: tuple[ChatPlan, ...]
+    owners: Mapping[str, str] = field(default_factory=dict)
+    job: Job | None = None
 
     def operations(self) -> Iterator[Operation]:
         for chat in self.chats:
