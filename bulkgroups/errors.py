@@ -9,6 +9,7 @@
         │                           detail, req_id and account, never the API key
         ├── TransientError          5xx: retry with backoff; a write's outcome is unknown
         │   ├── TransportError      timeout / connection reset (status None)
+        │   ├── PaginationError     the server repeated a participants cursor (a loop)
         │   └── RateLimited         429 api/too_many_requests: pause the account for retry_after
         ├── ProviderRateLimited     429 provider/too_many_requests: stop writing for the account
         ├── AuthError               the API key is wrong: stop the whole run
@@ -47,6 +48,7 @@ __all__ = [
     "JobFileError",
     "JobFileErrors",
     "NotFound",
+    "PaginationError",
     "PermissionDenied",
     "ProviderRateLimited",
     "RateLimited",
@@ -165,6 +167,13 @@ class TransportError(TransientError):
 
     def __init__(self, kind: str, *, detail: str | None = None, account: str | None = None) -> None:
         super().__init__(status=None, type=f"transport/{kind}", detail=detail, account=account)
+
+
+class PaginationError(TransientError):
+    """The server handed back a cursor it had already given: following it would loop forever.
+
+    Transient because a re-read from the first page usually gets a consistent listing.
+    """
 
 
 class RateLimited(TransientError):
