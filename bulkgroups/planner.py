@@ -1,0 +1,320 @@
+"""(Job, observed state) -> Plan: what each chat still needs, in contract order, and why not the rest.
+
+Pure and synchronous: no I/O, no clock, no randomness, so `plan` can show exactly what `apply` will
+do and every rule here is testable without a network. The engine reads each chat (fresh), then asks
+this module; the planner never sees an HTTP error, only a `ReadFailure` value.
+
+Per chat the contract order is rename, removes, adds, leave: removes come before adds so that room
+is made before a LinkedIn group (at most 50 members) is filled, and a leave comes last because the
+owner cannot change a chat it has left. `ChatPlan.to_send` holds the writes still needed, in that
+order; `ChatPlan.decided` holds, in the same order, the outcomes known without sending anything
+(`attempts=0` unless a read was attempted).
+
+Decisions the contract leaves open, taken here:
+
+* **Member cap.** A chat is refused (`failed` / `member_cap` for every operation of the chat,
+  nothing sent) only when the plan *adds* members and the planned end state (members after removes
+  and adds, the owner counted) is above `max_members`. A chat already above the cap that the job
+  only shrinks, renames or leaves is not refused: those writes move it towards the cap and no add
+  can be rejected for lack of room. A plan that removes some and adds some but still ends above the
+  cap is refused, because at least one of its adds would be sent into a full chat.
+* **Refusals and not-a-group take the whole chat:** every operation the chat would have had,
+  including ones that would otherwise be skipped (`same_name`, `already_member`), gets the refusal,
+  so a chat's records always tell one story.
+* **Read-only chats** (the owner left): every operation but leave is skipped `read_only`, a leave is
+  skipped `already_left`. For a desired-state chat the operations are the removes/adds computed from
+  the participants still visible, so the user sees what stays out of sync.
+* **Unreadable chats** (`ReadFailure`, or a chat that is not a group): an imperative chat records
+  every operation it states; a desired-state chat records one `read` plus its rename and leave. Only
+  the `read` record carries the read's `attempts`; operations that never reached the API carry 0.
+* **The owner** (a participant with `is_self`, or the account's `owner_id`) is never removed or
+  added. In `members`/`protect` it is ignored (it stays anyway). An imperative remove of the owner
+  should have been refused by the owner rule before planning; should one slip through it is
+  `failed` / `api_error` with error type `bulkgroups/owner_rule` rather than sent, since that DELETE
+  would be a leave. An imperative add of the owner is skipped `already_member`.
+* Users listed twice in one list are planned once (an operation id is recorded at most once a run).
+  Imperative operations keep the job's order; computed removes are sorted by user id (the API's page
+  order is not a stable input) and computed adds keep the order of `members`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from .model import (
+    ChatJob,
+    ChatPlan,
+    ChatState,
+    ErrorInfo,
+    Job,
+    Operation,
+    Outcome,
+    Plan,
+    ReadFailure,
+    Reason,
+    Status,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MEMBERS",
+    "chat_operations",
+    "plan_chat",
+    "plan_job",
+]
+
+DEFAULT_MAX_MEMBERS = 50
+
+# An operation still to send, or the outcome already known for it.
+_Step = Operation | Outcome
+
+
+def _unique(users: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(users))
+
+
+def chat_operations(chat: ChatJob) -> list[Operation]:
+    """Every operation the job states for `chat`, in contract order, without looking at state.
+
+    Imperative: rename, removes, adds, leave. Desired state: one `read` plus rename and leave (its
+    removes and adds depend on state). Used for records of chats that could not be read, and by
+    resume to know which operations a job has.
+    """
+    account, chat_id = chat.account, chat.chat
+    ops: list[Operation] = []
+    if chat.is_desired_state:
+        ops.append(Operation(account, chat_id, "read"))
+    if chat.rename is not None:
+        ops.append(Operation(account, chat_id, "rename", name=chat.rename))
+    if not chat.is_desired_state:
+        ops.extend(Operation(account, chat_id, "remove", user=u) for u in _unique(chat.remove))
+        ops.extend(Operation(account, chat_id, "add", user=u) for u in _unique(chat.add))
+    if chat.leave:
+        ops.append(Operation(account, chat_id, "leave"))
+    return ops
+
+
+def plan_chat(
+    chat: ChatJob,
+    observed: ChatState | ReadFailure,
+    *,
+    owner_id: str | None,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> ChatPlan:
+    """Plan one chat against its freshly read state (or the reason it could not be read).
+
+    `owner_id` is the account owner's user id from preflight (None if unknown: then only the
+    `is_self` participant is taken as the owner). See the module docstring for the rules.
+    """
+    if (observed.account, observed.chat) != (chat.account, chat.chat):
+        raise ValueError(
+            f"observed state of {observed.account}/{observed.chat} given for "
+            f"{chat.account}/{chat.chat}"
+        )
+    if isinstance(observed, ReadFailure):
+        return _unreadable(
+            chat,
+            status=observed.status,
+            reason=observed.reason,
+            error=observed.error,
+            read_attempts=observed.attempts,
+        )
+    info = observed.info
+    if info.type != "group" or not info.is_group:
+        # The read itself worked; what failed is the premise that this is a group chat.
+        return _unreadable(
+            chat, status="failed", reason="not_group", error=None, read_attempts=0, state=observed
+        )
+
+    current = observed.member_ids()
+    owners = {p.user_id for p in observed.participants if p.is_self}
+    if owner_id is not None:
+        owners.add(owner_id)
+
+    steps = (
+        _desired_steps(chat, observed, owners)
+        if chat.is_desired_state
+        else _imperative_steps(chat, observed, owners)
+    )
+
+    if info.is_readonly:
+        steps = [
+            _decide(s, "skipped", "already_left" if _op(s).action == "leave" else "read_only")
+            for s in steps
+        ]
+    elif _over_cap(steps, current, owners, owner_id, max_members):
+        steps = [_decide(s, "failed", "member_cap") for s in steps]
+
+    return ChatPlan(
+        account=chat.account,
+        chat=chat.chat,
+        to_send=tuple(s for s in steps if isinstance(s, Operation)),
+        decided=tuple(s for s in steps if isinstance(s, Outcome)),
+        in_place=_in_place(chat, current, owners),
+        names=_names(chat, observed, steps),
+        state_digest=observed.digest(),
+        chat_name=info.name,
+    )
+
+
+def plan_job(
+    job: Job,
+    observed: Mapping[tuple[str, str], ChatState | ReadFailure],
+    *,
+    owners: Mapping[str, str],
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> Plan:
+    """Plan every chat of `job` from `observed[(account, chat)]`.
+
+    Each chat's cap is its account's `max_members` from the job when set, else `max_members`. Every
+    chat of the job must have been observed (a `ReadFailure` counts): a missing one raises KeyError,
+    because leaving it out would silently drop its operations from the run.
+    """
+    chats: list[ChatPlan] = []
+    for chat in job.chats:
+        key = (chat.account, chat.chat)
+        if key not in observed:
+            raise KeyError(f"no observed state for chat {chat.chat} of account {chat.account}")
+        settings = job.accounts.get(chat.account)
+        cap = max_members
+        if settings is not None and settings.max_members is not None:
+            cap = settings.max_members
+        chats.append(
+            plan_chat(chat, observed[key], owner_id=owners.get(chat.account), max_members=cap)
+        )
+    return Plan(job_sha256=job.sha256, chats=tuple(chats), owners=owners, job=job)
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------
+
+
+def _op(step: _Step) -> Operation:
+    return step if isinstance(step, Operation) else step.operation
+
+
+def _decide(step: _Step, status: Status, reason: Reason, error: ErrorInfo | None = None) -> Outcome:
+    return Outcome(_op(step), status, reason, attempts=0, error=error)
+
+
+def _rename_step(chat: ChatJob, state: ChatState) -> list[_Step]:
+    if chat.rename is None:
+        return []
+    op = Operation(chat.account, chat.chat, "rename", name=chat.rename)
+    if chat.rename == state.info.name:
+        return [_decide(op, "skipped", "same_name")]
+    return [op]
+
+
+def _leave_step(chat: ChatJob) -> list[_Step]:
+    return [Operation(chat.account, chat.chat, "leave")] if chat.leave else []
+
+
+def _owner_rule_error(user: str) -> ErrorInfo:
+    # Not an API answer, so no HTTP status; the type names the rule that was broken.
+    return ErrorInfo(
+        status=None,
+        type="bulkgroups/owner_rule",
+        detail=f"{user} is the account owner: it cannot be removed (use `leave`)",
+    )
+
+
+def _imperative_steps(chat: ChatJob, state: ChatState, owners: set[str]) -> list[_Step]:
+    current = state.member_ids()
+    steps = _rename_step(chat, state)
+    for user in _unique(chat.remove):
+        op = Operation(chat.account, chat.chat, "remove", user=user)
+        if user in owners:
+            steps.append(_decide(op, "failed", "api_error", _owner_rule_error(user)))
+        elif user not in current:
+            steps.append(_decide(op, "skipped", "not_member"))
+        else:
+            steps.append(op)
+    for user in _unique(chat.add):
+        op = Operation(chat.account, chat.chat, "add", user=user)
+        # The owner of a chat it can read is in it, whatever the participant list says.
+        if user in current or user in owners:
+            steps.append(_decide(op, "skipped", "already_member"))
+        else:
+            steps.append(op)
+    return steps + _leave_step(chat)
+
+
+def _desired_steps(chat: ChatJob, state: ChatState, owners: set[str]) -> list[_Step]:
+    current = state.member_ids()
+    wanted = [u for u in _unique(chat.members or ()) if u not in owners]
+    keep = set(wanted) | set(chat.protect) | owners
+    steps = _rename_step(chat, state)
+    steps.extend(
+        Operation(chat.account, chat.chat, "remove", user=u) for u in sorted(current - keep)
+    )
+    steps.extend(
+        Operation(chat.account, chat.chat, "add", user=u) for u in wanted if u not in current
+    )
+    return steps + _leave_step(chat)
+
+
+def _over_cap(
+    steps: list[_Step],
+    current: frozenset[str],
+    owners: set[str],
+    owner_id: str | None,
+    max_members: int,
+) -> bool:
+    """True when the plan adds members and its end state (owner counted) is above the cap."""
+    sending = [s for s in steps if isinstance(s, Operation)]
+    adds = {op.user for op in sending if op.action == "add" and op.user is not None}
+    if not adds:
+        return False
+    removes = {op.user for op in sending if op.action == "remove"}
+    end = (current - removes) | adds
+    # The owner is in the chat even when the participant list failed to show it.
+    if owner_id is not None and not (end & owners):
+        end |= {owner_id}
+    return len(end) > max_members
+
+
+def _in_place(chat: ChatJob, current: frozenset[str], owners: set[str]) -> int:
+    """How many of the members (or adds) the job wants are already there; the owner not counted."""
+    wanted = chat.members if chat.is_desired_state else chat.add
+    return sum(1 for u in _unique(wanted or ()) if u in current and u not in owners)
+
+
+def _names(chat: ChatJob, state: ChatState, steps: list[_Step]) -> dict[str, str]:
+    """Display names of the users the chat's plan mentions, for lines like `+ ACoAA1 (Ann Lee)`."""
+    mentioned = {_op(s).user for s in steps}
+    mentioned.update(chat.add, chat.remove, chat.members or (), chat.protect)
+    return {
+        p.user_id: p.display_name
+        for p in state.participants
+        if p.user_id in mentioned and p.display_name
+    }
+
+
+def _unreadable(
+    chat: ChatJob,
+    *,
+    status: Status,
+    reason: Reason,
+    error: ErrorInfo | None,
+    read_attempts: int,
+    state: ChatState | None = None,
+) -> ChatPlan:
+    """Every operation of a chat whose state is unusable gets the same outcome."""
+    decided = tuple(
+        Outcome(
+            op,
+            status,
+            reason,
+            attempts=read_attempts if op.action == "read" else 0,
+            error=error,
+        )
+        for op in chat_operations(chat)
+    )
+    return ChatPlan(
+        account=chat.account,
+        chat=chat.chat,
+        decided=decided,
+        state_digest=state.digest() if state is not None else None,
+        chat_name=state.info.name if state is not None else None,
+    )
