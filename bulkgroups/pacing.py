@@ -1,0 +1,433 @@
+"""Per-account pacing that never exceeds a limit, by construction; and the retry policy.
+
+Unipile counts an account's requests in rolling fixed windows (`unipile-v2.md`, "Rate limits"): a
+client is safe only if no interval of length T ever holds more than N of its requests. Every
+account therefore gets an `AccountPacer` that keeps, per limit, a sliding log of its last N send
+times: a request may go once the oldest of those is a full (effective) period old. That is exact —
+N requests at once, then the next as soon as the first leaves the window — so a backlog is sent at
+the full configured rate (the makespan of M requests is ⌊(M-1)/N⌋ effective periods) while no
+window can ever hold N + 1. Writes are logged against both `rate` and `write_rate`.
+
+Why not aiolimiter: `AsyncLimiter(N, T)` is a leaky bucket that lets N go at once and N more
+before T has passed (nearly 2N in one window, which Unipile rejects with 429); `AsyncLimiter(1, T/N)`
+is safe but can neither pause (Retry-After) nor slow down, and forbids the initial burst of N
+that the limit allows. The sliding log is about 40 lines, pure, and tested against a fake clock.
+
+Safety margin: a period T is paced as T·(1 + margin) + min_margin, by default T·1.02 + 2 ms. The
+pacer stamps a request just before the client sends it; Unipile counts it on arrival, and latency
+differs between two requests N apart. Two percent of T tolerates that much latency variation
+(20 ms for 20/s, 1.2 s for 1/min, whose request sizes are alike but whose sends are far apart); the
+2 ms covers event-loop scheduling and clock granularity when T is short. It costs 2 % of the
+throughput, inside the 5 % makespan target.
+
+Slow-down (after a 429 or a hidden limiter): every period is multiplied by `factor`, and while
+`factor > 1` requests are also spread evenly (one per period·factor/N) rather than in bursts,
+because whatever answered 429 disliked what we sent. Each success takes `recovery` off the
+factor, back to 1. Pauses (Retry-After, cross-run pacing from the ledger) hold every
+rate-limited request of the account until a monotonic time. Jitter only ever adds delay, so none
+of this can weaken the guarantee: every constraint is a lower bound on the next send time.
+
+Order in `Pacing.gate` (STYLE pattern 5): under the account's lock, wait for the account's turn,
+then take a global in-flight slot, then stamp — so an account that waits never holds a slot
+(no head-of-line blocking) and nothing is awaited between stamping and sending.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+import anyio
+
+from .model import AccountSettings, RateSpec, RequestKind
+
+__all__ = [
+    "DEFAULT_RATE",
+    "DEFAULT_WRITE_RATE",
+    "AccountPacer",
+    "Pacing",
+    "PacingPolicy",
+    "RetryPolicy",
+]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+_NEVER = -math.inf  # "nothing holds this request back"
+
+# The contract's defaults: 1/s for every account-scoped request, 1/min for writes.
+DEFAULT_RATE = RateSpec(1, 1.0)
+DEFAULT_WRITE_RATE = RateSpec(1, 60.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacingPolicy:
+    """How one account is paced: its limits, jitter, safety margin and slow-down."""
+
+    rate: RateSpec | None = DEFAULT_RATE  # None = unlimited (limits off)
+    write_rate: RateSpec | None = DEFAULT_WRITE_RATE  # None = only `rate` applies to writes
+    jitter: float = 0.0  # 0..F of the write interval added as random extra delay
+    margin: float = 0.02  # relative safety margin on every period
+    min_margin: float = 0.002  # absolute seconds added to every period
+    slowdown: float = 2.0  # factor applied to the periods by each slow_down()
+    max_slowdown: float = 16.0
+    recovery: float = 0.05  # taken off the factor by each success
+
+    def __post_init__(self) -> None:
+        if self.jitter < 0 or self.margin < 0 or self.min_margin < 0 or self.recovery < 0:
+            raise ValueError("jitter, margins and recovery cannot be negative")
+        if self.slowdown < 1 or self.max_slowdown < 1:
+            raise ValueError("a slow-down factor is at least 1")
+
+    @property
+    def strictest_period(self) -> float:
+        """The larger T of `rate` and `write_rate` (0 if neither): how long a new run waits after
+        an account's last recorded request so that back-to-back runs stay within the limits."""
+        return max((spec.period for spec in (self.rate, self.write_rate) if spec), default=0.0)
+
+    def effective_period(self, spec: RateSpec) -> float:
+        """The period actually paced for `spec`: its T with the safety margin."""
+        return spec.period * (1.0 + self.margin) + self.min_margin
+
+    def write_interval(self) -> float:
+        """The configured spacing of writes (what `jitter` is a fraction of); 0 if unlimited."""
+        return max((spec.interval for spec in (self.rate, self.write_rate) if spec), default=0.0)
+
+    def overridden_by(self, settings: AccountSettings) -> PacingPolicy:
+        """This policy with an account's job-file `rate`/`write_rate`, each on its own."""
+        return replace(
+            self,
+            rate=settings.rate if settings.rate is not None else self.rate,
+            write_rate=settings.write_rate if settings.write_rate is not None else self.write_rate,
+        )
+
+    def estimate_seconds(self, reads: int, writes: int) -> float:
+        """Seconds from the first to the last of these requests at these limits, from a fresh
+        start, counting the mean jitter; a lower bound when requests are not all ready at once."""
+        total = max(reads, 0) + max(writes, 0)
+        estimate = 0.0
+        if self.rate is not None:
+            estimate = _backlog_span(total, self.rate.count, self.effective_period(self.rate))
+        write_limit = self.write_rate or self.rate
+        if write_limit is not None and writes > 0:
+            mean_jitter = self.jitter * self.write_interval() / 2.0
+            # Jitter is added to a write's turn, which the log then carries forward per slot.
+            period = self.effective_period(write_limit) + mean_jitter
+            estimate = max(estimate, _backlog_span(writes, write_limit.count, period))
+        return estimate
+
+
+def _backlog_span(requests: int, count: int, period: float) -> float:
+    """With a sliding log, request k (from 0) of a backlog goes at ⌊k/N⌋ periods."""
+    return ((requests - 1) // count) * period if requests > 0 else 0.0
+
+
+class _Window:
+    """The sliding log of one limit: the last `count` send times of the requests it covers."""
+
+    __slots__ = ("count", "log", "period")
+
+    def __init__(self, spec: RateSpec, period: float) -> None:
+        self.count = spec.count
+        self.period = period
+        self.log: deque[float] = deque(maxlen=spec.count)
+
+    def ready_at(self, factor: float) -> float:
+        log = self.log
+        if not log:
+            return _NEVER
+        period = self.period * factor
+        at = log[0] + period if len(log) == self.count else _NEVER
+        if factor > 1.0:
+            at = max(at, log[-1] + period / self.count)
+        return at
+
+
+class AccountPacer:
+    """When the next request of one account may go; owned by one run.
+
+    `earliest`/`stamp` are the pure core (no awaiting, testable with a fake clock); `wait_turn`
+    sleeps until the turn comes. Callers serialise wait_turn + stamp under `lock`, as `Pacing.gate`
+    does; without it, two tasks could both see the same free slot.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_factor",
+        "_general",
+        "_jitter_span",
+        "_lock",
+        "_paused_until",
+        "_rng",
+        "_sleep",
+        "_write_extra",
+        "_writes",
+        "policy",
+    )
+
+    def __init__(
+        self,
+        policy: PacingPolicy,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._general = (
+            _Window(policy.rate, policy.effective_period(policy.rate)) if policy.rate else None
+        )
+        self._writes = (
+            _Window(policy.write_rate, policy.effective_period(policy.write_rate))
+            if policy.write_rate
+            else self._general
+        )
+        self._factor = 1.0
+        self._paused_until = _NEVER
+        self._jitter_span = policy.jitter * policy.write_interval()
+        self._write_extra = self._draw_jitter()
+        self._lock: anyio.Lock | None = None
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def factor(self) -> float:
+        """The current slow-down factor (1.0 = the configured rate)."""
+        return self._factor
+
+    @property
+    def paused_until(self) -> float:
+        """Monotonic time before which no rate-limited request goes (-inf if never paused)."""
+        return self._paused_until
+
+    @property
+    def lock(self) -> anyio.Lock:
+        """Serialises wait + stamp for this account, first come first served.
+
+        Created on first use so that a pacer built outside the event loop binds to the loop it
+        is used in.
+        """
+        if self._lock is None:
+            # fast_acquire: an uncontended gate costs no extra trip through the event loop; the
+            # caller yields right after anyway (it sends a request).
+            self._lock = anyio.Lock(fast_acquire=True)
+        return self._lock
+
+    # --- the pure core -----------------------------------------------------------------------
+
+    def earliest(self, kind: RequestKind) -> float:
+        """The monotonic time from which the next request of this kind may be sent."""
+        if kind == "core":
+            return _NEVER  # the core account GET is not limited by Unipile
+        factor = self._factor
+        at = self._general.ready_at(factor) if self._general is not None else _NEVER
+        if kind == "write" and self._writes is not None:
+            at = max(at, self._writes.ready_at(factor))
+            if at != _NEVER:
+                at += self._write_extra
+        return max(at, self._paused_until)
+
+    def ready(self, kind: RequestKind) -> bool:
+        """Whether a request of this kind may be sent now."""
+        return self.earliest(kind) <= self._clock()
+
+    def stamp(self, kind: RequestKind) -> None:
+        """Record that a request of this kind is being sent now."""
+        if kind == "core":
+            return
+        now = self._clock()
+        if self._general is not None:
+            self._general.log.append(now)
+        if kind == "write":
+            if self._writes is not None and self._writes is not self._general:
+                self._writes.log.append(now)
+            self._write_extra = self._draw_jitter()
+
+    def ideal_interval(self, kind: RequestKind) -> float:
+        """The sustained spacing of requests of this kind at the current factor, margin
+        included and jitter excluded (0 when unlimited)."""
+        if kind == "core":
+            return 0.0
+        windows = (self._general, self._writes) if kind == "write" else (self._general,)
+        return max(
+            (w.period * self._factor / w.count for w in windows if w is not None), default=0.0
+        )
+
+    async def wait_turn(self, kind: RequestKind) -> None:
+        """Sleep until this kind's turn; re-checks after every sleep, since a pause or a
+        slow-down may arrive meanwhile."""
+        while True:
+            delay = self.earliest(kind) - self._clock()
+            if delay <= 0.0:
+                return
+            await self._sleep(delay)
+
+    # --- feedback ----------------------------------------------------------------------------
+
+    def pause_until(self, when: float) -> None:
+        """Hold the account until monotonic time `when`; never shortens an existing pause."""
+        if when > self._paused_until:
+            self._paused_until = when
+
+    def pause_for(self, seconds: float) -> None:
+        """Hold the account for `seconds` from now (e.g. a 429's Retry-After)."""
+        self.pause_until(self._clock() + seconds)
+
+    def slow_down(self) -> None:
+        """Multiply the periods by the policy's `slowdown`, up to `max_slowdown`."""
+        self._factor = min(self._factor * self.policy.slowdown, self.policy.max_slowdown)
+
+    def succeeded(self) -> None:
+        """A request went through: recover additively towards the configured rate."""
+        if self._factor > 1.0:
+            self._factor = max(1.0, self._factor - self.policy.recovery)
+
+    def _draw_jitter(self) -> float:
+        return self._rng.uniform(0.0, self._jitter_span) if self._jitter_span > 0.0 else 0.0
+
+
+class Pacing:
+    """All accounts' pacers plus the global in-flight bound; its `gate` is a model.Gate."""
+
+    __slots__ = (
+        "_clock",
+        "_concurrency",
+        "_default",
+        "_pacers",
+        "_per_account",
+        "_rng",
+        "_sleep",
+        "_slots",
+    )
+
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        default: PacingPolicy,
+        per_account: Mapping[str, PacingPolicy] | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._concurrency = concurrency
+        self._default = default
+        self._per_account = dict(per_account or {})
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng if rng is not None else random.Random()
+        self._pacers: dict[str, AccountPacer] = {}
+        self._slots: anyio.Semaphore | None = None
+
+    def policy(self, account: str) -> PacingPolicy:
+        return self._per_account.get(account, self._default)
+
+    def pacer(self, account: str) -> AccountPacer:
+        """The account's pacer, created on first use."""
+        pacer = self._pacers.get(account)
+        if pacer is None:
+            pacer = AccountPacer(
+                self.policy(account), clock=self._clock, sleep=self._sleep, rng=self._rng
+            )
+            self._pacers[account] = pacer
+        return pacer
+
+    def gate(self, account: str, kind: RequestKind) -> AbstractAsyncContextManager[None]:
+        """Entered around one HTTP request: waits for the account's turn, takes a global slot,
+        stamps the send; the slot is released on exit."""
+        return _Turn(self, account, kind)
+
+    def estimate_seconds(self, account: str, reads: int, writes: int) -> float:
+        """The time these requests of this account take at its limits (for `plan`)."""
+        return self.policy(account).estimate_seconds(reads, writes)
+
+    def _global_slots(self) -> anyio.Semaphore:
+        if self._slots is None:
+            # Created on first use, inside the run's event loop; FIFO like the account locks.
+            self._slots = anyio.Semaphore(self._concurrency, fast_acquire=True)
+        return self._slots
+
+    async def _enter(self, account: str, kind: RequestKind) -> None:
+        slots = self._global_slots()
+        if kind == "core":
+            await slots.acquire()
+            return
+        pacer = self.pacer(account)
+        lock = pacer.lock
+        await lock.acquire()
+        try:
+            while True:
+                await pacer.wait_turn(kind)
+                await slots.acquire()
+                if pacer.ready(kind):
+                    break
+                # A pause or slow-down arrived while we waited for a slot: give it back.
+                slots.release()
+            # Nothing is awaited from here to the caller's send.
+            pacer.stamp(kind)
+        finally:
+            lock.release()
+
+    def _exit(self) -> None:
+        self._global_slots().release()
+
+
+class _Turn:
+    """The context manager `Pacing.gate` returns (a class, not a generator: it is on the hot path)."""
+
+    __slots__ = ("_account", "_kind", "_pacing")
+
+    def __init__(self, pacing: Pacing, account: str, kind: RequestKind) -> None:
+        self._pacing = pacing
+        self._account = account
+        self._kind = kind
+
+    async def __aenter__(self) -> None:
+        await self._pacing._enter(self._account, self._kind)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._pacing._exit()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How a failed request is retried (STYLE pattern 6): bounded in attempts and in backoff time.
+
+    `budget` counts backoff only, not time spent waiting for the pacer (at 1 write/min a write may
+    wait minutes for its turn); a Retry-After beyond it defers the account rather than sleeping.
+    """
+
+    attempts: int = 6  # total attempts per request
+    budget: float = 120.0  # seconds of backoff allowed per operation
+    initial: float = 0.5  # first backoff
+    maximum: float = 30.0  # cap of one backoff
+    jitter: float = 0.5  # random extra, fraction of the backoff
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("a retry policy needs at least one attempt")
+        if self.budget < 0 or self.initial < 0 or self.jitter < 0 or self.maximum < self.initial:
+            raise ValueError("backoff times must be non-negative, with maximum >= initial")
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1 = the first request):
+        initial·2^(attempt-1) plus up to `jitter` of it at random, never above `maximum`."""
+        exponent = min(max(attempt, 1) - 1, 64)  # 2**64 · initial is past any cap
+        base = min(self.maximum, self.initial * 2.0**exponent)
+        return min(self.maximum, base * (1.0 + self.jitter * rng.random()))
