@@ -36,7 +36,7 @@ DEFAULT_BASE_URL: Final = "https://api.unipile.com"
 # Unipile's (documented-by-decision) maximum `limit` of the participants listing.
 MAX_PAGE_SIZE: Final = 100
 
-Method = Literal["GET", "POST", "PATCH", "DELETE"]
+_Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 _UNRESERVED: Final = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
@@ -378,7 +378,7 @@ class UnipileClient:
 
     async def _request(
         self,
-        method: Method,
+        method: _Method,
         account_id: str,
         segments: tuple[str, ...],
         *,

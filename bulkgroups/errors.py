@@ -135,14 +135,14 @@ class ApiError(BulkGroupsError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        parts = [f"{self.status if self.status is not None else '-'} {self.type}"]
+        message = f"{self.status if self.status is not None else '-'} {self.type}"
         if self.detail:
-            parts.append(self.detail[:300])
+            message += f": {self.detail[:300]}"
         if self.account:
-            parts.append(f"account {self.account}")
+            message += f" (account {self.account})"
         if self.req_id:
-            parts.append(f"req_id {self.req_id}")
-        return ": ".join(parts[:2]) + "".join(f" ({p})" for p in parts[2:])
+            message += f" (req_id {self.req_id})"
+        return message
 
     def __repr__(self) -> str:
         return (
