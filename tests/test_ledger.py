@@ -1,0 +1,420 @@
+"""The ledger: whole lines written at once, fsync off the event loop, torn tails, replay."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+
+from bulkgroups.ledger import (
+    LedgerCorrupt,
+    LedgerWriter,
+    Replay,
+    cut_torn_tail,
+    format_time,
+    new_run_id,
+    parse_time,
+    read_records,
+    replay,
+)
+from bulkgroups.model import ErrorInfo, Operation, Outcome, op_digest
+
+JOB = "a" * 64
+OTHER_JOB = "b" * 64
+T0 = parse_time("2025-03-10T12:00:00.000Z")
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def parsed(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in lines(path)]
+
+
+def add(user: str, *, account: str = "acc_1", chat: str = "chat_A") -> Operation:
+    return Operation(account, chat, "add", user=user)
+
+
+def run_line(run_id: str, job: str = JOB) -> dict[str, Any]:
+    return {
+        "type": "run",
+        "run_id": run_id,
+        "job_sha256": job,
+        "resume": False,
+        "started_at": format_time(T0),
+        "version": "0.1.0",
+    }
+
+
+def op_line(
+    run_id: str,
+    op: Operation,
+    status: str,
+    *,
+    at: float = T0,
+    attempts: int = 1,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": "op",
+        "op_id": op.op_id,
+        "run_id": run_id,
+        "account": op.account,
+        "chat": op.chat,
+        "action": op.action,
+        "user": op.user,
+        "name": op.name,
+        "status": status,
+        "reason": reason,
+        "attempts": attempts,
+        "error": None,
+        "at": format_time(at),
+    }
+
+
+def write_ledger(path: Path, records: Iterable[dict[str, Any]], tail: bytes = b"") -> None:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + tail)
+
+
+class CountingFsync:
+    """An fsync that records which threads it ran on and can signal the test's event loop."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.synced = anyio.Event()
+
+    def __call__(self, fd: int) -> None:
+        self.threads.append(threading.get_ident())
+        anyio.from_thread.run_sync(self.synced.set)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+async def test_each_record_is_in_the_file_as_a_whole_line_while_the_writer_is_open(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    async with LedgerWriter(path, fsync_interval=3600) as ledger:
+        await ledger.run_started(run_id="r1", job_sha256=JOB, resume=False, version="0.1.0")
+        await ledger.flush()
+        assert [r["type"] for r in parsed(path)] == ["run"]
+        await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
+        await ledger.flush()
+        assert [r["type"] for r in parsed(path)] == ["run", "op"]
+        assert all(line.endswith(b"\n") for line in lines(path))
+
+
+async def test_records_have_exactly_the_contract_fields(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    clock = iter([T0, T0 + 1.5, T0 + 2.25, T0 + 3])
+    error = ErrorInfo(status=429, type="provider/too_many_requests", detail="slow down", req_id="q1")
+    async with LedgerWriter(path, clock=lambda: next(clock)) as ledger:
+        await ledger.run_started(run_id="r1", job_sha256=JOB, resume=True, version="0.1.0")
+        await ledger.record(
+            Outcome(add("u1"), "deferred", "provider_rate_limited", attempts=2, error=error),
+            run_id="r1",
+        )
+        await ledger.record(
+            Outcome(Operation("acc_1", "chat_A", "rename", name="Cohort 12"), "applied", attempts=1),
+            run_id="r1",
+        )
+        await ledger.run_ended(
+            run_id="r1", counts={"applied": 1, "deferred": 1}, interrupted=False
+        )
+    run, deferred, renamed, end = parsed(path)
+    assert run == {
+        "type": "run",
+        "run_id": "r1",
+        "job_sha256": JOB,
+        "resume": True,
+        "started_at": "2025-03-10T12:00:00.000Z",
+        "version": "0.1.0",
+    }
+    assert deferred == {
+        "type": "op",
+        "op_id": add("u1").op_id,
+        "run_id": "r1",
+        "account": "acc_1",
+        "chat": "chat_A",
+        "action": "add",
+        "user": "u1",
+        "name": None,
+        "status": "deferred",
+        "reason": "provider_rate_limited",
+        "attempts": 2,
+        "error": {
+            "status": 429,
+            "type": "provider/too_many_requests",
+            "detail": "slow down",
+            "req_id": "q1",
+        },
+        "at": "2025-03-10T12:00:01.500Z",
+    }
+    assert renamed["user"] is None and renamed["name"] == "Cohort 12"
+    assert renamed["error"] is None and renamed["at"] == "2025-03-10T12:00:02.250Z"
+    assert end == {
+        "type": "end",
+        "run_id": "r1",
+        "counts": {"applied": 1, "skipped": 0, "deferred": 1, "failed": 0},
+        "interrupted": False,
+        "finished_at": "2025-03-10T12:00:03.000Z",
+    }
+
+
+async def test_fsync_runs_in_worker_threads_in_batches(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    fsync = CountingFsync()
+    async with LedgerWriter(path, fsync_every=64, fsync_interval=3600, fsync=fsync) as ledger:
+        for i in range(200):
+            await ledger.record(Outcome(add(f"u{i}"), "applied", attempts=1), run_id="r1")
+    assert len(parsed(path)) == 200
+    # 200 lines in batches of 64 plus the final one on close: a handful, never one per line.
+    assert 1 <= len(fsync.threads) <= 4
+    assert threading.get_ident() not in fsync.threads
+
+
+async def test_an_idle_writer_fsyncs_after_the_interval_without_closing(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    fsync = CountingFsync()
+    async with LedgerWriter(path, fsync_every=1000, fsync_interval=0.01, fsync=fsync) as ledger:
+        await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
+        with anyio.fail_after(10):
+            await fsync.synced.wait()
+        assert len(fsync.threads) == 1
+
+
+async def test_a_durable_flush_fsyncs_off_the_event_loop(tmp_path: Path) -> None:
+    fsync = CountingFsync()
+    async with LedgerWriter(
+        tmp_path / "ledger.jsonl", fsync_interval=3600, fsync=fsync
+    ) as ledger:
+        await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
+        await ledger.flush(durable=True)
+        assert fsync.threads and threading.get_ident() not in fsync.threads
+
+
+async def test_a_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    write_ledger(path, [run_line("r1")], tail=b'{"type":"op","op_id":"ab')
+    async with LedgerWriter(path) as ledger:
+        await ledger.run_started(run_id="r2", job_sha256=JOB, resume=True, version="0.1.0")
+    assert [r["run_id"] for r in parsed(path)] == ["r1", "r2"]
+
+
+def test_cutting_a_torn_tail_keeps_whole_lines_and_handles_edge_cases(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    assert cut_torn_tail(path) == 0  # missing file
+    path.write_bytes(b"")
+    assert cut_torn_tail(path) == 0
+    path.write_bytes(b'{"a":1}\n')
+    assert cut_torn_tail(path) == 0 and path.read_bytes() == b'{"a":1}\n'
+    path.write_bytes(b'{"a":1')  # a first line torn: nothing survives
+    assert cut_torn_tail(path) == 6 and path.read_bytes() == b""
+    long_tail = b"x" * 200_000  # longer than one read chunk
+    path.write_bytes(b'{"a":1}\n' + long_tail)
+    assert cut_torn_tail(path) == len(long_tail) and path.read_bytes() == b'{"a":1}\n'
+
+
+async def test_cancelling_the_enclosing_scope_leaves_whole_lines_and_a_closed_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    with anyio.CancelScope() as scope:
+        async with LedgerWriter(path, fsync_interval=3600) as ledger:
+            await ledger.run_started(run_id="r1", job_sha256=JOB, resume=False, version="0.1.0")
+            for i in range(3000):  # more than the queue holds
+                await ledger.record(Outcome(add(f"u{i}"), "applied", attempts=1), run_id="r1")
+                if i == 2000:
+                    scope.cancel()
+            await ledger.run_ended(run_id="r1", counts={"applied": 3000}, interrupted=True)
+            await anyio.sleep(0)  # a checkpoint: cancellation lands here
+            pytest.fail("the scope was cancelled")
+    assert scope.cancelled_caught
+    records = parsed(path)  # every line is whole JSON
+    assert len(records) == 3002 and records[-1]["type"] == "end"
+    # The descriptor is closed: appending after the run works from a fresh writer.
+    async with LedgerWriter(path) as again:
+        await again.run_started(run_id="r2", job_sha256=JOB, resume=True, version="0.1.0")
+    assert parsed(path)[-1]["run_id"] == "r2"
+
+
+async def test_the_writer_refuses_records_outside_its_context(tmp_path: Path) -> None:
+    ledger = LedgerWriter(tmp_path / "ledger.jsonl")
+    with pytest.raises(RuntimeError):
+        await ledger.record(Outcome(add("u1"), "applied"), run_id="r1")
+
+
+def test_run_ids_are_fresh_and_sort_by_time() -> None:
+    ids = {new_run_id() for _ in range(100)}
+    assert len(ids) == 100
+    assert all(i[:8].isdigit() and i[8] == "T" for i in ids)
+
+
+def test_times_are_iso_utc_with_milliseconds_and_z() -> None:
+    assert format_time(0.0) == "1970-01-01T00:00:00.000Z"
+    assert format_time(T0 + 0.1234) == "2025-03-10T12:00:00.123Z"
+    assert parse_time("2025-03-10T12:00:00.123Z") == pytest.approx(T0 + 0.123)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def test_readers_ignore_a_torn_last_line_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b'{"type":"run","run_id":"r1"}\n\n  \r\n{"type":"end","run_id":"r1"}\n{"ty')
+    assert [r["type"] for r in read_records(path)] == ["run", "end"]
+
+
+def test_a_complete_but_unterminated_last_line_is_also_torn(tmp_path: Path) -> None:
+    # The writer cuts it before appending, so readers must not count it either.
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b'{"type":"run","run_id":"r1"}\n{"type":"end","run_id":"r1"}')
+    assert [r["type"] for r in read_records(path)] == ["run"]
+
+
+def test_a_damaged_line_in_the_middle_is_reported_with_its_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_bytes(b'{"type":"run"}\nnot json\n{"type":"end"}\n')
+    with pytest.raises(LedgerCorrupt, match=r"ledger\.jsonl:2: not a ledger record"):
+        list(read_records(path))
+    path.write_bytes(b"[1, 2]\n")
+    with pytest.raises(LedgerCorrupt, match=r":1:"):
+        list(read_records(path))
+
+
+def test_a_missing_ledger_replays_empty(tmp_path: Path) -> None:
+    result = replay(tmp_path / "nope.jsonl", job_sha256=JOB)
+    assert result == Replay()
+    assert result.last_job_sha256 is None and not result.settled(add("u1").digest)
+
+
+def test_replay_keeps_the_last_outcome_per_op_over_trailing_runs_of_the_job(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    u1, u2, u3, u4 = add("u1"), add("u2"), add("u3"), add("u4")
+    write_ledger(
+        path,
+        [
+            run_line("r1"),
+            op_line("r1", u1, "applied"),
+            op_line("r1", u2, "deferred"),
+            op_line("r1", u3, "failed"),
+            run_line("r2"),
+            op_line("r2", u2, "applied"),
+            op_line("r2", u3, "skipped"),
+            op_line("r2", u4, "deferred"),
+        ],
+    )
+    result = replay(path, job_sha256=JOB)
+    assert result.last_job_sha256 == JOB and result.last_run_id == "r2"
+    assert result.outcomes == {
+        u1.digest: "applied",
+        u2.digest: "applied",
+        u3.digest: "skipped",
+        u4.digest: "deferred",
+    }
+    assert [result.settled(op.digest) for op in (u1, u2, u3, u4)] == [True, True, True, False]
+    assert not result.settled(add("never").digest)
+
+
+def test_replay_stops_at_a_run_of_another_job(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    u1, u2 = add("u1"), add("u2")
+    write_ledger(
+        path,
+        [
+            run_line("r1"),
+            op_line("r1", u1, "applied"),  # before the other job: not part of the trailing runs
+            run_line("r2", OTHER_JOB),
+            op_line("r2", u1, "failed"),
+            run_line("r3"),
+            op_line("r3", u2, "applied"),
+        ],
+    )
+    assert replay(path, job_sha256=JOB).outcomes == {u2.digest: "applied"}
+
+
+def test_replay_of_a_job_that_is_not_the_last_one_has_no_outcomes(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    write_ledger(
+        path, [run_line("r1"), op_line("r1", add("u1"), "applied"), run_line("r2", OTHER_JOB)]
+    )
+    result = replay(path, job_sha256=JOB)
+    assert result.last_job_sha256 == OTHER_JOB and result.outcomes == {}
+    # Without a job to resume there is nothing to remember per operation.
+    assert replay(path).outcomes == {}
+
+
+def test_replay_computes_the_digest_when_the_op_id_is_unusable(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    rename = Operation("acc_1", "chat_A", "rename", name="Cohort 12")
+    record = op_line("r1", rename, "applied") | {"op_id": "legacy"}
+    write_ledger(path, [run_line("r1"), record])
+    assert replay(path, job_sha256=JOB).outcomes == {
+        op_digest("acc_1", "chat_A", "rename", "Cohort 12"): "applied"
+    }
+
+
+def test_replay_knows_each_accounts_last_record_in_any_run(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    write_ledger(
+        path,
+        [
+            run_line("r1", OTHER_JOB),
+            op_line("r1", add("u1", account="acc_1"), "applied", at=T0 + 5),
+            op_line("r1", add("u2", account="acc_2"), "applied", at=T0 + 7),
+            run_line("r2"),
+            op_line("r2", add("u3", account="acc_1"), "failed", at=T0 + 9),
+        ],
+    )
+    assert replay(path).last_record_at == {
+        "acc_1": pytest.approx(T0 + 9),
+        "acc_2": pytest.approx(T0 + 7),
+    }
+
+
+def test_writes_today_sums_write_attempts_of_the_current_utc_day(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    midnight = parse_time("2025-03-11T00:00:00.000Z")
+    read = Operation("acc_1", "chat_B", "read")
+    write_ledger(
+        path,
+        [
+            run_line("r1"),
+            op_line("r1", add("u1"), "applied", at=midnight - 0.001, attempts=5),  # yesterday
+            op_line("r1", add("u2"), "applied", at=midnight, attempts=2),
+            op_line("r1", read, "failed", at=midnight + 1, attempts=3),  # a read is no write
+            op_line("r1", add("u3"), "deferred", at=midnight + 2, attempts=0),
+            op_line("r1", add("u4", account="acc_2"), "failed", at=midnight + 3, attempts=4),
+        ],
+    )
+    assert replay(path, now=midnight + 3600).writes_today == {"acc_1": 2, "acc_2": 4}
+    assert replay(path, now=midnight - 1).writes_today == {"acc_1": 5}
+
+
+def test_a_large_ledger_replays(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    n = 200_000
+    with path.open("wb") as file:
+        file.write(orjson.dumps(run_line("r1")) + b"\n")
+        for i in range(n):
+            op = add(f"u{i}", account=f"acc_{i % 100}", chat=f"chat_{i % 1000}")
+            status = "applied" if i % 10 else "deferred"
+            file.write(orjson.dumps(op_line("r1", op, status, at=T0 + i / 1000)) + b"\n")
+    result = replay(path, job_sha256=JOB, now=T0)
+    assert len(result.outcomes) == n
+    assert sum(result.settled(d) for d in result.outcomes) == n - n // 10
+    assert len(result.last_record_at) == 100
+    assert sum(result.writes_today.values()) == n
