@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import orjson
 import pytest
 
@@ -116,7 +117,9 @@ async def test_each_record_is_in_the_file_as_a_whole_line_while_the_writer_is_op
 async def test_records_have_exactly_the_contract_fields(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
     clock = iter([T0, T0 + 1.5, T0 + 2.25, T0 + 3])
-    error = ErrorInfo(status=429, type="provider/too_many_requests", detail="slow down", req_id="q1")
+    error = ErrorInfo(
+        status=429, type="provider/too_many_requests", detail="slow down", req_id="q1"
+    )
     async with LedgerWriter(path, clock=lambda: next(clock)) as ledger:
         await ledger.run_started(run_id="r1", job_sha256=JOB, resume=True, version="0.1.0")
         await ledger.record(
@@ -124,12 +127,12 @@ async def test_records_have_exactly_the_contract_fields(tmp_path: Path) -> None:
             run_id="r1",
         )
         await ledger.record(
-            Outcome(Operation("acc_1", "chat_A", "rename", name="Cohort 12"), "applied", attempts=1),
+            Outcome(
+                Operation("acc_1", "chat_A", "rename", name="Cohort 12"), "applied", attempts=1
+            ),
             run_id="r1",
         )
-        await ledger.run_ended(
-            run_id="r1", counts={"applied": 1, "deferred": 1}, interrupted=False
-        )
+        await ledger.run_ended(run_id="r1", counts={"applied": 1, "deferred": 1}, interrupted=False)
     run, deferred, renamed, end = parsed(path)
     assert run == {
         "type": "run",
@@ -194,9 +197,7 @@ async def test_an_idle_writer_fsyncs_after_the_interval_without_closing(tmp_path
 
 async def test_a_durable_flush_fsyncs_off_the_event_loop(tmp_path: Path) -> None:
     fsync = CountingFsync()
-    async with LedgerWriter(
-        tmp_path / "ledger.jsonl", fsync_interval=3600, fsync=fsync
-    ) as ledger:
+    async with LedgerWriter(tmp_path / "ledger.jsonl", fsync_interval=3600, fsync=fsync) as ledger:
         await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
         await ledger.flush(durable=True)
         assert fsync.threads and threading.get_ident() not in fsync.threads
@@ -236,7 +237,7 @@ async def test_cancelling_the_enclosing_scope_leaves_whole_lines_and_a_closed_fi
                 if i == 2000:
                     scope.cancel()
             await ledger.run_ended(run_id="r1", counts={"applied": 3000}, interrupted=True)
-            await anyio.sleep(0)  # a checkpoint: cancellation lands here
+            await anyio.lowlevel.checkpoint()  # cancellation lands here
             pytest.fail("the scope was cancelled")
     assert scope.cancelled_caught
     records = parsed(path)  # every line is whole JSON
