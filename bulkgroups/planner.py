@@ -22,8 +22,10 @@ Decisions the contract leaves open, taken here:
   including ones that would otherwise be skipped (`same_name`, `already_member`), gets the refusal,
   so a chat's records always tell one story.
 * **Read-only chats** (the owner left): every operation but leave is skipped `read_only`, a leave is
-  skipped `already_left`. For a desired-state chat the operations are the removes/adds computed from
-  the participants still visible, so the user sees what stays out of sync.
+  skipped `already_left`. The operations are those the job states (`chat_operations`): for a
+  desired-state chat that is one `read` plus its rename and leave, because the owner can no longer
+  manage its membership and the engine does not list the participants of such a chat, so no
+  difference computed from them would mean anything.
 * **Unreadable chats** (`ReadFailure`, or a chat that is not a group): an imperative chat records
   every operation it states; a desired-state chat records one `read` plus its rename and leave. Only
   the `read` record carries the read's `attempts`; operations that never reached the API carry 0.
@@ -130,18 +132,17 @@ def plan_chat(
     if owner_id is not None:
         owners.add(owner_id)
 
-    steps = (
-        _desired_steps(chat, observed, owners)
-        if chat.is_desired_state
-        else _imperative_steps(chat, observed, owners)
-    )
-
+    steps: list[_Step]
     if info.is_readonly:
         steps = [
-            _decide(s, "skipped", "already_left" if _op(s).action == "leave" else "read_only")
-            for s in steps
+            _decide(op, "skipped", "already_left" if op.action == "leave" else "read_only")
+            for op in chat_operations(chat)
         ]
-    elif _over_cap(steps, current, owners, owner_id, max_members):
+    elif chat.is_desired_state:
+        steps = _desired_steps(chat, observed, owners)
+    else:
+        steps = _imperative_steps(chat, observed, owners)
+    if _over_cap(steps, current, owners, owner_id, max_members):
         steps = [_decide(s, "failed", "member_cap") for s in steps]
 
     return ChatPlan(

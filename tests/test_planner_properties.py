@@ -39,9 +39,11 @@ class Chat:
 
     def observed(self, seen: OwnerSeen) -> ChatState:
         is_self, _ = seen
+        # Like the engine: the participants of a chat the owner has left are not listed.
         participants = tuple(
             Participant(u, f"Name of {u}", is_self=is_self and u == OWNER)
             for u in sorted(self.members)
+            if not self.readonly
         )
         info = ChatInfo(CHAT, self.name, "group", True, self.readonly, len(participants))
         return ChatState(ACC, CHAT, info, participants)
