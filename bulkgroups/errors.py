@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import orjson
@@ -60,6 +61,7 @@ __all__ = [
     "UsageError",
     "error_from_response",
     "parse_retry_after",
+    "plain_errors",
 ]
 
 
@@ -337,3 +339,24 @@ def error_from_response(
             retry_after = parse_retry_after(headers.get("x-ratelimit-reset"), now=now)
         return RateLimited(retry_after=retry_after, **fields)
     return cls(**fields)
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
+@contextmanager
+def plain_errors() -> Iterator[None]:
+    """Task groups wrap errors in ExceptionGroups; callers should see the BulkGroupsError itself
+    (an invalid key, a refused run), not a group of one. Anything else propagates unchanged."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if leaves and all(isinstance(e, BulkGroupsError) for e in leaves):
+            raise leaves[0] from group
+        raise

@@ -1,0 +1,127 @@
+"""One request, tried until it succeeds, fails for good, or the account must stop.
+
+The retry loop is tenacity's (STYLE pattern 6): explicit `retry=` (only errors marked retryable),
+bounded attempts *and* a budget that counts only backoff sleeps (never the time spent waiting for
+the pacer: at a write rate of 1/min a write may wait minutes for its turn), the original error
+re-raised, and an injectable sleep so tests do not wait.
+
+A 429 from Unipile does not back off here: the whole account is paused in its pacer until the
+Retry-After has passed and slowed down, so the retry waits for its turn like any other request.
+A Retry-After longer than the budget would mean sleeping for hours: it becomes `DeferAccount`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import tenacity
+
+from .errors import ApiError, BulkGroupsError, RateLimited, TransientError
+from .pacing import AccountPacer, RetryPolicy
+
+__all__ = ["AccountStopped", "Attempts", "DeferAccount", "call_with_retry"]
+
+T = TypeVar("T")
+
+# Without a usable Retry-After, pause the account this long before its next request.
+DEFAULT_RETRY_AFTER = 1.0
+
+
+class DeferAccount(BulkGroupsError):
+    """Unipile asked this account to wait longer than the run's retry budget allows."""
+
+    def __init__(self, error: RateLimited) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+class AccountStopped(BulkGroupsError):
+    """The account was stopped (by another request of it) before this attempt could be sent."""
+
+
+@dataclass(slots=True)
+class Attempts:
+    """What happened while trying one request: how many were sent, and whether an earlier one
+    may have taken effect (a timeout, a reset or a 5xx leaves a write's outcome unknown)."""
+
+    count: int = 0
+    outcome_unknown: bool = False
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, ApiError) and error.retryable
+
+
+def _backoff_budget(budget: float) -> tenacity.stop.stop_base:
+    """Stop before a sleep would take the total *backoff* over the budget."""
+
+    class _Stop(tenacity.stop.stop_base):
+        def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+            upcoming = retry_state.upcoming_sleep or 0.0
+            return retry_state.idle_for + upcoming > budget
+
+    return _Stop()
+
+
+async def call_with_retry(
+    call: Callable[[], Awaitable[T]],
+    *,
+    pacer: AccountPacer,
+    policy: RetryPolicy,
+    attempts: Attempts,
+    write: bool,
+    rng: random.Random,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    stopped: Callable[[], bool] = lambda: False,
+    on_transient: Callable[[ApiError], None] = lambda error: None,
+    on_success: Callable[[], None] = lambda: None,
+) -> T:
+    """Run `call` under the retry policy; raise its last error if it never succeeds.
+
+    `stopped` is asked before every attempt (an account stopped meanwhile sends nothing more);
+    `on_transient` / `on_success` let the run watch for a provider's limiter hidden behind 5xx.
+    """
+
+    def wait(retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        if outcome is not None and isinstance(outcome.exception(), RateLimited):
+            return 0.0  # the pacer holds the account until Retry-After has passed
+        return policy.backoff(retry_state.attempt_number, rng)
+
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(_retryable),
+        stop=tenacity.stop_after_attempt(policy.attempts) | _backoff_budget(policy.budget),
+        wait=wait,
+        sleep=sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            if stopped():
+                raise AccountStopped()
+            attempts.count += 1
+            try:
+                result = await call()
+            except RateLimited as error:
+                on_transient(error)
+                retry_after = (
+                    error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
+                )
+                pacer.slow_down()
+                if retry_after > policy.budget:
+                    raise DeferAccount(error) from error
+                pacer.pause_for(retry_after)
+                raise
+            except TransientError as error:
+                if write:
+                    attempts.outcome_unknown = True
+                on_transient(error)
+                raise
+            pacer.succeeded()
+            on_success()
+            return result
+    raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover

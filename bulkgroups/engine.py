@@ -1,0 +1,860 @@
+"""A run: preflight, paced reads of current state, planning, paced writes, verification.
+
+The run has three phases, each finished for every account before the next starts:
+
+1. **Preflight** — the core account GET of every account (not rate-limited by Unipile): its
+   status and its owner's id. The owner rule is checked for all accounts here, before a single
+   account-scoped request is sent.
+2. **Read and plan** — each chat's fresh state (chat + every participant page), planned as soon
+   as it is read, so only the compact plan is kept, not the participants.
+3. **Write** — each chat's writes in contract order (rename, removes, adds, leave), then a fresh
+   re-read to verify them; outcomes go to the ledger as the chat finishes.
+
+The barrier between reading and writing is what lets `--max-removals` refuse a plan before any
+change is made. Within a phase, accounts run side by side: each account has a few workers over
+its own chats, so a slow or paused account never holds up another (its workers wait in its
+pacer, never on a global slot). Every request of an account goes through that account's pacer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import anyio
+
+from . import jobs, planner
+from .attempts import AccountStopped, Attempts, DeferAccount, call_with_retry
+from .client import UnipileClient
+from .errors import (
+    AccountError,
+    ApiError,
+    AuthError,
+    Conflict,
+    JobFileErrors,
+    NotFound,
+    PermissionDenied,
+    ProviderRateLimited,
+    RunRefused,
+    TransientError,
+    plain_errors,
+)
+from .ledger import LedgerWriter, Replay, new_run_id, replay
+from .lock import LedgerLock
+from .model import (
+    STATUSES,
+    AccountInfo,
+    ChatJob,
+    ChatPlan,
+    ChatState,
+    ErrorInfo,
+    Job,
+    Operation,
+    Outcome,
+    Plan,
+    RateSpec,
+    ReadFailure,
+    Reason,
+    Status,
+)
+from .pacing import Pacing, PacingPolicy, RetryPolicy
+
+__all__ = [
+    "DEFAULT_LEDGER",
+    "EngineConfig",
+    "RunObserver",
+    "RunResult",
+    "apply_job",
+    "apply_plan",
+    "estimate_seconds",
+    "plan_job_online",
+    "shard_of",
+]
+
+DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"
+VERSION = "0.1.0"
+
+T = TypeVar("T")
+
+
+_ONE_PER_SECOND = RateSpec(1, 1.0)
+_ONE_PER_MINUTE = RateSpec(1, 60.0)  # LinkedIn advises about a minute between sensitive actions
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """Everything a run can be told; per-account settings of the job override the rates."""
+
+    concurrency: int = 64
+    rate: RateSpec | None = _ONE_PER_SECOND
+    write_rate: RateSpec | None = _ONE_PER_MINUTE
+    jitter: float = 0.0
+    max_members: int = planner.DEFAULT_MAX_MEMBERS
+    max_removals: int = 100  # -1 disables the check
+    daily_limit: int | None = None
+    verify: bool = True
+    verify_delay: float = 1.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    shard: tuple[int, int] | None = None
+    # Chats of one account worked on at once: enough to keep the account's pacer busy while a
+    # response is on its way, few enough that one account cannot flood the global bound.
+    chats_per_account: int = 4
+    # Providers hide their limiters behind 429/5xx/timeouts: after this many consecutive failed
+    # write attempts of one account, slow it down; after `failure_streak_defer`, defer it.
+    failure_streak_slowdown: int = 3
+    failure_streak_defer: int = 8
+    interrupt_grace: float = 10.0
+    seed: int | None = None
+
+
+class RunObserver(Protocol):
+    """What a progress display is told; every method must return at once."""
+
+    def phase(self, name: str, total: int) -> None: ...
+
+    def advance(self, count: int = 1) -> None: ...
+
+    def outcome(self, outcome: Outcome) -> None: ...
+
+
+class _SilentObserver:
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
+
+    def outcome(self, outcome: Outcome) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What an apply did: the counts of this run's `op` records, and where they are."""
+
+    run_id: str
+    counts: Mapping[str, int]
+    interrupted: bool
+    ledger: str
+    plan: Plan
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        if self.counts.get("failed", 0) or self.counts.get("deferred", 0):
+            return 3
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """Why an account sends nothing more; its remaining operations get this outcome."""
+
+    status: Status
+    reason: Reason
+    error: ErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class _Account:
+    account: str
+    info: AccountInfo | None = None
+    stop: _Stop | None = None
+    writes_left: int | None = None
+    failure_streak: int = 0
+
+    def stop_with(self, stop: _Stop) -> None:
+        if self.stop is None:
+            self.stop = stop
+
+
+def shard_of(account: str, shards: int) -> int:
+    """The stable shard of an account: the same on every machine and Python version."""
+    return int.from_bytes(hashlib.sha256(account.encode("utf-8")).digest()[:8], "big") % shards
+
+
+def _shard_job(job: Job, shard: tuple[int, int] | None) -> Job:
+    if shard is None:
+        return job
+    index, count = shard
+    chats = tuple(c for c in job.chats if shard_of(c.account, count) == index)
+    return replace(job, chats=chats)
+
+
+async def _for_each(items: Iterable[T], work: Callable[[T], Awaitable[None]], workers: int) -> None:
+    """Run `work` over `items` with at most `workers` at once (a shared iterator, no queue)."""
+    iterator = iter(items)
+
+    async def worker() -> None:
+        for item in iterator:
+            await work(item)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(max(1, workers)):
+            tg.start_soon(worker)
+
+
+_PREFLIGHT_STOPS: dict[str, _Stop] = {
+    "disconnected": _Stop("failed", "account_disconnected"),
+    "paused": _Stop("failed", "account_paused"),
+    "errored": _Stop("deferred", "account_errored"),
+}
+
+
+def _stop_for(error: ApiError) -> _Stop | None:
+    """The account-wide stop an error calls for, or None if it concerns one request only."""
+    if isinstance(error, ProviderRateLimited):
+        return _Stop("deferred", "provider_rate_limited", error.info)
+    if isinstance(error, AccountError) and error.account_reason is not None:
+        return _Stop("failed", error.account_reason, error.info)
+    if isinstance(error, AuthError):
+        return _Stop("failed", "account_auth", error.info)
+    return None
+
+
+class _Run:
+    """The mutable state of one invocation: pacers, accounts, counts. Owned by one task group."""
+
+    def __init__(
+        self,
+        job: Job,
+        client: UnipileClient,
+        config: EngineConfig,
+        observer: RunObserver | None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.job = job
+        self.client = client
+        self.config = config
+        self.observer: RunObserver = observer or _SilentObserver()
+        self.sleep = sleep
+        self.rng = random.Random(config.seed)
+        default = PacingPolicy(rate=config.rate, write_rate=config.write_rate, jitter=config.jitter)
+        per_account: dict[str, PacingPolicy] = {}
+        for account, settings in job.accounts.items():
+            if settings.rate is not None or settings.write_rate is not None:
+                per_account[account] = replace(
+                    default,
+                    rate=settings.rate or default.rate,
+                    write_rate=settings.write_rate or default.write_rate,
+                )
+        self.pacing = Pacing(
+            concurrency=config.concurrency,
+            default=default,
+            per_account=per_account,
+            rng=random.Random(self.rng.random()),
+        )
+        self.accounts: dict[str, _Account] = {a: _Account(a) for a in job.account_ids()}
+        self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        self.last_request_at: dict[str, float] = {}
+        self.run_auth_error: AuthError | None = None
+
+    # ---------------------------------------------------------------------------------- helpers
+
+    def _chats_by_account(self) -> dict[str, list[ChatJob]]:
+        by_account: dict[str, list[ChatJob]] = defaultdict(list)
+        for chat in self.job.chats:
+            by_account[chat.account].append(chat)
+        return by_account
+
+    def _max_members(self, account: str) -> int:
+        settings = self.job.accounts.get(account)
+        if settings is not None and settings.max_members is not None:
+            return settings.max_members
+        return self.config.max_members
+
+    def _daily_limit(self, account: str) -> int | None:
+        settings = self.job.accounts.get(account)
+        if settings is not None and settings.daily_limit is not None:
+            return settings.daily_limit
+        return self.config.daily_limit
+
+    async def _call(
+        self,
+        account: _Account,
+        call: Callable[[], Awaitable[T]],
+        attempts: Attempts,
+        *,
+        write: bool,
+    ) -> T:
+        def transient(error: ApiError) -> None:
+            if not write:
+                return
+            account.failure_streak += 1
+            if account.failure_streak % self.config.failure_streak_slowdown == 0:
+                self.pacing.pacer(account.account).slow_down()
+            if account.failure_streak >= self.config.failure_streak_defer:
+                account.stop_with(_Stop("deferred", "provider_rate_limited", error.info))
+
+        def success() -> None:
+            if write:
+                account.failure_streak = 0
+
+        try:
+            return await call_with_retry(
+                call,
+                pacer=self.pacing.pacer(account.account),
+                policy=self.config.retry,
+                attempts=attempts,
+                write=write,
+                rng=self.rng,
+                sleep=self.sleep,
+                stopped=lambda: account.stop is not None or self.run_auth_error is not None,
+                on_transient=transient,
+                on_success=success,
+            )
+        finally:
+            self.last_request_at[account.account] = time.time()
+
+    def _note_stop(self, account: _Account, error: ApiError) -> _Stop | None:
+        if isinstance(error, AuthError):
+            self.run_auth_error = error
+        stop = _stop_for(error)
+        if stop is not None:
+            account.stop_with(stop)
+        return account.stop if stop is not None else None
+
+    # -------------------------------------------------------------------------------- preflight
+
+    async def preflight(self) -> None:
+        """The core account GET of every account; an invalid API key stops the run (exit 1)."""
+        self.observer.phase("preflight", len(self.accounts))
+
+        async def check(account: _Account) -> None:
+            attempts = Attempts()
+            try:
+                info = await self._call(
+                    account,
+                    lambda: self.client.get_account(account.account, gate=self.pacing.gate),
+                    attempts,
+                    write=False,
+                )
+            except AuthError:
+                raise
+            except ApiError as error:
+                account.stop_with(_stop_for(error) or _Stop("failed", "api_error", error.info))
+            except DeferAccount as deferral:
+                account.stop_with(_Stop("deferred", "rate_limited", deferral.error.info))
+            else:
+                account.info = info
+                if info.status != "running":
+                    account.stop_with(
+                        _PREFLIGHT_STOPS.get(info.status, _Stop("deferred", "account_errored"))
+                    )
+            finally:
+                self.observer.advance()
+
+        await _for_each(self.accounts.values(), check, self.config.concurrency)
+
+    def check_owner_rule(self) -> None:
+        owners = {a: acc.info.owner_id for a, acc in self.accounts.items() if acc.info is not None}
+        errors = jobs.owner_rule_errors(self.job, owners)
+        if errors:
+            raise JobFileErrors(errors)
+
+    # ----------------------------------------------------------------------------- read + plan
+
+    async def read_chat(self, account: _Account, chat: str) -> ChatState | ReadFailure:
+        """A chat's fresh state, or why it could not be read."""
+        if account.stop is not None or self.run_auth_error is not None:
+            why = self._current_stop(account)
+            return ReadFailure(account.account, chat, why.status, why.reason, why.error, 0)
+        attempts = Attempts()
+        gate = self.pacing.gate
+
+        async def read() -> ChatState:
+            info = await self.client.get_chat(account.account, chat, fresh=True, gate=gate)
+            if info.type != "group" or not info.is_group or info.is_readonly:
+                # Nothing to list: the planner refuses non-groups and skips read-only chats.
+                return ChatState(account.account, chat, info, ())
+            participants = [
+                p
+                async for p in self.client.participants(
+                    account.account, chat, fresh=True, gate=gate
+                )
+            ]
+            return ChatState(account.account, chat, info, tuple(participants))
+
+        try:
+            return await self._call(account, read, attempts, write=False)
+        except NotFound as error:
+            return ReadFailure(
+                account.account, chat, "failed", "chat_not_found", error.info, attempts.count
+            )
+        except ApiError as error:
+            account_stop = self._note_stop(account, error)
+            if account_stop is not None:
+                return ReadFailure(
+                    account.account,
+                    chat,
+                    account_stop.status,
+                    account_stop.reason,
+                    account_stop.error,
+                    attempts.count,
+                )
+            return ReadFailure(
+                account.account, chat, "failed", "api_error", error.info, attempts.count
+            )
+        except DeferAccount as deferral:
+            account.stop_with(_Stop("deferred", "rate_limited", deferral.error.info))
+            return ReadFailure(
+                account.account,
+                chat,
+                "deferred",
+                "rate_limited",
+                deferral.error.info,
+                attempts.count,
+            )
+        except AccountStopped:
+            why = self._current_stop(account)
+            return ReadFailure(account.account, chat, why.status, why.reason, why.error, 0)
+
+    async def read_and_plan(self) -> Plan:
+        by_account = self._chats_by_account()
+        planned: dict[tuple[str, str], ChatPlan] = {}
+        self.observer.phase("read", len(self.job.chats))
+
+        async def plan_one(chat: ChatJob) -> None:
+            account = self.accounts[chat.account]
+            observed = await self.read_chat(account, chat.chat)
+            owner = account.info.owner_id if account.info is not None else None
+            planned[(chat.account, chat.chat)] = planner.plan_chat(
+                chat, observed, owner_id=owner, max_members=self._max_members(chat.account)
+            )
+            self.observer.advance()
+
+        async with anyio.create_task_group() as tg:
+            for chats in by_account.values():
+                tg.start_soon(_for_each, chats, plan_one, self.config.chats_per_account)
+        if self.run_auth_error is not None:
+            raise self.run_auth_error
+        owners = {a: acc.info.owner_id for a, acc in self.accounts.items() if acc.info is not None}
+        return Plan(
+            job_sha256=self.job.sha256,
+            chats=tuple(planned[(c.account, c.chat)] for c in self.job.chats),
+            owners=owners,
+            job=self.job,
+        )
+
+    # ------------------------------------------------------------------------------------ write
+
+    async def _send(self, op: Operation, owner: str | None) -> None:
+        gate = self.pacing.gate
+        if op.action == "add" and op.user is not None:
+            await self.client.add_participant(op.account, op.chat, op.user, gate=gate)
+        elif op.action == "remove" and op.user is not None:
+            await self.client.remove_participant(op.account, op.chat, op.user, gate=gate)
+        elif op.action == "rename" and op.name is not None:
+            await self.client.rename_chat(op.account, op.chat, op.name, gate=gate)
+        elif op.action == "leave" and owner is not None:
+            await self.client.remove_participant(op.account, op.chat, owner, gate=gate)
+        else:
+            raise ValueError(f"cannot send {op!r}")
+
+    async def _left_already(self, account: _Account, op: Operation) -> bool:
+        """After a leave whose first attempt's outcome is unknown: does a re-read show it done?"""
+        try:
+            info = await self._call(
+                account,
+                lambda: self.client.get_chat(
+                    op.account, op.chat, fresh=True, gate=self.pacing.gate
+                ),
+                Attempts(),
+                write=False,
+            )
+        except (ApiError, DeferAccount, AccountStopped):
+            return False
+        return info.is_readonly
+
+    async def write(self, account: _Account, op: Operation, owner: str | None) -> Outcome:
+        """Send one write and decide its outcome (CONTRACT: order, outcomes and reasons)."""
+        attempts = Attempts()
+        try:
+            await self._call(account, lambda: self._send(op, owner), attempts, write=True)
+        except Conflict as error:
+            if op.action == "add":
+                if attempts.outcome_unknown:
+                    return Outcome(op, "applied", None, attempts.count)
+                return Outcome(op, "skipped", "already_member", attempts.count)
+            return Outcome(op, "failed", "api_error", attempts.count, error.info)
+        except NotFound as error:
+            if op.action == "remove":
+                if attempts.outcome_unknown:
+                    return Outcome(op, "applied", None, attempts.count)
+                return Outcome(op, "skipped", "not_member", attempts.count)
+            if (
+                op.action == "leave"
+                and attempts.outcome_unknown
+                and await self._left_already(account, op)
+            ):
+                return Outcome(op, "applied", None, attempts.count)
+            return Outcome(op, "failed", "chat_not_found", attempts.count, error.info)
+        except PermissionDenied as error:
+            if (
+                op.action == "leave"
+                and attempts.outcome_unknown
+                and await self._left_already(account, op)
+            ):
+                return Outcome(op, "applied", None, attempts.count)
+            return Outcome(op, "failed", "api_error", attempts.count, error.info)
+        except ApiError as error:
+            stop = self._note_stop(account, error)
+            if stop is not None:
+                return Outcome(op, stop.status, stop.reason, attempts.count, error.info)
+            if isinstance(error, TransientError) and account.stop is not None:
+                stop = account.stop  # the failure streak just deferred the account
+                return Outcome(op, stop.status, stop.reason, attempts.count, error.info)
+            return Outcome(op, "failed", "api_error", attempts.count, error.info)
+        except DeferAccount as deferral:
+            account.stop_with(_Stop("deferred", "rate_limited", deferral.error.info))
+            return Outcome(op, "deferred", "rate_limited", attempts.count, deferral.error.info)
+        except AccountStopped:
+            return self._stopped_outcome(account, op, attempts.count)
+        finally:
+            if account.writes_left is not None:
+                account.writes_left -= attempts.count
+        return Outcome(op, "applied", None, attempts.count)
+
+    def _current_stop(self, account: _Account) -> _Stop:
+        """Why an account sends nothing more: its own stop, or the run's refused API key."""
+        if account.stop is not None:
+            return account.stop
+        auth = self.run_auth_error
+        return _Stop("failed", "account_auth", auth.info if auth else None)
+
+    def _stopped_outcome(self, account: _Account, op: Operation, attempts: int = 0) -> Outcome:
+        why = self._current_stop(account)
+        return Outcome(op, why.status, why.reason, attempts, why.error)
+
+    @staticmethod
+    def _visible(op: Operation, state: ChatState, owner: str | None) -> bool:
+        members = state.member_ids()
+        if op.action == "add":
+            return op.user in members
+        if op.action == "remove":
+            return op.user not in members
+        if op.action == "rename":
+            return state.info.name == op.name
+        if op.action == "leave":
+            return state.info.is_readonly or (owner is not None and owner not in members)
+        return True
+
+    async def verify(
+        self, account: _Account, chat: str, outcomes: list[Outcome], owner: str | None
+    ) -> list[Outcome]:
+        """Re-read the chat (once more after a short delay if needed); writes that do not show
+        become `not_effective`. A chat that cannot be re-read keeps its outcomes."""
+        for check in range(2):
+            pending = [o for o in outcomes if o.status == "applied"]
+            if not pending:
+                return outcomes
+            observed = await self.read_chat_for_verify(account, chat)
+            if observed is None:
+                return outcomes
+            missing = {id(o) for o in pending if not self._visible(o.operation, observed, owner)}
+            if not missing:
+                return outcomes
+            if check == 0:
+                await self.sleep(self.config.verify_delay)
+                continue
+            return [
+                Outcome(o.operation, "failed", "not_effective", o.attempts, None)
+                if id(o) in missing
+                else o
+                for o in outcomes
+            ]
+        return outcomes
+
+    async def read_chat_for_verify(self, account: _Account, chat: str) -> ChatState | None:
+        if account.stop is not None:
+            return None
+        gate = self.pacing.gate
+
+        async def read() -> ChatState:
+            info = await self.client.get_chat(account.account, chat, fresh=True, gate=gate)
+            if info.is_readonly:
+                return ChatState(account.account, chat, info, ())
+            participants = [
+                p
+                async for p in self.client.participants(
+                    account.account, chat, fresh=True, gate=gate
+                )
+            ]
+            return ChatState(account.account, chat, info, tuple(participants))
+
+        try:
+            return await self._call(account, read, Attempts(), write=False)
+        except (ApiError, DeferAccount, AccountStopped):
+            return None
+
+
+# ------------------------------------------------------------------------------------ public
+
+
+async def plan_job_online(
+    job: Job,
+    client: UnipileClient,
+    *,
+    config: EngineConfig | None = None,
+    observer: RunObserver | None = None,
+) -> Plan:
+    """Read every chat's current state (GET only, paced like apply) and plan the job."""
+    config = config or EngineConfig()
+    run = _Run(_shard_job(job, config.shard), client, config, observer)
+    with plain_errors():
+        await run.preflight()
+        run.check_owner_rule()
+        return await run.read_and_plan()
+
+
+def estimate_seconds(plan: Plan, config: EngineConfig | None = None) -> float:
+    """How long applying the plan takes at the configured rates: the slowest account's writes
+    and their verification reads, paced."""
+    config = config or EngineConfig()
+    job = plan.job
+    pacing_default = PacingPolicy(
+        rate=config.rate, write_rate=config.write_rate, jitter=config.jitter
+    )
+    per_account: dict[str, PacingPolicy] = {}
+    if job is not None:
+        for account, settings in job.accounts.items():
+            per_account[account] = replace(
+                pacing_default,
+                rate=settings.rate or pacing_default.rate,
+                write_rate=settings.write_rate or pacing_default.write_rate,
+            )
+    pacing = Pacing(concurrency=config.concurrency, default=pacing_default, per_account=per_account)
+    writes: dict[str, int] = defaultdict(int)
+    reads: dict[str, int] = defaultdict(int)
+    for chat in plan.chats:
+        if chat.to_send:
+            writes[chat.account] += len(chat.to_send)
+            reads[chat.account] += 2 if config.verify else 0
+    return max(
+        (pacing.estimate_seconds(a, reads[a], writes[a]) for a in writes),
+        default=0.0,
+    )
+
+
+async def _apply(
+    run: _Run,
+    plan: Plan,
+    *,
+    ledger: str,
+    resume: bool,
+    previous: Replay,
+    interrupt: anyio.Event | None,
+) -> RunResult:
+    config = run.config
+    _check_removals(plan, config)
+    for account_id, account in run.accounts.items():
+        limit = run._daily_limit(account_id)
+        if limit is not None:
+            account.writes_left = limit - previous.writes_today.get(account_id, 0)
+
+    run_id = new_run_id()
+    interrupted = False
+    by_account: dict[str, list[ChatPlan]] = defaultdict(list)
+    for chat_plan in plan.chats:
+        by_account[chat_plan.account].append(chat_plan)
+    total = sum(len(c.to_send) + len(c.decided) for c in plan.chats)
+    run.observer.phase("apply", total)
+
+    async with LedgerWriter(ledger) as writer:
+        await writer.run_started(
+            run_id=run_id, job_sha256=plan.job_sha256, resume=resume, version=VERSION
+        )
+        stop_sending = anyio.Event()
+
+        async def emit(outcome: Outcome) -> None:
+            await writer.record(outcome, run_id=run_id)
+            run.counts[outcome.status] += 1
+            run.observer.outcome(outcome)
+
+        async def apply_chat(chat_plan: ChatPlan) -> None:
+            account = run.accounts.setdefault(chat_plan.account, _Account(chat_plan.account))
+            owner = plan.owners.get(chat_plan.account)
+            for decided in chat_plan.decided:
+                if not (resume and previous.settled(decided.operation.digest)):
+                    await emit(decided)
+            ops = [op for op in chat_plan.to_send if not (resume and previous.settled(op.digest))]
+            if not ops:
+                return
+            if account.writes_left is not None and account.writes_left < len(ops):
+                for op in ops:
+                    await emit(Outcome(op, "deferred", "daily_limit", 0))
+                return
+            outcomes: list[Outcome] = []
+            for op in ops:
+                if stop_sending.is_set():
+                    break  # never attempted: nothing recorded, --resume plans it again
+                if account.stop is not None or run.run_auth_error is not None:
+                    outcomes.append(run._stopped_outcome(account, op))
+                    continue
+                outcomes.append(await run.write(account, op, owner))
+            if config.verify and not stop_sending.is_set():
+                outcomes = await run.verify(account, chat_plan.chat, outcomes, owner)
+            for outcome in outcomes:
+                await emit(outcome)
+
+        async def watch_interrupt(scope: anyio.CancelScope) -> None:
+            assert interrupt is not None
+            await interrupt.wait()
+            stop_sending.set()
+            await anyio.sleep(config.interrupt_grace)
+            scope.cancel()
+
+        with anyio.CancelScope() as writes_scope:
+            async with anyio.create_task_group() as tg:
+                if interrupt is not None:
+                    tg.start_soon(watch_interrupt, writes_scope)
+                async with anyio.create_task_group() as workers:
+                    for chat_plans in by_account.values():
+                        workers.start_soon(
+                            _for_each, chat_plans, apply_chat, config.chats_per_account
+                        )
+                tg.cancel_scope.cancel()
+        interrupted = stop_sending.is_set() or writes_scope.cancelled_caught
+        with anyio.CancelScope(shield=True):
+            await writer.run_ended(run_id=run_id, counts=dict(run.counts), interrupted=interrupted)
+    return RunResult(
+        run_id=run_id, counts=dict(run.counts), interrupted=interrupted, ledger=ledger, plan=plan
+    )
+
+
+def _check_removals(plan: Plan, config: EngineConfig) -> None:
+    removals = plan.removals
+    if config.max_removals >= 0 and removals > config.max_removals:
+        raise RunRefused(
+            f"the plan removes {removals} members, more than --max-removals {config.max_removals}; "
+            "nothing was sent"
+        )
+
+
+def _pause_after_previous_runs(run: _Run, previous: Replay) -> None:
+    """Runs back to back stay within the limits: wait out each account's strictest window."""
+    now = time.time()
+    for account in run.accounts:
+        last = previous.last_record_at.get(account)
+        if last is None:
+            continue
+        remaining = last + run.pacing.policy(account).strictest_period - now
+        if remaining > 0:
+            run.pacing.pacer(account).pause_for(remaining)
+
+
+async def apply_job(
+    job: Job,
+    client: UnipileClient,
+    *,
+    ledger: str | Path = DEFAULT_LEDGER,
+    config: EngineConfig | None = None,
+    resume: bool = False,
+    observer: RunObserver | None = None,
+    interrupt: anyio.Event | None = None,
+    expected: Plan | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
+) -> RunResult:
+    """Plan the job from fresh reads and apply it, recording every outcome in the ledger.
+
+    With `expected` (a plan saved by `plan --out`), the fresh reads must match the state that
+    plan was computed from, chat by chat, or nothing is sent (RunRefused). `confirm` sees the
+    plan before anything is written and may refuse it.
+    """
+    config = config or EngineConfig()
+    ledger = str(ledger)
+    with plain_errors(), LedgerLock(ledger):
+        previous = replay(ledger, job_sha256=job.sha256)
+        if resume and previous.last_job_sha256 not in (None, job.sha256):
+            raise RunRefused(
+                f"{ledger}: its last run is of another job (job_sha256 "
+                f"{previous.last_job_sha256[:12] if previous.last_job_sha256 else '?'}…, this job "
+                f"{job.sha256[:12]}…); resume only continues the same job"
+            )
+        if not resume:
+            previous = Replay(
+                last_job_sha256=previous.last_job_sha256,
+                outcomes={},
+                last_record_at=previous.last_record_at,
+                writes_today=previous.writes_today,
+            )
+        run = _Run(_shard_job(job, config.shard), client, config, observer)
+        _pause_after_previous_runs(run, previous)
+        await run.preflight()
+        run.check_owner_rule()
+        plan = await run.read_and_plan()
+        if expected is not None:
+            plan = _check_expected(plan, expected)
+        _check_removals(plan, config)
+        if confirm is not None and not confirm(plan):
+            raise RunRefused("not confirmed; nothing was sent")
+        return await _apply(
+            run, plan, ledger=ledger, resume=resume, previous=previous, interrupt=interrupt
+        )
+
+
+def _check_expected(fresh: Plan, expected: Plan) -> Plan:
+    """`apply --plan`: the job and every chat's observed state must be what the plan saw."""
+    if fresh.job_sha256 != expected.job_sha256:
+        raise RunRefused(
+            "the job changed since the plan was made (job_sha256 differs); nothing was sent"
+        )
+    saved = {(c.account, c.chat): c for c in expected.chats}
+    stale: list[str] = []
+    for chat in fresh.chats:
+        before = saved.get((chat.account, chat.chat))
+        if before is None or before.state_digest != chat.state_digest:
+            stale.append(f"{chat.account}/{chat.chat}")
+    if stale:
+        shown = ", ".join(stale[:20]) + (f" and {len(stale) - 20} more" if len(stale) > 20 else "")
+        raise RunRefused(
+            f"the state of these chats changed since the plan: {shown}; nothing was sent"
+        )
+    chats = tuple(
+        replace(chat, to_send=saved[(chat.account, chat.chat)].to_send) for chat in fresh.chats
+    )
+    return replace(fresh, chats=chats)
+
+
+async def apply_plan(
+    plan: Plan,
+    client: UnipileClient,
+    *,
+    ledger: str | Path = DEFAULT_LEDGER,
+    config: EngineConfig | None = None,
+    observer: RunObserver | None = None,
+    interrupt: anyio.Event | None = None,
+) -> RunResult:
+    """Apply a plan as it is (library use: the plan was just computed by `plan`)."""
+    config = config or EngineConfig()
+    if plan.job is None:
+        raise RunRefused("this plan does not carry its job; plan it with bulkgroups.plan()")
+    ledger = str(ledger)
+    with plain_errors(), LedgerLock(ledger):
+        previous = replay(ledger, job_sha256=plan.job_sha256)
+        previous = Replay(
+            last_job_sha256=previous.last_job_sha256,
+            outcomes={},
+            last_record_at=previous.last_record_at,
+            writes_today=previous.writes_today,
+        )
+        run = _Run(plan.job, client, config, observer)
+        # The plan's reads were paced by another run: wait one general window before writing.
+        for account in run.accounts:
+            rate = run.pacing.policy(account).rate
+            if rate is not None:
+                run.pacing.pacer(account).pause_for(rate.period)
+        for account_id, owner in plan.owners.items():
+            if account_id in run.accounts:
+                run.accounts[account_id].info = AccountInfo(account_id, owner, "running")
+        return await _apply(
+            run, plan, ledger=ledger, resume=False, previous=previous, interrupt=interrupt
+        )
