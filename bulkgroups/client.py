@@ -322,8 +322,13 @@ class UnipileClient:
     async def read_chat(
         self, account_id: str, chat_id: str, *, fresh: bool = True, gate: Gate | None = None
     ) -> ChatState:
-        """The chat and all its participants, fresh by default: this is what plans are made from."""
+        """The chat and all its participants, fresh by default: this is what plans are made from.
+
+        A chat that is not a group is returned without participants: listing them is a 400 there.
+        """
         info = await self.get_chat(account_id, chat_id, fresh=fresh, gate=gate)
+        if info.type != "group" or not info.is_group:
+            return ChatState(account=account_id, chat=chat_id, info=info, participants=())
         members = [p async for p in self.participants(account_id, chat_id, fresh=fresh, gate=gate)]
         return ChatState(account=account_id, chat=chat_id, info=info, participants=tuple(members))
 

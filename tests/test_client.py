@@ -771,6 +771,16 @@ async def test_read_chat_combines_the_chat_and_all_its_members(
     assert [p.user_id for p in state.participants] == members
 
 
+@pytest.mark.parametrize("doc", [{"type": "1to1", "is_1to1": True}, {"type": "channel"}])
+async def test_read_chat_does_not_list_participants_of_a_non_group(
+    api: FakeUnipile, client: UnipileClient, doc: dict[str, object]
+) -> None:
+    api.answer_json(doc)
+    state = await client.read_chat("acc_1", "dm_1")
+    assert state.participants == ()
+    assert [s.raw_path for s in api.seen] == ["/v2/acc_1/chats/dm_1"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Error answers over the socket
 # ---------------------------------------------------------------------------------------------
