@@ -129,7 +129,7 @@ def _account_info(doc: Mapping[str, object], account_id: str, status: int) -> Ac
         # Without the owner a leave cannot be planned, without the status preflight cannot decide.
         raise _invalid_body(status, "account: user_id and status are required", account_id)
     return AccountInfo(
-        account_id=_str(doc.get("id")) or account_id,
+        account_id=account_id,  # the id asked for is the one the run knows the account by
         owner_id=owner,
         status=state,
         provider=_str(doc.get("provider")) or "linkedin",
@@ -410,8 +410,14 @@ class UnipileClient:
         )
         async with entered:
             try:
+                # No redirects: following one would carry the key to wherever it points.
                 async with session.request(
-                    method, url, headers=headers, data=data, timeout=self._timeout
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    timeout=self._timeout,
+                    allow_redirects=False,
                 ) as response:
                     status = response.status
                     body = await response.read()

@@ -1072,6 +1072,21 @@ async def test_transport_errors_do_not_carry_the_request_headers(
     assert KEY not in caplog.text
 
 
+async def test_a_redirect_is_not_followed_so_the_key_stays_home(
+    api: FakeUnipile, client: UnipileClient
+) -> None:
+    async def reply(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/elsewhere"):
+            return web.json_response({"user_id": "u", "status": "running"})
+        raise web.HTTPFound("/elsewhere/v2/accounts/acc_1")
+
+    api.reply = reply
+    with pytest.raises(RequestRejected) as raised:
+        await client.get_account("acc_1")
+    assert raised.value.status == 302
+    assert [s.raw_path for s in api.seen] == ["/v2/accounts/acc_1"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Session ownership
 # ---------------------------------------------------------------------------------------------
