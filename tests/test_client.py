@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import socket
+import string
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bulkgroups import client as client_module
 from bulkgroups.client import UnipileClient, quote_segment
@@ -308,6 +311,14 @@ HOSTILE_IDS = [
 def test_quote_segment_encodes_everything_outside_unreserved(raw: str, encoded: str) -> None:
     assert quote_segment(raw) == encoded
     assert unquote(encoded) == raw
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_quote_segment_is_one_plain_segment_that_decodes_back(raw: str) -> None:
+    encoded = quote_segment(raw)
+    assert unquote(encoded, errors="surrogatepass") == raw
+    assert set(encoded) <= set(string.ascii_letters + string.digits + "-._~%")
+    assert encoded not in (".", "..")
 
 
 def test_quote_segment_refuses_an_empty_id() -> None:
