@@ -1,0 +1,496 @@
+"""`bulkgroups report LEDGER`: what the runs in a ledger did, and why operations did not happen.
+
+`summarize` reads a ledger once (streaming) into a `Summary`: each run's counts by status, reason and
+account, and across the whole ledger the last outcome of every operation, with the failed and
+deferred ones kept in full (error type, detail, req_id) so that the text report can say per account
+what went wrong. `render_text`, `render_json` and `write_csv` / `render_csv` turn it into the three
+`--format`s.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+
+import orjson
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .ledger import read_records
+from .model import STATUSES, ErrorInfo
+
+__all__ = [
+    "CSV_COLUMNS",
+    "Problem",
+    "RunSummary",
+    "Summary",
+    "describe_error",
+    "explain",
+    "print_text",
+    "render_csv",
+    "render_json",
+    "render_text",
+    "summarize",
+    "write_csv",
+]
+
+CSV_COLUMNS: Final = (
+    "run_id",
+    "at",
+    "account",
+    "chat",
+    "action",
+    "user",
+    "name",
+    "status",
+    "reason",
+    "attempts",
+    "error_status",
+    "error_type",
+    "error_detail",
+    "req_id",
+)
+# Distinct errors shown per account and outcome in the text report; JSON and CSV have them all.
+_ERRORS_SHOWN: Final = 3
+_DETAIL_SHOWN: Final = 120
+_PROBLEMS: Final = ("deferred", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An operation whose last outcome in the ledger is `failed` or `deferred`."""
+
+    op_id: str
+    run_id: str
+    at: str
+    account: str
+    chat: str
+    action: str
+    user: str | None
+    name: str | None
+    status: str
+    reason: str | None
+    attempts: int
+    error: ErrorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run: its `run` record, its `op` records counted, and its `end` record if it has one.
+
+    `finished_at` is None for a run without an `end` record (killed, or still running).
+    """
+
+    run_id: str
+    job_sha256: str | None
+    resume: bool
+    version: str | None
+    started_at: str | None
+    finished_at: str | None
+    interrupted: bool | None
+    counts: Mapping[str, int]
+    by_reason: Mapping[str, int]
+    by_account: Mapping[str, Mapping[str, int]]
+
+    @property
+    def state(self) -> str:
+        if self.finished_at is None:
+            return "no end record"
+        return "interrupted" if self.interrupted else "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A whole ledger: its runs, and the last outcome of each operation across all of them."""
+
+    path: str
+    runs: tuple[RunSummary, ...]
+    operations: int
+    counts: Mapping[str, int]
+    by_reason: Mapping[str, int]
+    by_account: Mapping[str, Mapping[str, int]]
+    problems: tuple[Problem, ...]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+class _RunTally:
+    __slots__ = ("by_account", "by_reason", "counts", "end", "start")
+
+    def __init__(self, start: Mapping[str, Any]) -> None:
+        self.start = start
+        self.end: Mapping[str, Any] | None = None
+        self.counts: Counter[str] = Counter()
+        self.by_reason: Counter[str] = Counter()
+        self.by_account: dict[str, Counter[str]] = {}
+
+    def count(self, account: str, status: str, reason: str | None) -> None:
+        self.counts[status] += 1
+        if reason is not None:
+            self.by_reason[reason] += 1
+        self.by_account.setdefault(account, Counter())[status] += 1
+
+    def summary(self, run_id: str) -> RunSummary:
+        start, end = self.start, self.end or {}
+        return RunSummary(
+            run_id=run_id,
+            job_sha256=_str(start.get("job_sha256")),
+            resume=start.get("resume") is True,
+            version=_str(start.get("version")),
+            started_at=_str(start.get("started_at")),
+            finished_at=_str(end.get("finished_at")) if self.end is not None else None,
+            interrupted=(end.get("interrupted") is True) if self.end is not None else None,
+            counts=_by_status(self.counts),
+            by_reason=dict(sorted(self.by_reason.items())),
+            by_account={a: _by_status(c) for a, c in sorted(self.by_account.items())},
+        )
+
+
+def summarize(path: str | os.PathLike[str]) -> Summary:
+    """Read a ledger (streaming) into a Summary; raises FileNotFoundError or LedgerCorrupt."""
+    runs: dict[str, _RunTally] = {}
+    # Per operation only (account, status, reason), interned; problems are kept in full until a
+    # later outcome of the same operation supersedes them.
+    last: dict[str, tuple[str, str, str | None]] = {}
+    problems: dict[str, Problem] = {}
+    for record in read_records(path):
+        kind = record.get("type")
+        run_id = _str(record.get("run_id"))
+        if run_id is None:
+            continue
+        if kind == "run":
+            runs[run_id] = _RunTally(record)
+        elif kind == "end":
+            runs.setdefault(run_id, _RunTally({})).end = record
+        elif kind == "op":
+            op_id, account, status = (
+                _str(record.get("op_id")),
+                _str(record.get("account")),
+                _str(record.get("status")),
+            )
+            if op_id is None or account is None or status is None:
+                continue
+            account, status = sys.intern(account), sys.intern(status)
+            reason = _str(record.get("reason"))
+            reason = sys.intern(reason) if reason is not None else None
+            runs.setdefault(run_id, _RunTally({})).count(account, status, reason)
+            last[op_id] = (account, status, reason)
+            if status in _PROBLEMS:
+                problems[op_id] = _problem(record, op_id, run_id, account, status, reason)
+            else:
+                problems.pop(op_id, None)
+    counts: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    by_account: dict[str, Counter[str]] = {}
+    for account, status, reason in last.values():
+        counts[status] += 1
+        if reason is not None:
+            by_reason[reason] += 1
+        by_account.setdefault(account, Counter())[status] += 1
+    return Summary(
+        path=os.fspath(path),
+        runs=tuple(tally.summary(run_id) for run_id, tally in runs.items()),
+        operations=len(last),
+        counts=_by_status(counts),
+        by_reason=dict(sorted(by_reason.items())),
+        by_account={a: _by_status(c) for a, c in sorted(by_account.items())},
+        problems=tuple(
+            sorted(
+                problems.values(),
+                key=lambda p: (p.account, p.chat, p.action, p.user or p.name or ""),
+            )
+        ),
+    )
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _by_status(counts: Mapping[str, int]) -> dict[str, int]:
+    """The four contract statuses first (zeros included), then anything unexpected."""
+    result: dict[str, int] = {status: counts.get(status, 0) for status in STATUSES}
+    result.update({s: n for s, n in sorted(counts.items()) if s not in result})
+    return result
+
+
+def _error(value: object) -> ErrorInfo | None:
+    if not isinstance(value, dict):
+        return None
+    status = value.get("status")
+    return ErrorInfo(
+        status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+        type=_str(value.get("type")) or "unknown",
+        detail=_str(value.get("detail")),
+        req_id=_str(value.get("req_id")),
+    )
+
+
+def _problem(
+    record: Mapping[str, Any],
+    op_id: str,
+    run_id: str,
+    account: str,
+    status: str,
+    reason: str | None,
+) -> Problem:
+    attempts = record.get("attempts")
+    return Problem(
+        op_id=op_id,
+        run_id=run_id,
+        at=_str(record.get("at")) or "",
+        account=account,
+        chat=_str(record.get("chat")) or "",
+        action=_str(record.get("action")) or "",
+        user=_str(record.get("user")),
+        name=_str(record.get("name")),
+        status=status,
+        reason=reason,
+        attempts=attempts if isinstance(attempts, int) else 0,
+        error=_error(record.get("error")),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Text
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int = _DETAIL_SHOWN) -> str:
+    # Details come from the server: keep each on one short line of the report.
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_error(error: ErrorInfo) -> str:
+    """`429 provider/too_many_requests: detail`, as a person reads it."""
+    head = error.type if error.status is None else f"{error.status} {error.type}"
+    return f"{head}: {_one_line(error.detail)}" if error.detail else head
+
+
+def explain(summary: Summary) -> list[str]:
+    """Per account, why operations were not done: one line per (status, reason), with errors.
+
+    e.g. `acc_x: 12 deferred — provider_rate_limited (429 provider/too_many_requests: ...; req_id r1)`
+    """
+    groups: dict[str, dict[tuple[str, str | None], list[Problem]]] = {}
+    for problem in summary.problems:
+        key = (problem.status, problem.reason)
+        groups.setdefault(problem.account, {}).setdefault(key, []).append(problem)
+    lines: list[str] = []
+    for account, by_outcome in groups.items():
+        for (status, reason), problems in sorted(
+            by_outcome.items(), key=lambda item: (-len(item[1]), item[0][0], item[0][1] or "")
+        ):
+            errors = Counter(
+                (p.error.status, p.error.type, p.error.detail) for p in problems if p.error
+            )
+            samples = {
+                (p.error.status, p.error.type, p.error.detail): p.error.req_id
+                for p in problems
+                if p.error and p.error.req_id
+            }
+            head = f"{account}: {len(problems)} {status} — {reason or 'no reason given'}"
+            shown = errors.most_common(_ERRORS_SHOWN)
+            if len(shown) == 1 and shown[0][1] == len(problems):
+                lines.append(f"{head} ({_describe(shown[0][0], samples)})")
+                continue
+            lines.append(head)
+            for error_key, count in shown:
+                lines.append(f"    {count}× {_describe(error_key, samples)}")
+            if len(errors) > len(shown):
+                lines.append(f"    … {len(errors) - len(shown)} more distinct errors")
+    return lines
+
+
+def _describe(
+    key: tuple[int | None, str, str | None],
+    samples: Mapping[tuple[int | None, str, str | None], str | None],
+) -> str:
+    status, type_, detail = key
+    text = describe_error(ErrorInfo(status=status, type=type_, detail=detail))
+    req_id = samples.get(key)
+    return f"{text}; req_id {req_id}" if req_id else text
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{status} {n}" for status, n in counts.items())
+
+
+def _status_table(title: str, first: str, rows: Iterable[tuple[str, Mapping[str, int]]]) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column(first, overflow="fold")
+    for status in STATUSES:
+        table.add_column(status, justify="right")
+    for label, counts in rows:
+        table.add_row(Text(label), *(str(counts.get(s, 0)) for s in STATUSES))
+    return table
+
+
+def _line(text: str) -> Text:
+    # Whole lines, never wrapped: people grep reports for an account or a reason.
+    return Text(text, no_wrap=True, overflow="ignore")
+
+
+def _renderables(summary: Summary) -> list[RenderableType]:
+    runs = Table(title="Runs", title_justify="left", show_edge=False, pad_edge=False)
+    runs.add_column("run", no_wrap=True)
+    runs.add_column("job")
+    runs.add_column("started (UTC)", no_wrap=True)
+    runs.add_column("state")
+    for status in STATUSES:
+        runs.add_column(status, justify="right")
+    for run in summary.runs:
+        started = run.started_at or "?"
+        runs.add_row(
+            Text(run.run_id),
+            Text((run.job_sha256 or "?")[:8]),
+            Text(started[:19].replace("T", " ")),
+            Text(run.state + (", resume" if run.resume else "")),
+            *(str(run.counts.get(s, 0)) for s in STATUSES),
+        )
+    parts: list[RenderableType] = [
+        _line(
+            f"Ledger {summary.path}: {len(summary.runs)} run(s), {summary.operations} operation(s)"
+        ),
+        _line(f"Last outcome per operation: {_counts_text(summary.counts)}"),
+        Text(""),
+        runs,
+        Text(""),
+        _status_table(
+            "Accounts (last outcome per operation)", "account", summary.by_account.items()
+        ),
+    ]
+    if summary.by_reason:
+        parts += [Text(""), Text("Reasons (last outcome per operation)")]
+        parts += [_line(f"  {reason}: {n}") for reason, n in summary.by_reason.items()]
+    explanation = explain(summary)
+    parts += [Text("")]
+    if explanation:
+        parts += [Text("Not done, by account:")]
+        parts += [_line("  " + line) for line in explanation]
+    else:
+        parts += [Text("Every operation was applied or skipped.")]
+    return parts
+
+
+def print_text(summary: Summary, console: Console) -> None:
+    """Print the text report to a rich Console (colours and width are the console's)."""
+    console.print(Group(*_renderables(summary)), markup=False, highlight=False, crop=False)
+
+
+def render_text(summary: Summary, *, width: int = 100) -> str:
+    """The text report as plain text (no colours), `width` columns wide."""
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer, width=width, color_system=None, force_terminal=False, legacy_windows=False
+    )
+    print_text(summary, console)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# JSON and CSV
+# --------------------------------------------------------------------------------------------
+
+
+def _problem_json(problem: Problem) -> dict[str, Any]:
+    return {
+        "op_id": problem.op_id,
+        "run_id": problem.run_id,
+        "at": problem.at,
+        "account": problem.account,
+        "chat": problem.chat,
+        "action": problem.action,
+        "user": problem.user,
+        "name": problem.name,
+        "status": problem.status,
+        "reason": problem.reason,
+        "attempts": problem.attempts,
+        "error": None if problem.error is None else problem.error.as_dict(),
+    }
+
+
+def render_json(summary: Summary) -> str:
+    """The summary as one JSON document (indented), for scripts."""
+    document = {
+        "ledger": summary.path,
+        "operations": summary.operations,
+        "counts": summary.counts,
+        "by_reason": summary.by_reason,
+        "by_account": summary.by_account,
+        "runs": [
+            {
+                "run_id": run.run_id,
+                "job_sha256": run.job_sha256,
+                "resume": run.resume,
+                "version": run.version,
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "interrupted": run.interrupted,
+                "counts": run.counts,
+                "by_reason": run.by_reason,
+                "by_account": run.by_account,
+            }
+            for run in summary.runs
+        ],
+        "problems": [_problem_json(p) for p in summary.problems],
+    }
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def _cell(value: object) -> str | int:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return value
+    return str(value)
+
+
+def write_csv(path: str | os.PathLike[str], out: TextIO) -> None:
+    """One CSV row per `op` record of the ledger, in file order (header first; LF line ends)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for record in read_records(path):
+        if record.get("type") != "op":
+            continue
+        error = record.get("error")
+        error = error if isinstance(error, dict) else {}
+        writer.writerow(
+            [
+                _cell(record.get("run_id")),
+                _cell(record.get("at")),
+                _cell(record.get("account")),
+                _cell(record.get("chat")),
+                _cell(record.get("action")),
+                _cell(record.get("user")),
+                _cell(record.get("name")),
+                _cell(record.get("status")),
+                _cell(record.get("reason")),
+                _cell(record.get("attempts")),
+                _cell(error.get("status")),
+                _cell(error.get("type")),
+                _cell(error.get("detail")),
+                _cell(error.get("req_id")),
+            ]
+        )
+
+
+def render_csv(path: str | os.PathLike[str]) -> str:
+    """The CSV report as a string (see `write_csv` to stream a large ledger)."""
+    buffer = io.StringIO()
+    write_csv(path, buffer)
+    return buffer.getvalue()
