@@ -1,0 +1,232 @@
+"""UnipileClient against the embedded simulator: pagination, hostile ids, writes, error answers.
+
+The simulator runs in its own thread and event loop (the `sim` fixture); what it holds is read back
+through its inspection API, so each test checks the effect on the right resource, not just the URL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bulkgroups.client import UnipileClient
+from bulkgroups.errors import (
+    AccountDisconnected,
+    AccountRestricted,
+    AuthError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    RequestRejected,
+    UnsupportedAccount,
+)
+from bulkgroups.model import RequestKind
+from bulkgroups.simulator import Simulator
+
+
+@pytest.fixture
+def account() -> str:
+    """A fresh account per test, so a shared simulator's log and state never mix tests."""
+    return f"acc_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def client(sim: Simulator) -> AsyncIterator[UnipileClient]:
+    async with UnipileClient(sim.url, api_key=sim.api_key) as c:
+        yield c
+
+
+def participant_pages(sim: Simulator, account: str) -> list[str]:
+    return [
+        r.path
+        for r in sim.requests(account)
+        if r.method == "GET" and r.path.split("?")[0].endswith("/participants")
+    ]
+
+
+async def test_a_1000_member_chat_lists_exactly_1000_distinct_participants(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    state = await client.read_chat(account, "big_cohort")
+    ids = [p.user_id for p in state.participants]
+    assert len(ids) == 1000
+    assert len(set(ids)) == 1000
+    assert set(ids) == sim.members(account, "big_cohort")
+    assert [p.user_id for p in state.participants if p.is_self] == [sim.owner(account)]
+    assert len(participant_pages(sim, account)) == 10
+
+
+@pytest.mark.parametrize(
+    ("others", "with_owner", "pages"),
+    [
+        (0, False, 1),  # nobody at all (the owner left)
+        (0, True, 1),  # the owner alone
+        (99, True, 1),  # exactly one full page
+        (100, True, 2),  # one page plus one
+        (250, True, 3),
+    ],
+)
+async def test_every_participant_is_listed_once_whatever_the_size(
+    sim: Simulator, client: UnipileClient, others: int, with_owner: bool, pages: int, account: str
+) -> None:
+    members = [f"ACoAM{i:04d}" for i in range(others)]
+    sim.configure_chat(account, "sized", members=members, with_owner=with_owner)
+    listed = [p.user_id async for p in client.participants(account, "sized")]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == sim.members(account, "sized")
+    assert len(listed) == others + with_owner
+    assert len(participant_pages(sim, account)) == pages
+
+
+async def test_small_pages_still_reach_the_end(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    sim.configure_chat(account, "small_pages", members=[f"ACoAM{i:04d}" for i in range(30)])
+    listed = [p.user_id async for p in client.participants(account, "small_pages", page_size=7)]
+    assert set(listed) == sim.members(account, "small_pages")
+    assert len(participant_pages(sim, account)) == 5  # 31 members in pages of 7
+
+
+HOSTILE = [
+    "a@b",
+    "a/b",
+    "a?b=c",
+    "a#b",
+    "100%",
+    "%2F",
+    "..",
+    ".",
+    "a b",
+    "a+b",
+    "caf\u00e9",
+    "\u7fa4\u804a \U0001f600",
+    "334455667788@s.whatsapp.net",
+]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+async def test_hostile_ids_reach_the_right_resource(
+    sim: Simulator, client: UnipileClient, hostile: str, account: str
+) -> None:
+    # The account id itself is hostile too: it is a path segment like the others.
+    odd, chat = f"{account} {hostile}", f"chat {hostile}"
+    sim.configure_chat(odd, chat, members=["ACoAA0001", hostile], name="before")
+    sim.configure_chat(odd, hostile, members=["ACoAA0002"], name="neighbour")
+
+    await client.remove_participant(odd, chat, hostile)
+    await client.add_participant(odd, chat, f"new {hostile}")
+    await client.rename_chat(odd, chat, f"after {hostile}")
+
+    assert sim.members(odd, chat) == {sim.owner(odd), "ACoAA0001", f"new {hostile}"}
+    state = await client.read_chat(odd, chat)
+    assert state.info.name == f"after {hostile}"
+    assert state.member_ids() == sim.members(odd, chat)
+    # The chat whose id is the bare hostile string was never touched.
+    assert sim.members(odd, hostile) == {sim.owner(odd), "ACoAA0002"}
+    assert (await client.get_chat(odd, hostile)).name == "neighbour"
+
+
+@pytest.mark.parametrize("hostile", ["..", ".", "a/b", "%2E%2E"])
+async def test_hostile_ids_as_a_chat_id(
+    sim: Simulator, client: UnipileClient, hostile: str, account: str
+) -> None:
+    sim.configure_chat(account, hostile, members=["ACoAA0001"], name="odd")
+    await client.add_participant(account, hostile, "ACoAA0002")
+    assert sim.members(account, hostile) == {sim.owner(account), "ACoAA0001", "ACoAA0002"}
+    assert (await client.get_chat(account, hostile)).name == "odd"
+
+
+async def test_a_member_named_dot_dot_is_removed_and_the_chat_stays(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    sim.configure_chat(account, "dots", members=["..", "ACoAA0001"])
+    await client.remove_participant(account, "dots", "..")
+    assert sim.members(account, "dots") == {sim.owner(account), "ACoAA0001"}
+    assert not sim.chat(account, "dots").deleted
+
+
+async def test_get_account_reads_the_owner(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    info = await client.get_account(account)
+    assert (info.account_id, info.owner_id, info.status) == (
+        account,
+        sim.owner(account),
+        "running",
+    )
+
+
+async def test_leaving_turns_the_chat_read_only(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    owner = (await client.get_account(account)).owner_id
+    await client.remove_participant(account, "to_leave", owner)
+    info = await client.get_chat(account, "to_leave", fresh=True)
+    assert info.is_readonly
+    with pytest.raises(PermissionDenied):
+        await client.add_participant(account, "to_leave", "ACoAA0003")
+
+
+async def test_a_1to1_chat_reads_as_not_a_group(client: UnipileClient, account: str) -> None:
+    state = await client.read_chat(account, "1to1_dm")
+    assert (state.info.type, state.info.is_group, state.participants) == ("1to1", False, ())
+    with pytest.raises(RequestRejected):
+        _ = [p async for p in client.participants(account, "1to1_dm")]
+
+
+async def test_simulated_errors_come_out_as_their_classes(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    with pytest.raises(NotFound):
+        await client.get_chat(account, "gone_chat")
+    members = sim.members(account, "g1")
+    member = next(iter(members - {sim.owner(account)}))
+    with pytest.raises(Conflict):
+        await client.add_participant(account, "g1", member)
+    with pytest.raises(NotFound):
+        await client.remove_participant(account, "g1", "ACoANOBODY")
+    with pytest.raises(AccountDisconnected):
+        await client.get_chat(f"{account}_disconnected", "g1")
+    with pytest.raises(AccountRestricted):
+        await client.get_chat(f"{account}_paused", "g1")
+    with pytest.raises(UnsupportedAccount):
+        await client.get_chat(f"{account}_recruiter", "g1")
+
+
+async def test_a_wrong_key_is_an_auth_error_that_does_not_show_either_key(
+    sim: Simulator, account: str
+) -> None:
+    wrong = "sk-wrong-KANGAROO-1234567890"
+    async with UnipileClient(sim.url, api_key=wrong) as c:
+        with pytest.raises(AuthError) as raised:
+            await c.get_account(account)
+    text = str(raised.value) + repr(raised.value)
+    assert wrong not in text
+    assert sim.api_key not in text
+
+
+async def test_the_gate_is_entered_for_the_chat_and_each_page(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    kinds: list[RequestKind] = []
+
+    class Counting:
+        def __call__(self, account: str, kind: RequestKind) -> _Entered:
+            kinds.append(kind)
+            return _Entered()
+
+    sim.configure_chat(account, "gated", members=[f"ACoAM{i:04d}" for i in range(150)])
+    state = await client.read_chat(account, "gated", gate=Counting())
+    assert len(state.participants) == 151
+    assert kinds == ["read", "read", "read"]
+    assert len(sim.requests(account)) == 3
+
+
+class _Entered:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
