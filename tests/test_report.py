@@ -141,7 +141,8 @@ def test_the_text_report_explains_failures_per_account(ledger: Path) -> None:
         "(429 provider/too_many_requests: Slow down please; req_id req-429)"
     ) in text
     assert "acc_y: 1 failed — api_error (500 api/unexpected_error: boom; req_id req-500)" in text
-    assert "r1" in text and "interrupted" in text and "no end record" in text
+    table = render_text(summarize(ledger), width=120)
+    assert "r1" in table and "interrupted" in table and "no end record, resume" in table
     assert "\x1b[" not in text  # plain text: no terminal escapes
 
 
