@@ -7,7 +7,7 @@ through its inspection API, so each test checks the effect on the right resource
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -19,11 +19,16 @@ from bulkgroups.errors import (
     Conflict,
     NotFound,
     PermissionDenied,
+    RateLimited,
     RequestRejected,
+    TransientError,
+    TransportError,
     UnsupportedAccount,
 )
-from bulkgroups.model import RequestKind
+from bulkgroups.model import RequestKind, parse_rate
 from bulkgroups.simulator import Simulator
+
+SimFactory = Callable[..., Simulator]  # the `sim_factory` fixture of conftest.py
 
 
 @pytest.fixture
@@ -230,3 +235,58 @@ class _Entered:
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected_type"),
+    [
+        ("reset=1", "transport/reset"),
+        ("500=1", "api/internal_error"),
+        ("502=1", None),
+        ("503=1", None),
+        ("504=1", None),
+    ],
+)
+async def test_simulated_faults_are_transient(
+    sim: Simulator, client: UnipileClient, account: str, faults: str, expected_type: str | None
+) -> None:
+    sim.set_faults(faults)
+    with pytest.raises(TransientError) as raised:
+        await client.read_chat(account, "g1")
+    if expected_type is not None:
+        assert raised.value.type == expected_type
+    assert raised.value.account == account
+
+
+async def test_an_unknown_outcome_write_then_the_retry_finds_it_done(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    sim.set_faults("appliedreset=1")
+    with pytest.raises(TransportError):
+        await client.add_participant(account, "g1", "ACoAA0499")
+    sim.set_faults("")
+    assert "ACoAA0499" in sim.members(account, "g1")
+    with pytest.raises(Conflict):
+        await client.add_participant(account, "g1", "ACoAA0499")
+
+
+async def test_over_the_simulated_limit_is_rate_limited_with_retry_after(
+    sim_factory: SimFactory, account: str
+) -> None:
+    sim = sim_factory(rate=parse_rate("1/min"))
+    async with UnipileClient(sim.url, api_key=sim.api_key) as c:
+        await c.get_chat(account, "g1")
+        with pytest.raises(RateLimited) as raised:
+            await c.get_chat(account, "g1")
+    assert raised.value.retry_after is not None
+    assert 0 < raised.value.retry_after <= 60
+
+
+async def test_fresh_reads_skip_the_simulated_cache(sim_factory: SimFactory, account: str) -> None:
+    sim = sim_factory(cache_age=60)
+    async with UnipileClient(sim.url, api_key=sim.api_key) as c:
+        await c.get_chat(account, "g1")
+        await c.get_chat(account, "g1")
+        await c.get_chat(account, "g1", fresh=True)
+        await c.read_chat(account, "g1")
+    assert [r.cached for r in sim.requests(account)] == [False, True, False, False, False]
