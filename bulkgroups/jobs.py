@@ -359,7 +359,8 @@ class _YamlReader:
         if self.rejected(node, field_name):
             return None
         if not isinstance(node, MappingNode):
-            self.report.add(_line(node), field_name, f"expected {what}, got {_describe(node)}")
+            message = f"expected {what}, got {_describe(node)}"
+            self.report.add(_line(node), field_name or "file", message)
             return None
         pairs: dict[str, tuple[Node, Node]] = {}
         prefix = f"{field_name}." if field_name else ""
@@ -564,7 +565,8 @@ class _YamlReader:
             draft.valid = False
         else:
             draft.account = account
-        if not any(key in pairs for key in _ACTION_KEYS):
+        # Only when every key was understood: after an unknown key, this would say it twice.
+        if len(pairs) == len(node.value) and not any(key in pairs for key in _ACTION_KEYS):
             self.report.add(
                 _line(node),
                 where,
@@ -597,12 +599,13 @@ class _YamlReader:
                     self.report.add(_line(value_node), f"{where}.rename", problem)
         if "leave" in pairs:
             draft.leave = bool(self.boolean(pairs["leave"][1], f"{where}.leave"))
-        kinds: tuple[UserList, ...] = ("members", "protect", "remove", "add")
-        for kind in kinds:
-            if kind in pairs:
+        # In document order, so that a conflict is reported where it is made: at the second list.
+        for key, (_, value_node) in pairs.items():
+            if key in _BIT:
+                kind: UserList = key
                 if kind == "members":
                     draft.members = []
-                self.users(pairs[kind][1], f"{where}.{kind}", kind, draft)
+                self.users(value_node, f"{where}.{kind}", kind, draft)
         return draft
 
     def users(self, node: Node, where: str, kind: UserList, draft: _ChatDraft) -> None:
@@ -655,7 +658,7 @@ def _read_yaml(path: str, report: _Report, targets: _Targets | None = None) -> _
         report.add(1, "file", "YAML nested too deeply")
         return _FileResult(path, report)
     if composed.root is None:
-        report.add(1, "file", "the file holds no YAML document")
+        report.add(1, "file", "the file is empty: it holds no YAML document")
         return _FileResult(path, report)
     reader = _YamlReader(path, report, composed.problems, targets)
     result = reader.read(composed.root)
