@@ -966,6 +966,29 @@ async def test_a_body_that_stalls_is_a_transport_timeout(api: FakeUnipile) -> No
     assert raised.value.type == "transport/timeout"
 
 
+async def test_a_connection_that_is_never_accepted_is_a_transport_timeout() -> None:
+    # A listener with a full accept queue drops further SYNs: the connect hangs, as it does
+    # behind a black-holing firewall, without sending anything off this machine.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            async with UnipileClient(
+                f"http://127.0.0.1:{port}", api_key=KEY, connect_timeout=0.2
+            ) as c:
+                with pytest.raises(TransportError) as raised:
+                    await c.get_account("acc_1")
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert raised.value.type == "transport/timeout"
+
+
 @asynccontextmanager
 async def raw_server(
     respond: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
