@@ -1,0 +1,89 @@
+"""An embedded Unipile v2 look-alike, for tests, demos and `bulkgroups sandbox`.
+
+It serves the endpoints, shapes, errors, rate limits and cache of `unipile-v2.md` on 127.0.0.1, and
+counts what a careful client must never do (see `limits`). It imports only `bulkgroups.model`: it
+must not share the client's assumptions.
+
+Quick use::
+
+    with run_in_thread(SimConfig(rate=parse_rate("5/s"))) as sim:
+        ...  # requests to sim.url with X-API-KEY: sim.api_key
+        assert sim.violations() == 0
+
+Conventions (everything is created on first use, deterministically, from the ids):
+
+- People: a pool `ACoAA0001` .. `ACoAA0500` with distinct names (`person(id)`); any other
+  well-formed id (non-empty, no control characters, at most 256 characters) can be added too and
+  gets a name derived from sha256 of the id.
+- Accounts: owner id `ACoAO` + 8 upper-case hex digits of sha256(account) (`owner_id`), provider
+  `linkedin`, `application_id` `app_sandbox`. An id containing `disconnected`, `errored` or `paused`
+  has that status; containing `recruiter`, `salesnav` or `company` it is that product (no group
+  messaging); otherwise running Classic.
+- Chats: name `Group <chat>`; members = the owner (`is_self: true`) plus 3..12 pool members
+  (`initial_members(account, chat)` says exactly which). A chat id starting with `1to1` is a 1to1
+  chat (owner + one person), with `gone` does not exist (404), with `big` starts with 1000
+  participants (`ACoAB0001` .. `ACoAB0999` plus the owner).
+
+Decisions where unipile-v2.md leaves room:
+
+- Auth: no key -> 401 `api/missing_authorization`; a wrong key -> 401 `api/expired_authorization`.
+- Account status on chat/participant calls: `disconnected` -> 401 `provider/invalid_credentials`;
+  `paused` -> 403 `api/inactive_subscription`; `errored` -> 503 `provider/server_error`. Products
+  without group messaging -> 403 `api/insufficient_permissions`. The account GET always answers
+  200 and shows the status (never the product: Unipile has no such field).
+- Rules: an add to a chat already at 50 participants (owner counted) -> 422
+  `provider/unprocessable_entity`; add of a member -> 409 `api/conflict`; remove of a non-member ->
+  404 `api/resource_not_found`; the owner removing their own id leaves: the owner is gone from the
+  list and `is_readonly` is true; any write to a read-only chat -> 403
+  `provider/insufficient_permissions`; listing participants of, or writing to, a non-group chat ->
+  400 `api/invalid_parameters`; a deleted chat -> 404 `api/resource_not_found`.
+- Pages: `limit` default 20, clamped to 100 (0 or non-numeric -> 400); the cursor is an opaque
+  keyset over join order, so removals while paging skip nobody; `next_cursor` is null at the end;
+  `total_count` counts all participants.
+- Rate limits: per account, on `/v2/{account}/...` only, rolling fixed windows (general `rate`,
+  default 20/s, and optional `write_rate` for POST/PATCH/DELETE). Over a window -> 429
+  `api/too_many_requests`, `Retry-After` = whole seconds until the window ends, rounded up (>= 1).
+  `x-ratelimit-limit` / `-remaining` / `-reset` (whole seconds, rounded up) describe the tighter
+  window that applies. `provider_write_limit` writes per account later, every write gets 429
+  `provider/too_many_requests` without Retry-After. Violations: see `limits`; cache hits are not
+  counted, 429s are.
+- Cache (`cache_age` > 0): see `service`. Faults: see `faults`. Errors are RFC 7807 JSON
+  (`application/json`) with a `req_id`; every answer carries `x-request-id`.
+"""
+
+from __future__ import annotations
+
+from bulkgroups.simulator.app import create_app
+from bulkgroups.simulator.faults import FaultSpec, parse_faults
+from bulkgroups.simulator.population import initial_members, owner_id, person, pool_id
+from bulkgroups.simulator.runner import run_in_thread, run_sandbox
+from bulkgroups.simulator.service import (
+    DEFAULT_RATE,
+    LoggedRequest,
+    SimAccount,
+    SimChat,
+    SimConfig,
+    SimRequest,
+    Simulator,
+    Violations,
+)
+
+__all__ = [
+    "DEFAULT_RATE",
+    "FaultSpec",
+    "LoggedRequest",
+    "SimAccount",
+    "SimChat",
+    "SimConfig",
+    "SimRequest",
+    "Simulator",
+    "Violations",
+    "create_app",
+    "initial_members",
+    "owner_id",
+    "parse_faults",
+    "person",
+    "pool_id",
+    "run_in_thread",
+    "run_sandbox",
+]

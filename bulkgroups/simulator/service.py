@@ -1,0 +1,628 @@
+"""The simulator's core: one request in, one `Reply` out, under one lock; plus the inspection API.
+
+The pipeline of an API request, in order (each step can answer and stop):
+
+1. auth: `X-API-KEY` absent -> 401 `api/missing_authorization`; wrong -> 401
+   `api/expired_authorization`. Not counted by any limit.
+2. routing: an unknown path -> 404 `api/resource_not_found`; a known path with the wrong method ->
+   405 `api/method_not_allowed`. Not counted.
+3. the core `GET /v2/accounts/{id}`: answered (never rate-limited, never faulted).
+4. cache (account-scoped GETs without `Cache-Control: no-cache`, when `cache_age` > 0): a stored
+   answer at most `cache_age` seconds old is returned with `X-Cache: HIT` and `Age`; hits count
+   toward no limit and no violation.
+5. limits: the request counts in the account's window(s) and strict counters; over a window ->
+   429 `api/too_many_requests` with `Retry-After`.
+6. account: status and product (`World.check_usable`).
+7. LinkedIn's own limiter: writes beyond `provider_write_limit` -> 429 `provider/too_many_requests`
+   without Retry-After.
+8. faults (seeded dice, see `faults`), then the chat rules of `World`.
+
+Every account-scoped answer (cache hits and errors included, resets excepted) carries
+`x-ratelimit-limit`, `-remaining`, `-reset`; every answer carries `x-request-id`.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import orjson
+
+from bulkgroups.model import RateSpec, RequestKind, parse_rate
+from bulkgroups.simulator.faults import FaultDice, FaultSpec, parse_faults
+from bulkgroups.simulator.limits import AccountLimits
+from bulkgroups.simulator.population import AccountStatus, Product
+from bulkgroups.simulator.replies import Problem, Reply, html_reply, json_reply, problem_reply
+from bulkgroups.simulator.world import DEFAULT_MEMBER_CAP, ChatType, World
+
+__all__ = [
+    "DEFAULT_RATE",
+    "LoggedRequest",
+    "SimAccount",
+    "SimChat",
+    "SimConfig",
+    "SimRequest",
+    "Simulator",
+    "Violations",
+]
+
+DEFAULT_RATE = RateSpec(20, 1.0)
+_WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
+
+Endpoint = Literal["account", "chat", "participants", "participant"]
+_METHODS: dict[Endpoint, frozenset[str]] = {
+    "account": frozenset({"GET"}),
+    "chat": frozenset({"GET", "PATCH"}),
+    "participants": frozenset({"GET", "POST"}),
+    "participant": frozenset({"DELETE"}),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimConfig:
+    """How a simulator behaves; per-account settings (`configure_account`) override the rates."""
+
+    api_key: str | None = None  # None: a fresh secrets.token_urlsafe()
+    rate: RateSpec = DEFAULT_RATE
+    write_rate: RateSpec | None = None
+    provider_write_limit: int | None = None
+    cache_age: float = 0.0
+    faults: FaultSpec = field(default_factory=FaultSpec)
+    seed: int = 0
+    member_cap: int = DEFAULT_MEMBER_CAP
+    log_limit: int = 200_000  # oldest log entries are dropped beyond this
+
+
+@dataclass(frozen=True, slots=True)
+class SimRequest:
+    """An HTTP request, decoded: `segments` are the percent-decoded path segments."""
+
+    method: str
+    segments: tuple[str, ...]
+    path: str = ""
+    query: Mapping[str, str] = field(default_factory=dict)
+    api_key: str | None = None
+    no_cache: bool = False
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One request as the simulator saw it. `at` is the monotonic arrival time; `status` is None
+    when the connection was reset; `kind` is None for requests that reached no endpoint."""
+
+    seq: int
+    req_id: str
+    at: float
+    method: str
+    path: str
+    account: str | None
+    chat: str | None
+    user: str | None
+    kind: RequestKind | None
+    status: int | None
+    fault: str | None = None
+    cached: bool = False
+    violation: bool = False
+    error_type: str | None = None
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind == "write"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "req_id": self.req_id,
+            "at": self.at,
+            "method": self.method,
+            "path": self.path,
+            "account": self.account,
+            "chat": self.chat,
+            "user": self.user,
+            "kind": self.kind,
+            "is_write": self.is_write,
+            "status": self.status,
+            "fault": self.fault,
+            "cached": self.cached,
+            "violation": self.violation,
+            "error_type": self.error_type,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Violations:
+    """Strict-rate violations of one account: of the general limit and of the write limit."""
+
+    general: int = 0
+    write: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.general + self.write
+
+
+@dataclass(frozen=True, slots=True)
+class SimChat:
+    """A snapshot of a chat for tests; `members` in join order, owner included while present."""
+
+    account: str
+    chat: str
+    name: str
+    type: ChatType
+    readonly: bool
+    deleted: bool
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SimAccount:
+    account: str
+    owner: str
+    status: AccountStatus
+    product: Product
+    rate: RateSpec
+    write_rate: RateSpec | None
+    provider_write_limit: int | None
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    endpoint: Endpoint
+    account: str
+    chat: str | None = None
+    user: str | None = None
+
+
+def _route(segments: tuple[str, ...]) -> _Route | None:
+    if len(segments) < 3 or segments[0] != "v2" or any(not s for s in segments[1:]):
+        return None
+    match segments[1:]:
+        case ("accounts", account):
+            return _Route("account", account)
+        case (account, "chats", chat):
+            return _Route("chat", account, chat)
+        case (account, "chats", chat, "participants"):
+            return _Route("participants", account, chat)
+        case (account, "chats", chat, "participants", user):
+            return _Route("participant", account, chat, user)
+    return None
+
+
+def _as_rate(value: RateSpec | str) -> RateSpec:
+    return value if isinstance(value, RateSpec) else parse_rate(value)
+
+
+_CacheKey = tuple[str, str | None, str]
+
+
+class Simulator:
+    """A Unipile v2 look-alike: thread-safe core shared by the HTTP app and the test thread."""
+
+    def __init__(
+        self, config: SimConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config if config is not None else SimConfig()
+        self._api_key = self.config.api_key or secrets.token_urlsafe(24)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._world = World(member_cap=self.config.member_cap)
+        self._limits: dict[str, AccountLimits] = {}
+        self._violations: dict[str, Violations] = {}
+        self._dice = FaultDice(self.config.faults, self.config.seed)
+        self._cache: dict[_CacheKey, tuple[float, Reply]] = {}
+        self._log: deque[LoggedRequest] = deque(maxlen=self.config.log_limit)
+        self._seq = 0
+        self._url: str | None = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"<Simulator url={self._url!r}>"
+
+    # ---- identity --------------------------------------------------------------------------
+
+    @property
+    def api_key(self) -> str:
+        return self._api_key
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT` while served by `run_in_thread` / `run_sandbox`."""
+        if self._url is None:
+            raise RuntimeError("the simulator is not being served")
+        return self._url
+
+    def _set_url(self, url: str | None) -> None:
+        self._url = url
+
+    # ---- the request pipeline ----------------------------------------------------------------
+
+    def handle(self, request: SimRequest) -> Reply:
+        """Answer one API request (see the module docstring for the order of the checks)."""
+        now = self._clock()
+        with self._lock:
+            self._seq += 1
+            req_id = f"req_sim{self._seq:08d}"
+            entry = LoggedRequest(
+                seq=self._seq,
+                req_id=req_id,
+                at=now,
+                method=request.method,
+                path=request.path,
+                account=None,
+                chat=None,
+                user=None,
+                kind=None,
+                status=None,
+            )
+            reply, entry = self._answer(request, now, req_id, entry)
+            reply = reply.with_headers(("x-request-id", req_id))
+            self._log.append(
+                replace(
+                    entry,
+                    status=None if reply.reset else reply.status,
+                    fault=reply.fault,
+                    error_type=_error_type(reply),
+                )
+            )
+            return reply
+
+    def _answer(
+        self, request: SimRequest, now: float, req_id: str, entry: LoggedRequest
+    ) -> tuple[Reply, LoggedRequest]:
+        if request.api_key is None or request.api_key == "":
+            return problem_reply(
+                401, "api/missing_authorization", "the X-API-KEY header is missing", req_id
+            ), entry
+        if not secrets.compare_digest(request.api_key.encode(), self._api_key.encode()):
+            return problem_reply(
+                401, "api/expired_authorization", "the API key is not valid", req_id
+            ), entry
+        route = _route(request.segments)
+        if route is None:
+            return problem_reply(404, "api/resource_not_found", "no such endpoint", req_id), entry
+        if request.method not in _METHODS[route.endpoint]:
+            allow = ", ".join(sorted(_METHODS[route.endpoint]))
+            return problem_reply(
+                405,
+                "api/method_not_allowed",
+                f"{request.method} is not allowed here",
+                req_id,
+                headers=(("Allow", allow),),
+            ), entry
+        is_write = request.method in _WRITE_METHODS
+        kind: RequestKind = (
+            "core" if route.endpoint == "account" else "write" if is_write else "read"
+        )
+        entry = replace(entry, account=route.account, chat=route.chat, user=route.user, kind=kind)
+        account = self._world.account(route.account)
+        latency = account.latency if account.latency is not None else self._dice.spec.latency
+        reply, entry = self._answer_api(request, route, kind, now, req_id, entry)
+        return replace(reply, delay=latency), entry
+
+    def _answer_api(
+        self,
+        request: SimRequest,
+        route: _Route,
+        kind: RequestKind,
+        now: float,
+        req_id: str,
+        entry: LoggedRequest,
+    ) -> tuple[Reply, LoggedRequest]:
+        cache_key: _CacheKey = (
+            route.account,
+            route.chat,
+            request.path + "?" + "&".join(f"{k}={v}" for k, v in sorted(request.query.items())),
+        )
+        cacheable = request.method == "GET" and self.config.cache_age > 0
+        limits = self._limits_of(route.account)
+        if cacheable and not request.no_cache:
+            stored = self._cache.get(cache_key)
+            if stored is not None and now - stored[0] <= self.config.cache_age:
+                hit = stored[1].with_headers(
+                    ("X-Cache", "HIT"), ("Age", str(math.floor(now - stored[0])))
+                )
+                if kind != "core":
+                    hit = hit.with_headers(*limits.peek(now, is_write=False).headers())
+                return hit, replace(entry, cached=True)
+        if kind == "core":
+            reply = json_reply(self._world.account(route.account).as_json())
+            if cacheable:
+                self._cache[cache_key] = (now, reply)
+                reply = reply.with_headers(("X-Cache", "MISS"))
+            return reply, entry
+
+        verdict = limits.arrive(now, is_write=kind == "write")
+        if verdict.violation:
+            seen = self._violations.get(route.account, Violations())
+            self._violations[route.account] = Violations(
+                seen.general + verdict.general_violation, seen.write + verdict.write_violation
+            )
+            entry = replace(entry, violation=True)
+        rate_headers = verdict.state.headers()
+        if verdict.state.exceeded:
+            return problem_reply(
+                429,
+                "api/too_many_requests",
+                "too many requests for this account: retry after the window resets",
+                req_id,
+                headers=(("Retry-After", verdict.state.retry_after), *rate_headers),
+            ), entry
+        try:
+            reply = self._answer_account_scoped(request, route, kind, req_id, limits)
+        except Problem as problem:
+            reply = problem.reply(req_id)
+        if cacheable and reply.status == 200 and reply.fault is None:
+            self._cache[cache_key] = (now, reply)
+            reply = reply.with_headers(("X-Cache", "MISS"))
+        if kind == "write" and reply.fault != "ignored":
+            self._invalidate(route.account, route.chat)
+        if reply.reset:
+            return reply, entry
+        return reply.with_headers(*rate_headers), entry
+
+    def _answer_account_scoped(
+        self,
+        request: SimRequest,
+        route: _Route,
+        kind: RequestKind,
+        req_id: str,
+        limits: AccountLimits,
+    ) -> Reply:
+        account = self._world.check_usable(route.account)
+        if kind == "write":
+            limit = (
+                account.provider_write_limit
+                if account.provider_write_limit is not None
+                else self.config.provider_write_limit
+            )
+            limits.provider_writes += 1
+            if limit is not None and limits.provider_writes > limit:
+                raise Problem(
+                    429,
+                    "provider/too_many_requests",
+                    "LinkedIn refused the action: too many requests, try again later",
+                )
+        fault = self._dice.roll(route.account, is_write=kind == "write")
+        if fault is not None and fault not in ("applied500", "appliedreset", "ignored"):
+            return replace(_fault_reply(fault, req_id), fault=fault)
+        if fault == "ignored":
+            body = self._dispatch(request, route, apply=False)
+            return replace(json_reply(body), fault=fault)
+        try:
+            body = self._dispatch(request, route, apply=True)
+        except Problem as problem:
+            if fault is None:
+                raise
+            reply = problem.reply(req_id)
+        else:
+            reply = json_reply(body)
+        if fault == "applied500":
+            return replace(_fault_reply("500", req_id), fault=fault)
+        if fault == "appliedreset":
+            return Reply(0, reset=True, fault=fault)
+        return reply
+
+    def _dispatch(self, request: SimRequest, route: _Route, *, apply: bool) -> dict[str, Any]:
+        assert route.chat is not None
+        world = self._world
+        method = request.method
+        if route.endpoint == "chat" and method == "GET":
+            return world.get_chat(route.account, route.chat)
+        if route.endpoint == "participants" and method == "GET":
+            return world.participants_page(
+                route.account,
+                route.chat,
+                limit=request.query.get("limit"),
+                cursor=request.query.get("cursor"),
+            )
+        if route.endpoint == "participant":
+            assert route.user is not None
+            return world.remove(route.account, route.chat, route.user, apply=apply)
+        payload = _json_object(request.body)
+        if route.endpoint == "chat":
+            return world.rename(route.account, route.chat, payload.get("name"), apply=apply)
+        return world.add(route.account, route.chat, payload.get("user_id"), apply=apply)
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _limits_of(self, account: str) -> AccountLimits:
+        limits = self._limits.get(account)
+        if limits is None:
+            record = self._world.account(account)
+            limits = AccountLimits(
+                record.rate or self.config.rate, record.write_rate or self.config.write_rate
+            )
+            self._limits[account] = limits
+        return limits
+
+    def _invalidate(self, account: str, chat: str | None) -> None:
+        for key in [k for k in self._cache if k[0] == account and (chat is None or k[1] == chat)]:
+            del self._cache[key]
+
+    # ---- inspection and configuration (thread-safe) ------------------------------------------
+
+    def members(self, account: str, chat: str) -> frozenset[str]:
+        """The chat's current participants (owner included while present)."""
+        with self._lock:
+            return self._world.members(account, chat)
+
+    def chat(self, account: str, chat: str) -> SimChat:
+        with self._lock:
+            record = self._world.chat_record(account, chat)
+            return SimChat(
+                account=account,
+                chat=chat,
+                name=record.name,
+                type=record.type,
+                readonly=record.readonly,
+                deleted=record.deleted,
+                members=tuple(record.members),
+            )
+
+    def account(self, account: str) -> SimAccount:
+        with self._lock:
+            record = self._world.account(account)
+            return SimAccount(
+                account=account,
+                owner=record.owner,
+                status=record.status,
+                product=record.product,
+                rate=record.rate or self.config.rate,
+                write_rate=record.write_rate or self.config.write_rate,
+                provider_write_limit=(
+                    record.provider_write_limit
+                    if record.provider_write_limit is not None
+                    else self.config.provider_write_limit
+                ),
+                latency=record.latency if record.latency is not None else self._dice.spec.latency,
+            )
+
+    def owner(self, account: str) -> str:
+        return self.account(account).owner
+
+    def requests(self, account: str | None = None) -> tuple[LoggedRequest, ...]:
+        """The request log, oldest first (optionally one account's)."""
+        with self._lock:
+            return tuple(e for e in self._log if account is None or e.account == account)
+
+    def timeline(self, account: str, *, writes_only: bool = False) -> tuple[float, ...]:
+        """Arrival times of the account's requests that counted toward its limits."""
+        return tuple(
+            e.at
+            for e in self.requests(account)
+            if e.kind in ("read", "write")
+            and not e.cached
+            and (e.kind == "write" or not writes_only)
+        )
+
+    def violations(self, account: str | None = None) -> int:
+        """Strict-rate violations (general + write), of one account or of all."""
+        with self._lock:
+            if account is not None:
+                return self._violations.get(account, Violations()).total
+            return sum(v.total for v in self._violations.values())
+
+    def violations_by_account(self) -> dict[str, Violations]:
+        with self._lock:
+            return dict(self._violations)
+
+    def reset_log(self) -> None:
+        """Forget the request log and the violation counts (state and windows stay)."""
+        with self._lock:
+            self._log.clear()
+            self._violations.clear()
+
+    def configure_account(
+        self,
+        account: str,
+        *,
+        status: AccountStatus | None = None,
+        product: Product | None = None,
+        rate: RateSpec | str | None = None,
+        write_rate: RateSpec | str | None = None,
+        provider_write_limit: int | None = None,
+        latency: float | None = None,
+    ) -> None:
+        """Override an account's settings; None leaves a setting as it is. Changing a rate
+        starts the account's windows and strict counters afresh."""
+        with self._lock:
+            record = self._world.account(account)
+            if status is not None:
+                record.status = status
+            if product is not None:
+                record.product = product
+            if rate is not None:
+                record.rate = _as_rate(rate)
+            if write_rate is not None:
+                record.write_rate = _as_rate(write_rate)
+            if rate is not None or write_rate is not None:
+                self._limits.pop(account, None)
+            if provider_write_limit is not None:
+                record.provider_write_limit = provider_write_limit
+                self._limits_of(account).provider_writes = 0
+            if latency is not None:
+                record.latency = latency
+            self._invalidate(account, None)
+
+    def configure_chat(
+        self,
+        account: str,
+        chat: str,
+        *,
+        members: Iterable[str] | None = None,
+        with_owner: bool = True,
+        name: str | None = None,
+        type: ChatType | None = None,
+        readonly: bool | None = None,
+        deleted: bool | None = None,
+    ) -> None:
+        """Set a chat's state. `members` is the full list; the owner is added to it unless
+        `with_owner=False` (a chat the owner has left). None leaves a field as it is."""
+        with self._lock:
+            self._world.configure_chat(
+                account,
+                chat,
+                members=members,
+                with_owner=with_owner,
+                name=name,
+                type=type,
+                readonly=readonly,
+                deleted=deleted,
+            )
+            self._invalidate(account, chat)
+
+    def set_faults(self, faults: FaultSpec | str, *, seed: int | None = None) -> None:
+        """Replace the fault spec; the dice start afresh from `seed` (default: the config's)."""
+        spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
+        with self._lock:
+            self._dice = FaultDice(spec, self.config.seed if seed is None else seed)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        raise Problem(400, "api/invalid_parameters", "the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise Problem(400, "api/invalid_parameters", "the body must be a JSON object")
+    return payload
+
+
+def _fault_reply(kind: str, req_id: str) -> Reply:
+    if kind == "500":
+        return problem_reply(500, "api/internal_error", "injected fault: internal error", req_id)
+    if kind == "504":
+        return problem_reply(504, "api/proxy_timeout", "injected fault: proxy timeout", req_id)
+    if kind == "429":
+        return problem_reply(
+            429,
+            "api/too_many_requests",
+            "injected fault: too many requests",
+            req_id,
+            headers=(("Retry-After", "1"),),
+        )
+    if kind == "502":
+        return html_reply(502, "502 Bad Gateway")
+    if kind == "503":
+        return Reply(503, b"", None)
+    if kind == "reset":
+        return Reply(0, reset=True)
+    raise AssertionError(kind)
+
+
+def _error_type(reply: Reply) -> str | None:
+    if reply.status < 400 or reply.content_type != "application/json":
+        return None
+    try:
+        payload = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        return None
+    value = payload.get("type") if isinstance(payload, dict) else None
+    return value if isinstance(value, str) else None
