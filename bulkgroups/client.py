@@ -8,8 +8,9 @@
 Every HTTP request goes through one private `_request()`, made entirely (send and read the body)
 inside `gate(account, kind)`, so pacing sees exactly one entry per request. Failures come out as the
 `errors.ApiError` tree: answers through `errors.error_from_response`, timeouts as
-`TransportError("timeout")`, broken connections as `TransportError("reset")`, and a 2xx read
-whose body lacks what we need as `TransientError` of type `http/invalid_body`.
+`TransportError("timeout")`, broken connections as `TransportError("reset")`, a 2xx read whose
+body lacks what we need as `TransientError` of type `http/invalid_body`, and a participants cursor
+the server hands out twice as `PaginationError` (type `http/repeated_cursor`).
 
 The API key is sent only in the `X-API-KEY` header of each request. It is never put on the session,
 in a URL, in a repr or in an exception: server-supplied error text that echoes it is scrubbed.
@@ -77,7 +78,9 @@ def _check_base_url(base_url: str) -> str:
             f"refusing plain http:// to {url.host!r}: the API key would travel in clear; "
             "use https:// (http is allowed only for 127.0.0.0/8, ::1 and localhost)"
         )
-    return base
+    # yarl's encoded form: a prefix such as `/my proxy` must reach the wire as `/my%20proxy`,
+    # since request URLs are assembled from it already encoded.
+    return str(url).rstrip("/")
 
 
 def _is_loopback(host: str) -> bool:

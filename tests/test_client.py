@@ -152,20 +152,21 @@ def test_plain_http_to_a_non_loopback_host_is_refused(base_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "base_url",
+    ("base_url", "normalised"),
     [
-        "http://127.0.0.1:8765",
-        "http://127.0.0.2",
-        "http://127.255.255.254:1",
-        "http://localhost:8080",
-        "http://LOCALHOST",
-        "http://[::1]:8080",
-        "https://api.unipile.com",
-        "https://api12.unipile.com:14567",
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("http://127.0.0.2", "http://127.0.0.2"),
+        ("http://127.255.255.254:1", "http://127.255.255.254:1"),
+        ("http://localhost:8080/", "http://localhost:8080"),
+        ("http://LOCALHOST", "http://localhost"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+        ("https://api.unipile.com", "https://api.unipile.com"),
+        ("https://api12.unipile.com:14567/", "https://api12.unipile.com:14567"),
+        ("https://gw.example.com/unipile/", "https://gw.example.com/unipile"),
     ],
 )
-def test_https_anywhere_and_http_to_loopback_are_accepted(base_url: str) -> None:
-    assert UnipileClient(base_url, api_key=KEY).base_url == base_url
+def test_https_anywhere_and_http_to_loopback_are_accepted(base_url: str, normalised: str) -> None:
+    assert UnipileClient(base_url, api_key=KEY).base_url == normalised
 
 
 @pytest.mark.parametrize(
@@ -283,7 +284,12 @@ async def test_a_write_succeeds_on_its_status_whatever_the_body(
 async def test_a_base_url_with_a_path_prefix_keeps_it(api: FakeUnipile) -> None:
     async with UnipileClient(api.url + "/proxy/unipile/", api_key=KEY) as c:
         await c.add_participant("acc_1", "chat_1", "ACoAA1")
-    assert api.seen[0].raw_path == "/proxy/unipile/v2/acc_1/chats/chat_1/participants"
+    async with UnipileClient(api.url + "/my proxy", api_key=KEY) as c:
+        await c.add_participant("acc_1", "chat_1", "ACoAA1")
+    assert [s.raw_path for s in api.seen] == [
+        "/proxy/unipile/v2/acc_1/chats/chat_1/participants",
+        "/my%20proxy/v2/acc_1/chats/chat_1/participants",
+    ]
 
 
 HOSTILE_IDS = [
