@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The demo: check an example job, apply it against the embedded simulator, then read the ledger.
 demo: $(STAMP)
-	$(BIN)/python -m bulkgroups.demo
+	@rm -f demo-ledger.jsonl
+	$(BIN)/bulkgroups validate jobs/cohorts.yaml
+	$(BIN)/bulkgroups apply jobs/cohorts.yaml --sandbox --yes --ledger demo-ledger.jsonl
+	$(BIN)/bulkgroups report demo-ledger.jsonl
 
 lint: $(STAMP)
 	$(BIN)/ruff check bulkgroups tests benchmarks

@@ -299,13 +299,16 @@ def _confirmer(
     interactive = sys.stdin.isatty() and not args.yes
 
     def confirm(plan: Plan) -> bool:
-        if not interactive or plan.removals == 0:
-            return True
+        """Show the plan before anything is written; ask only a person, and only for removals."""
         progress.pause()
-        out.print(render_plan(plan), markup=False, highlight=False)
-        answer = input(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
-        progress.resume()
-        return answer.strip().lower() in ("y", "yes")
+        try:
+            out.print(render_plan(plan), markup=False, highlight=False)
+            if not interactive or plan.removals == 0:
+                return True
+            answer = input(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
+            return answer.strip().lower() in ("y", "yes")
+        finally:
+            progress.resume()
 
     return confirm
 

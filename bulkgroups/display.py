@@ -37,7 +37,7 @@ def format_duration(seconds: float) -> str:
     if minutes or hours:
         parts.append(f"{minutes}m")
     parts.append(f"{secs}s")
-    return " ".join(parts)
+    return "about " + " ".join(parts)
 
 
 def _who(chat: ChatPlan, user: str | None) -> str:

@@ -64,6 +64,7 @@ from .model import (
     Status,
 )
 from .pacing import Pacing, PacingPolicy, RetryPolicy
+from .version import __version__
 
 __all__ = [
     "DEFAULT_LEDGER",
@@ -78,7 +79,6 @@ __all__ = [
 ]
 
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"
-VERSION = "0.1.0"
 
 T = TypeVar("T")
 
@@ -670,7 +670,7 @@ async def _apply(
 
     async with LedgerWriter(ledger) as writer:
         await writer.run_started(
-            run_id=run_id, job_sha256=plan.job_sha256, resume=resume, version=VERSION
+            run_id=run_id, job_sha256=plan.job_sha256, resume=resume, version=__version__
         )
         stop_sending = anyio.Event()
 

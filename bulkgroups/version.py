@@ -1,0 +1,3 @@
+"""The package version, in one place (the ledger records it in every run)."""
+
+__version__ = "0.1.0"
