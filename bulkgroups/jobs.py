@@ -77,6 +77,7 @@ CSV_ACTIONS: Final[tuple[CsvAction, ...]] = (
     "protect",
 )
 CSV_COLUMNS: Final = frozenset({"account", "chat", "action", "user", "name"})
+_CSV_HEADER: Final = "account,chat,action,user,name"
 
 _TOP_KEYS: Final = frozenset({"version", "defaults", "accounts", "chats"})
 _DEFAULTS_KEYS: Final = frozenset({"account"})
@@ -708,13 +709,11 @@ def _csv_rows(path: str, report: _Report, defaults: Mapping[str, str]) -> Iterat
         return
     default_account, no_default = _default_for_csv(defaults, path)
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, strict=True)
         try:
             yield from _csv_body(reader, report, default_account, no_default)
         except UnicodeDecodeError:
             report.add(_first_bad_utf8_line(path), "file", "not UTF-8 text")
-        except csv.Error as exc:
-            report.add(reader.line_num, "file", f"malformed CSV: {exc}")
 
 
 def _first_bad_utf8_line(path: str) -> int:
@@ -733,7 +732,17 @@ def _csv_body(
     default_account: str | None,
     no_default: str | None,
 ) -> Iterator[_Row]:
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        report.add(1, "file", f"malformed CSV header: {exc}")
+        return
+    if header == []:
+        # Only blank lines, or a blank line where the header belongs.
+        if any(row for row in reader):
+            report.add(1, "file", f"line 1 must be the header {_CSV_HEADER}; it is blank")
+            return
+        header = None
     if header is None:
         report.add(1, "file", "the file is empty")
         return
@@ -742,12 +751,21 @@ def _csv_body(
         return
     i_account, i_chat, i_action, i_user, i_name = columns
     end = reader.line_num
-    for row in reader:
-        line, end = end + 1, reader.line_num
+    while True:
+        line = end + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # The reader cannot find the next row reliably (e.g. an unclosed quote): stop here.
+            report.add(line, "file", f"malformed CSV from this line on: {exc}")
+            return
+        end = reader.line_num
         if not row:
             continue  # a blank line
         if len(row) != len(CSV_COLUMNS):
-            report.add(line, "file", f"expected {len(CSV_COLUMNS)} fields, got {len(row)}")
+            report.add(line, "row", f"expected {len(CSV_COLUMNS)} fields, got {len(row)}")
             continue
         account, chat, action, user, name = (
             row[i_account],
@@ -800,13 +818,11 @@ def _csv_body(
 
 
 def _csv_header(header: list[str], report: _Report) -> tuple[int, int, int, int, int] | None:
-    wanted = "account,chat,action,user,name"
     seen = set(header)
     if len(seen) != len(header) or seen != CSV_COLUMNS:
         shown = _q(",".join(header))
-        report.add(
-            1, "file", f"the header must be exactly the columns {wanted} (any order), got {shown}"
-        )
+        message = f"the header must be exactly the columns {_CSV_HEADER} (any order), got {shown}"
+        report.add(1, "file", message)
         return None
     index = {name: i for i, name in enumerate(header)}
     return (index["account"], index["chat"], index["action"], index["user"], index["name"])
