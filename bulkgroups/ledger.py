@@ -130,6 +130,25 @@ def cut_torn_tail(path: str | os.PathLike[str]) -> int:
         os.close(fd)
 
 
+def _open_for_append(path: str) -> int:
+    """Cut a torn tail, then open for unbuffered appends; a new ledger's name is made durable."""
+    cut_torn_tail(path)
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    # fsync of the file alone does not make its directory entry durable.
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the data fsyncs still hold
+    finally:
+        os.close(directory)
+    return fd
+
+
 def _write_all(fd: int, data: bytes) -> None:
     # One write for the whole line; a regular file only writes less on a full disk or a signal,
     # and then the rest must still follow rather than be dropped.
@@ -179,8 +198,7 @@ class LedgerWriter:
     async def __aenter__(self) -> LedgerWriter:
         if self._fd is not None:
             raise RuntimeError("a LedgerWriter can be entered only once")
-        await anyio.to_thread.run_sync(cut_torn_tail, self.path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = await anyio.to_thread.run_sync(_open_for_append, self.path)
         try:
             send, receive = anyio.create_memory_object_stream[bytes | anyio.Event](_QUEUE_SIZE)
             self._send = send
@@ -205,11 +223,14 @@ class LedgerWriter:
         assert self._task_group is not None and self._send is not None and self._fd is not None
         try:
             # Closing the stream lets the (shielded) writer drain what is queued and stop; the
-            # task group then waits for it even if the enclosing scope is being cancelled.
+            # task group then waits for it even if the enclosing scope is being cancelled. The
+            # body's own exception is not handed to the task group, which would wrap it in an
+            # ExceptionGroup; only a failure of the writer itself comes out as one.
             self._send.close()
-            return await self._task_group.__aexit__(exc_type, exc, tb)
+            await self._task_group.__aexit__(None, None, None)
         finally:
             os.close(self._fd)
+        return None
 
     # -- records -------------------------------------------------------------------------------
 
@@ -401,7 +422,9 @@ def replay(
     another job. Only ops whose `run_id` is one of those runs count. `now` (unix time, default the
     clock) decides which UTC day is today.
     """
-    today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+    # Unix time has no leap seconds: a UTC day is exactly 86,400 of its seconds.
+    today_starts = (time.time() if now is None else now) // 86400 * 86400
+    today_ends = today_starts + 86400
     last_job: str | None = None
     last_run: str | None = None
     # The runs since the last change of job hash, and their ops' outcomes when they are `job_sha256`.
@@ -428,7 +451,7 @@ def replay(
                     if (
                         isinstance(attempts, int)
                         and attempts > 0
-                        and datetime.fromtimestamp(at, UTC).date() == today
+                        and today_starts <= at < today_ends
                     ):
                         writes[account] = writes.get(account, 0) + attempts
                 if job_sha256 is not None and record.get("run_id") in segment_runs:

@@ -447,7 +447,7 @@ def render_json(summary: Summary) -> str:
         ],
         "problems": [_problem_json(p) for p in summary.problems],
     }
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
 
 
 def _cell(value: object) -> str | int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +12,8 @@ import anyio
 import anyio.lowlevel
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bulkgroups.ledger import (
     LedgerCorrupt,
@@ -419,3 +422,53 @@ def test_a_large_ledger_replays(tmp_path: Path) -> None:
     assert sum(result.settled(d) for d in result.outcomes) == n - n // 10
     assert len(result.last_record_at) == 100
     assert sum(result.writes_today.values()) == n
+
+
+async def test_an_error_in_the_run_propagates_after_the_queued_records_are_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    with pytest.raises(KeyError):
+        async with LedgerWriter(path, fsync_interval=3600) as ledger:
+            for i in range(50):
+                await ledger.record(Outcome(add(f"u{i}"), "applied", attempts=1), run_id="r1")
+            raise KeyError("a bug in the run")
+    assert len(parsed(path)) == 50
+
+
+async def test_a_new_ledger_is_created_and_an_existing_one_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    for run_id in ("r1", "r2"):
+        async with LedgerWriter(path) as ledger:
+            await ledger.run_started(run_id=run_id, job_sha256=JOB, resume=False, version="0")
+    assert [r["run_id"] for r in parsed(path)] == ["r1", "r2"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0), st.integers(min_value=1, max_value=5))
+def test_a_kill_at_any_byte_loses_only_the_line_being_written(cut: int, count: int) -> None:
+    whole = b"".join(orjson.dumps(run_line(f"r{i}")) + b"\n" for i in range(count))
+    cut %= len(whole) + 1
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "ledger.jsonl"
+        path.write_bytes(whole[:cut])
+        survivors = [r["run_id"] for r in read_records(path)]
+        assert survivors == [f"r{i}" for i in range(whole[:cut].count(b"\n"))]
+        cut_torn_tail(path)
+        with path.open("ab") as file:
+            file.write(orjson.dumps(run_line("next")) + b"\n")
+        assert [r["run_id"] for r in read_records(path)] == [*survivors, "next"]
+
+
+async def test_a_failing_disk_surfaces_as_the_writers_error(tmp_path: Path) -> None:
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    caught: list[BaseException] = []
+    try:
+        async with LedgerWriter(tmp_path / "ledger.jsonl", fsync_every=1, fsync=broken_fsync) as w:
+            await w.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
+            await anyio.sleep_forever()  # the run is stopped by the writer's failure
+    except* OSError as group:
+        caught.extend(group.exceptions)
+    assert [str(e) for e in caught] == ["[Errno 5] Input/output error"]

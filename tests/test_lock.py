@@ -129,3 +129,15 @@ def test_pid_liveness(live_pid: int, dead_pid: int) -> None:
     assert pid_alive(os.getpid())
     assert not pid_alive(dead_pid)
     assert not pid_alive(0) and not pid_alive(-1)
+
+
+def test_breaking_a_stale_lock_puts_back_a_live_one_created_meanwhile(
+    ledger: Path, live_pid: int
+) -> None:
+    # Another process judged the same stale lock, broke it and took the ledger before us: the
+    # file we move aside is not the one we judged, so it goes back untouched.
+    write_lock(ledger, live_pid)
+    live = lock_path(ledger).read_bytes()
+    LedgerLock(ledger)._remove_if_same((0, 0, b'{"pid":1}'))
+    assert lock_path(ledger).read_bytes() == live
+    assert not list(ledger.parent.glob("*.stale"))
