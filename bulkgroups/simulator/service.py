@@ -531,7 +531,8 @@ class Simulator:
         latency: float | None = None,
     ) -> None:
         """Override an account's settings; None leaves a setting as it is. Changing a rate
-        starts the account's windows and strict counters afresh."""
+        starts the account's windows afresh (violations counted so far stay). Like a change made
+        outside the API, it does not invalidate cached answers (`clear_cache`)."""
         with self._lock:
             record = self._world.account(account)
             if status is not None:
@@ -549,7 +550,6 @@ class Simulator:
                 self._limits_of(account).provider_writes = 0
             if latency is not None:
                 record.latency = latency
-            self._invalidate(account, None)
 
     def configure_chat(
         self,
@@ -564,7 +564,8 @@ class Simulator:
         deleted: bool | None = None,
     ) -> None:
         """Set a chat's state. `members` is the full list; the owner is added to it unless
-        `with_owner=False` (a chat the owner has left). None leaves a field as it is."""
+        `with_owner=False` (a chat the owner has left). None leaves a field as it is. Like a change
+        made in the LinkedIn app, it does not invalidate cached answers (`clear_cache`)."""
         with self._lock:
             self._world.configure_chat(
                 account,
@@ -576,7 +577,12 @@ class Simulator:
                 readonly=readonly,
                 deleted=deleted,
             )
-            self._invalidate(account, chat)
+
+    def clear_cache(self) -> None:
+        """Forget every cached answer (configuration changes alone keep them, as out-of-band
+        changes in LinkedIn would)."""
+        with self._lock:
+            self._cache.clear()
 
     def set_faults(self, faults: FaultSpec | str, *, seed: int | None = None) -> None:
         """Replace the fault spec; the dice start afresh from `seed` (default: the config's)."""
