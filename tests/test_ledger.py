@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -472,3 +476,44 @@ async def test_a_failing_disk_surfaces_as_the_writers_error(tmp_path: Path) -> N
     except* OSError as group:
         caught.extend(group.exceptions)
     assert [str(e) for e in caught] == ["[Errno 5] Input/output error"]
+
+
+WRITE_FOREVER = """
+import sys, anyio
+from bulkgroups.ledger import LedgerWriter
+from bulkgroups.model import Operation, Outcome
+
+async def main() -> None:
+    async with LedgerWriter(sys.argv[1], fsync_every=8, fsync_interval=0.001) as ledger:
+        await ledger.run_started(run_id="r1", job_sha256="a" * 64, resume=False, version="0")
+        i = 0
+        while True:
+            op = Operation("acc_1", "chat_A", "add", user="u" * (i % 5000) + str(i))
+            await ledger.record(Outcome(op, "applied", attempts=1), run_id="r1")
+            i += 1
+
+anyio.run(main)
+"""
+
+
+def test_kill_9_mid_run_leaves_whole_lines_and_the_next_writer_continues(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", WRITE_FOREVER, str(path)])
+    try:
+        while not path.exists() or path.stat().st_size < 2_000_000:
+            assert process.poll() is None, "the writer died on its own"
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    records = list(read_records(path))
+    assert records[0]["type"] == "run" and len(records) > 100
+    assert [int(r["user"].lstrip("u")) for r in records[1:]] == list(range(len(records) - 1))
+
+    async def append() -> None:
+        async with LedgerWriter(path) as ledger:
+            await ledger.run_started(run_id="r2", job_sha256=JOB, resume=True, version="0")
+
+    anyio.run(append)
+    assert lines(path)[-1].startswith(b'{"type":"run","run_id":"r2"')
+    assert len(list(read_records(path))) == len(records) + 1
