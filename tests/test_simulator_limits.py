@@ -10,6 +10,8 @@ from __future__ import annotations
 import orjson
 import pytest
 from conftest import Http, SimFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bulkgroups.model import RateSpec, parse_rate
 from bulkgroups.simulator import SimConfig, SimRequest, Simulator
@@ -239,3 +241,50 @@ async def test_a_write_invalidates_the_chats_cached_reads(
     assert "ACoAA0499" not in {i["user"]["id"] for i in before.json()["data"]}
     assert (await http.get(sim, "/v2/acc_1/chats/chat_2")).headers["X-Cache"] == "HIT"
     assert other.status == 200
+
+
+# ---- properties ----------------------------------------------------------------------------------
+
+arrivals = st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=80).map(sorted)
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=arrivals, count=st.integers(1, 6), period=st.integers(1, 500))
+def test_the_strict_count_is_the_number_of_requests_with_n_others_in_the_last_t(
+    times: list[int], count: int, period: int
+) -> None:
+    counter = StrictCounter(RateSpec(count, float(period)))
+    flagged = [counter.arrive(float(t)) for t in times]
+    expected = [i >= count and times[i] - times[i - count] < period for i in range(len(times))]
+    assert flagged == expected
+    assert counter.violations == sum(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=arrivals, count=st.integers(1, 6), period=st.integers(1, 500))
+def test_a_client_without_violations_never_meets_a_429(
+    times: list[int], count: int, period: int
+) -> None:
+    rate = RateSpec(count, float(period))
+    counter, window = StrictCounter(rate), FixedWindow(rate)
+    for t in times:
+        violation = counter.arrive(float(t))
+        rejected = window.hit(float(t)).exceeded
+        assert violation or not rejected  # every 429 of the window is a strict violation too
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=arrivals, count=st.integers(1, 6), period=st.integers(1, 500))
+def test_a_fixed_window_accepts_at_most_n_per_window(
+    times: list[int], count: int, period: int
+) -> None:
+    window = FixedWindow(RateSpec(count, float(period)))
+    accepted_since_open: list[float] = []
+    for t in times:
+        state = window.hit(float(t))
+        assert window.opened_at is not None
+        accepted_since_open = [a for a in accepted_since_open if a >= window.opened_at]
+        if not state.exceeded:
+            accepted_since_open.append(float(t))
+        assert len(accepted_since_open) <= count
+        assert 0 < state.reset <= period

@@ -245,8 +245,8 @@ class Simulator:
 
     def handle(self, request: SimRequest) -> Reply:
         """Answer one API request (see the module docstring for the order of the checks)."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # under the lock: log order and arrival order agree
             self._seq += 1
             req_id = f"req_sim{self._seq:08d}"
             entry = LoggedRequest(
