@@ -32,6 +32,7 @@ Big CSV jobs stream row by row and keep only interned id strings in per-chat tup
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -265,7 +266,6 @@ class _FileResult:
     chat_fields: list[str] = field(default_factory=list)  # where each chat's id is, for messages
     accounts: dict[str, tuple[AccountSettings, int]] = field(default_factory=dict)
     default_account: str | None = None
-    default_line: int = 0
     owner_hits: list[tuple[tuple[str, str], JobFileError]] = field(default_factory=list)
 
 
@@ -291,8 +291,10 @@ def _read_text(path: str, report: _Report) -> str | None:
     except OSError as exc:
         report.add(0, "file", f"cannot read: {exc.strerror or exc}")
         return None
+    # The BOM is cut off by hand: utf-8-sig would report error positions relative to its end.
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         report.add(_decode_line(data, exc.start), "file", "not UTF-8 text")
         return None
@@ -492,7 +494,6 @@ class _YamlReader:
             account = self.identifier(value_node, "defaults.account", "account id")
             if account is not None:
                 self.result.default_account = account
-                self.result.default_line = _line(value_node)
 
     def accounts(self, node: Node) -> None:
         pairs = self.mapping(node, "accounts", None, "a mapping of account ids to settings")

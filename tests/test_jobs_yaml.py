@@ -635,6 +635,12 @@ def test_non_utf8_yaml_names_the_line(tmp_path: Path) -> None:
     assert lines(path) == ["job.yaml:3: file: not UTF-8 text"]
 
 
+def test_non_utf8_after_a_bom_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"\xef\xbb\xbfversion: 1\nchats:\n  - {chat: caf\xe9, account: a1}\n")
+    assert lines(path) == ["job.yaml:3: file: not UTF-8 text"]
+
+
 def test_a_bom_and_crlf_yaml_loads(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_bytes(
