@@ -355,3 +355,15 @@ async def test_accounts_not_running(
     assert_problem(await http.get(sim, f"/v2/{account}/chats/chat_1"), status, type_)
     sim.configure_account(account, status="running")
     assert (await http.get(sim, f"/v2/{account}/chats/chat_1")).status == 200
+
+
+async def test_short_pages_still_cover_everyone_exactly_once(
+    sim_factory: SimFactory, http: Http
+) -> None:
+    sim = sim_factory(rate=parse_rate("1000/s"), short_pages=True)
+    people = [pool_id(n) for n in range(1, 121)]
+    sim.configure_chat("acc_1", "chat_s", members=people, with_owner=False)
+    first = (await http.get(sim, participants_path("acc_1", "chat_s", "?limit=100"))).json()
+    assert len(first["data"]) < 100 and first["next_cursor"] is not None
+    seen = await all_participants(http, sim, "acc_1", "chat_s", 100)
+    assert [item["user"]["id"] for item in seen] == people

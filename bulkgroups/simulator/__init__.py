@@ -39,7 +39,8 @@ Decisions where unipile-v2.md leaves room:
   400 `api/invalid_parameters`; a deleted chat -> 404 `api/resource_not_found`.
 - Pages: `limit` default 20, clamped to 100 (0 or non-numeric -> 400); the cursor is an opaque
   keyset over join order, so removals while paging skip nobody; `next_cursor` is null at the end;
-  `total_count` counts all participants.
+  `total_count` counts all participants. With `SimConfig(short_pages=True)` pages hold 1..limit
+  items even when more exist, as Unipile may do.
 - Rate limits: per account, on `/v2/{account}/...` only, rolling fixed windows (general `rate`,
   default 20/s, and optional `write_rate` for POST/PATCH/DELETE). Over a window -> 429
   `api/too_many_requests`, `Retry-After` = whole seconds until the window ends, rounded up (>= 1).
@@ -47,8 +48,20 @@ Decisions where unipile-v2.md leaves room:
   window that applies. `provider_write_limit` writes per account later, every write gets 429
   `provider/too_many_requests` without Retry-After. Violations: see `limits`; cache hits are not
   counted, 429s are.
-- Cache (`cache_age` > 0): see `service`. Faults: see `faults`. Errors are RFC 7807 JSON
-  (`application/json`) with a `req_id`; every answer carries `x-request-id`.
+- Cache (`cache_age` > 0, default off): a GET without `Cache-Control: no-cache` may get a stored
+  answer up to `cache_age` seconds old (`X-Cache: HIT`, `Age` in whole seconds); it spends no rate
+  and meets no fault; a write invalidates its chat's answers. `configure_account` /
+  `configure_chat` are out-of-band changes (as if made in the LinkedIn app): cached answers stay
+  stale until they expire, a write, or `clear_cache()`.
+- Faults: see `faults` (account-scoped requests past the limiter; reads and writes).
+- Errors are RFC 7807 JSON (`application/json`) with a `req_id`; every answer carries
+  `x-request-id`. The order of the checks is in `service`.
+- Arrival times are stamped on the simulator's own loop, so they can lag the socket by a GIL
+  switch interval (about 5 ms) when the client runs in the same process: pace with a margin.
+
+Inspection (thread-safe, on the `Simulator`): `members`, `chat`, `account`, `owner`, `requests`
+(the log), `timeline`, `violations`, `violations_by_account`, `configure_account`,
+`configure_chat`, `set_faults`, `clear_cache`, `reset_log`; over HTTP under `/_sim/` (see `app`).
 """
 
 from __future__ import annotations

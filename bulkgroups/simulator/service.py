@@ -76,6 +76,7 @@ class SimConfig:
     faults: FaultSpec = field(default_factory=FaultSpec)
     seed: int = 0
     member_cap: int = DEFAULT_MEMBER_CAP
+    short_pages: bool = False  # pages of 1..limit items even when more exist (still correct)
     log_limit: int = 200_000  # oldest log entries are dropped beyond this
 
 
@@ -213,7 +214,7 @@ class Simulator:
         self._api_key = self.config.api_key or secrets.token_urlsafe(24)
         self._clock = clock
         self._lock = threading.Lock()
-        self._world = World(member_cap=self.config.member_cap)
+        self._world = World(member_cap=self.config.member_cap, short_pages=self.config.short_pages)
         self._limits: dict[str, AccountLimits] = {}
         self._violations: dict[str, Violations] = {}
         self._dice = FaultDice(self.config.faults, self.config.seed)

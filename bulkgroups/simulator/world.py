@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,8 +146,9 @@ def _valid_user_id(user: object) -> str:
 class World:
     """Accounts and chats, created on first use, changed only by the rules below."""
 
-    def __init__(self, *, member_cap: int = DEFAULT_MEMBER_CAP) -> None:
+    def __init__(self, *, member_cap: int = DEFAULT_MEMBER_CAP, short_pages: bool = False) -> None:
         self.member_cap = member_cap
+        self.short_pages = short_pages
         self._accounts: dict[str, AccountRecord] = {}
         self._chats: dict[tuple[str, str], ChatRecord] = {}
         self._seq = 0
@@ -243,6 +245,10 @@ class World:
         after = _decode_cursor(cursor) if cursor else 0
         owner = self.account(account).owner
         members = [(user, seq) for user, seq in record.members.items() if seq > after]
+        if self.short_pages:
+            # Unipile may return fewer items than asked while more exist: 1..size, decided by
+            # the page's position so that the same request gets the same page.
+            size = 1 + hashlib.sha256(f"{account}/{chat}/{after}".encode()).digest()[0] % size
         page = members[:size]
         data = []
         for user, _ in page:
