@@ -39,11 +39,11 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, TypeVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -63,6 +63,8 @@ __all__ = [
     "load_job",
     "owner_rule_errors",
 ]
+
+_T = TypeVar("_T")
 
 MAX_ERRORS_PER_FILE: Final = 1000
 QUOTE_LIMIT: Final = 80
@@ -342,7 +344,8 @@ class _YamlReader:
         self.problems = {id(p.node): p for p in problems}
         self.targets = targets
         self.result = _FileResult(path, report)
-        self.constructor = yaml.SafeLoader("")
+        # Only for its scalar conversions (`0x1F`, `1_000`, `yes`), which take a node as it is.
+        self.constructor = yaml.constructor.SafeConstructor()
 
     # -- generic checks ------------------------------------------------------------------------
 
@@ -449,6 +452,16 @@ class _YamlReader:
             self.report.add(_line(node), field_name, str(exc))
             return None
 
+    def optional(
+        self,
+        nodes: Mapping[str, Node],
+        name: str,
+        where: str,
+        parse: Callable[[Node, str], _T | None],
+    ) -> _T | None:
+        node = nodes.get(name)
+        return None if node is None else parse(node, f"{where}.{name}")
+
     # -- the file --------------------------------------------------------------------------------
 
     def read(self, root: Node) -> _FileResult:
@@ -477,13 +490,11 @@ class _YamlReader:
             and self.constructor.construct_yaml_int(node) == SUPPORTED_VERSION
         ):
             return
-        self.report.add(
-            _line(node),
-            "version",
-            f"unsupported version {_q(node.value) if isinstance(node, ScalarNode) else _describe(node)}"
-            " (this bulkgroups reads version: "
-            f"{SUPPORTED_VERSION})",
+        shown = _q(node.value) if isinstance(node, ScalarNode) else _describe(node)
+        message = (
+            f"unsupported version {shown} (this bulkgroups reads version: {SUPPORTED_VERSION})"
         )
+        self.report.add(_line(node), "version", message)
 
     def defaults(self, node: Node) -> None:
         pairs = self.mapping(
@@ -507,25 +518,15 @@ class _YamlReader:
             )
             if settings is None:
                 continue
-            values = {
-                "rate": self.rate(settings["rate"][1], f"{where}.rate")
-                if "rate" in settings
-                else None,
-                "write_rate": self.rate(settings["write_rate"][1], f"{where}.write_rate")
-                if "write_rate" in settings
-                else None,
-                "daily_limit": self.positive_int(settings["daily_limit"][1], f"{where}.daily_limit")
-                if "daily_limit" in settings
-                else None,
-                "max_members": self.positive_int(settings["max_members"][1], f"{where}.max_members")
-                if "max_members" in settings
-                else None,
-            }
+            nodes = {name: pair[1] for name, pair in settings.items()}
+            parsed = AccountSettings(
+                rate=self.optional(nodes, "rate", where, self.rate),
+                write_rate=self.optional(nodes, "write_rate", where, self.rate),
+                daily_limit=self.optional(nodes, "daily_limit", where, self.positive_int),
+                max_members=self.optional(nodes, "max_members", where, self.positive_int),
+            )
             if problem is None:
-                self.result.accounts[sys.intern(key)] = (
-                    AccountSettings(**values),  # type: ignore[arg-type]
-                    _line(key_node),
-                )
+                self.result.accounts[sys.intern(key)] = (parsed, _line(key_node))
 
     def chats(self, node: Node) -> None:
         if self.rejected(node, "chats"):
@@ -548,7 +549,10 @@ class _YamlReader:
         draft = _ChatDraft(account="", chat="", line=_line(node))
         if "chat" in pairs:
             chat = self.identifier(pairs["chat"][1], f"{where}.chat", "chat id")
-            draft.chat, draft.valid = (chat, draft.valid) if chat else ("", False)
+            if chat is None:
+                draft.valid = False
+            else:
+                draft.chat = chat
         else:
             self.report.add(_line(node), f"{where}.chat", "missing: every chat needs chat: ID")
             draft.valid = False
@@ -1047,6 +1051,6 @@ def owner_rule_errors(job: Job, owners: Mapping[str, str]) -> list[JobFileError]
         if key in targets and key not in located:
             # The file changed since it was loaded: still refuse, at the chat's own place.
             message = _owner_message(targets[key], chat.account)
-            errors.append(JobFileError(chat.path, chat.line, "chat", message))
+            errors.append(JobFileError(chat.path or "<job>", chat.line, "chat", message))
     order = {path: index for index, path in enumerate(job.paths)}
     return sorted(errors, key=lambda e: (order.get(e.path, len(order)), e.line))
