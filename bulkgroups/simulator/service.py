@@ -23,6 +23,7 @@ Every account-scoped answer (cache hits and errors included, resets excepted) ca
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import threading
@@ -96,7 +97,8 @@ class SimRequest:
 @dataclass(frozen=True, slots=True)
 class LoggedRequest:
     """One request as the simulator saw it. `at` is the monotonic arrival time; `status` is None
-    when the connection was reset; `kind` is None for requests that reached no endpoint."""
+    when the connection was reset; `kind` is None for requests that reached no endpoint; `user`
+    is the user of the path, or of the body of an add (POST participants)."""
 
     seq: int
     req_id: str
@@ -301,7 +303,10 @@ class Simulator:
         kind: RequestKind = (
             "core" if route.endpoint == "account" else "write" if is_write else "read"
         )
-        entry = replace(entry, account=route.account, chat=route.chat, user=route.user, kind=kind)
+        # An add names its user in the body, not the path: log it, so that the log tells who
+        # was added (e.g. to count an add applied twice).
+        user = route.user if route.user is not None else _body_user(request)
+        entry = replace(entry, account=route.account, chat=route.chat, user=user, kind=kind)
         account = self._world.account(route.account)
         latency = account.latency if account.latency is not None else self._dice.spec.latency
         reply, entry = self._answer_api(request, route, kind, now, req_id, entry)
@@ -391,24 +396,17 @@ class Simulator:
                     "LinkedIn refused the action: too many requests, try again later",
                 )
         fault = self._dice.roll(route.account, is_write=kind == "write")
-        if fault is not None and fault not in ("applied500", "appliedreset", "ignored"):
-            return replace(_fault_reply(fault, req_id), fault=fault)
+        if fault is None:
+            return json_reply(self._dispatch(request, route, apply=True))
         if fault == "ignored":
-            body = self._dispatch(request, route, apply=False)
-            return replace(json_reply(body), fault=fault)
-        try:
-            body = self._dispatch(request, route, apply=True)
-        except Problem as problem:
-            if fault is None:
-                raise
-            reply = problem.reply(req_id)
-        else:
-            reply = json_reply(body)
+            return replace(json_reply(self._dispatch(request, route, apply=False)), fault=fault)
+        if fault not in ("applied500", "appliedreset"):
+            return replace(_fault_reply(fault, req_id), fault=fault)
+        with contextlib.suppress(Problem):  # whatever the rules answered, that answer is lost
+            self._dispatch(request, route, apply=True)
         if fault == "applied500":
             return replace(_fault_reply("500", req_id), fault=fault)
-        if fault == "appliedreset":
-            return Reply(0, reset=True, fault=fault)
-        return reply
+        return Reply(0, reset=True, fault=fault)
 
     def _dispatch(self, request: SimRequest, route: _Route, *, apply: bool) -> dict[str, Any]:
         assert route.chat is not None
@@ -590,6 +588,18 @@ class Simulator:
         spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
         with self._lock:
             self._dice = FaultDice(spec, self.config.seed if seed is None else seed)
+
+
+def _body_user(request: SimRequest) -> str | None:
+    """The `user_id` of an add's JSON body, if it has one (the log's `user` of a POST)."""
+    if request.method != "POST" or not request.body:
+        return None
+    try:
+        payload = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        return None
+    user = payload.get("user_id") if isinstance(payload, dict) else None
+    return user if isinstance(user, str) else None
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
