@@ -27,8 +27,8 @@ factor, back to 1. Pauses (Retry-After, cross-run pacing from the ledger) hold e
 rate-limited request of the account until a monotonic time. Jitter only ever adds delay, so none
 of this can weaken the guarantee: every constraint is a lower bound on the next send time.
 
-Order in `Pacing.gate` (STYLE pattern 5): under the account's lock, wait for the account's turn,
-then take a global in-flight slot, then stamp — so an account that waits never holds a slot
+Order in `Pacing.gate` (STYLE pattern 5): in the account's queue, wait for the account's turn,
+then take a global in-flight slot, re-check the turn and stamp — so an account that waits never holds a slot
 (no head-of-line blocking) and nothing is awaited between stamping and sending.
 """
 
@@ -153,8 +153,8 @@ class AccountPacer:
     """When the next request of one account may go; owned by one run.
 
     `earliest`/`stamp` are the pure core (no awaiting, testable with a fake clock); `wait_turn`
-    sleeps until the turn comes. Callers serialise wait_turn + stamp under `lock`, as `Pacing.gate`
-    does; without it, two tasks could both see the same free slot.
+    sleeps until the turn comes. Callers queue under `lock_for(kind)` for wait_turn, then check
+    `ready` and `stamp` with nothing awaited in between, as `Pacing.gate` does.
     """
 
     __slots__ = (
@@ -162,7 +162,7 @@ class AccountPacer:
         "_factor",
         "_general",
         "_jitter_span",
-        "_lock",
+        "_locks",
         "_paused_until",
         "_rng",
         "_sleep",
@@ -195,7 +195,7 @@ class AccountPacer:
         self._paused_until = _NEVER
         self._jitter_span = policy.jitter * policy.write_interval()
         self._write_extra = self._draw_jitter()
-        self._lock: anyio.Lock | None = None
+        self._locks: list[anyio.Lock | None] = [None, None]
 
     # --- state -------------------------------------------------------------------------------
 
@@ -211,16 +211,24 @@ class AccountPacer:
 
     @property
     def lock(self) -> anyio.Lock:
-        """Serialises wait + stamp for this account, first come first served.
+        """The queue reads wait in, first come first served (see `lock_for`)."""
+        return self.lock_for("read")
 
-        Created on first use so that a pacer built outside the event loop binds to the loop it
-        is used in.
+    def lock_for(self, kind: RequestKind) -> anyio.Lock:
+        """The queue requests of this kind wait in for their turn, first come first served.
+
+        Reads and writes queue separately: at 1 write/min, a read (a verify, the next chat's
+        state) must not wait a minute behind a write that waits for its write window. Sharing a
+        queue is not needed for safety: the final check and the stamp are one step with nothing
+        awaited between them. Locks are created on first use so that a pacer built outside the
+        event loop binds to the loop it is used in; fast_acquire: an uncontended gate costs no
+        extra trip through the event loop (the caller yields right after: it sends a request).
         """
-        if self._lock is None:
-            # fast_acquire: an uncontended gate costs no extra trip through the event loop; the
-            # caller yields right after anyway (it sends a request).
-            self._lock = anyio.Lock(fast_acquire=True)
-        return self._lock
+        index = 1 if kind == "write" else 0
+        lock = self._locks[index]
+        if lock is None:
+            lock = self._locks[index] = anyio.Lock(fast_acquire=True)
+        return lock
 
     # --- the pure core -----------------------------------------------------------------------
 
@@ -364,7 +372,7 @@ class Pacing:
             await slots.acquire()
             return
         pacer = self.pacer(account)
-        lock = pacer.lock
+        lock = pacer.lock_for(kind)
         await lock.acquire()
         try:
             while True:
