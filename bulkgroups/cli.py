@@ -295,15 +295,20 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def _confirmer(
     args: argparse.Namespace, out: Console, progress: ProgressDisplay
-) -> Callable[[Plan], bool]:
-    interactive = sys.stdin.isatty() and not args.yes
+) -> Callable[[Plan], bool] | None:
+    """A person at a terminal sees the whole plan and is asked before members are removed.
+
+    Only then does the run wait for every chat to be read before the first write; scripts, cron
+    and `--yes` never wait for a question nobody will answer.
+    """
+    if args.yes or not sys.stdin.isatty():
+        return None
 
     def confirm(plan: Plan) -> bool:
-        """Show the plan before anything is written; ask only a person, and only for removals."""
         progress.pause()
         try:
             out.print(render_plan(plan), markup=False, highlight=False)
-            if not interactive or plan.removals == 0:
+            if plan.removals == 0:
                 return True
             answer = input(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
             return answer.strip().lower() in ("y", "yes")
@@ -398,21 +403,28 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from .simulator import run_sandbox
+    from .simulator import parse_faults, run_sandbox
 
     try:
-        parse_rate(args.rate)
+        rate = parse_rate(args.rate)
     except ValueError as error:
         raise UsageError(f"--rate: {error}") from error
-    run_sandbox(
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key,
-        rate=args.rate,
-        faults=args.faults,
-        seed=args.seed,
-        print_fn=lambda line: print(line, flush=True),
-    )
+    try:
+        faults = parse_faults(args.faults)
+    except ValueError as error:
+        raise UsageError(f"--faults: {error}") from error
+    try:
+        run_sandbox(
+            host=args.host,
+            port=args.port,
+            api_key=args.api_key,
+            rate=rate,
+            faults=faults,
+            seed=args.seed,
+            print_fn=lambda line: print(line, flush=True),
+        )
+    except OSError as error:  # e.g. the port is taken: a usage problem, not a crash
+        raise UsageError(f"cannot serve on {args.host}:{args.port}: {error.strerror}") from error
     return 0
 
 

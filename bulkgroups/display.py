@@ -158,7 +158,8 @@ class ProgressDisplay:
             console=console,
             transient=False,
         )
-        self._task: TaskID | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._tasks_index: dict[str, int] = {}
         self.by_reason: Counter[tuple[str, str]] = Counter()
         self.problems: list[Outcome] = []
         self.problem_count = 0
@@ -183,11 +184,19 @@ class ProgressDisplay:
         self._progress.start()
 
     def phase(self, name: str, total: int) -> None:
-        self._task = self._progress.add_task(name, total=total)
+        self._tasks[name] = self._progress.add_task(name, total=total)
+        self._tasks_index[name] = len(self._progress.tasks) - 1
 
-    def advance(self, count: int = 1) -> None:
-        if self._task is not None:
-            self._progress.advance(self._task, count)
+    def grow(self, name: str, count: int) -> None:
+        task = self._tasks.get(name)
+        if task is not None:
+            total = self._progress.tasks[self._tasks_index[name]].total or 0
+            self._progress.update(task, total=total + count)
+
+    def advance(self, name: str, count: int = 1) -> None:
+        task = self._tasks.get(name)
+        if task is not None:
+            self._progress.advance(task, count)
 
     def outcome(self, outcome: Outcome) -> None:
         self.by_reason[(outcome.status, outcome.reason or "")] += 1
@@ -195,4 +204,4 @@ class ProgressDisplay:
             self.problem_count += 1
             if len(self.problems) < self.MAX_PROBLEMS_SHOWN:
                 self.problems.append(outcome)
-        self.advance()
+        self.advance("apply")

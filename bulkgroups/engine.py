@@ -114,11 +114,17 @@ class EngineConfig:
 
 
 class RunObserver(Protocol):
-    """What a progress display is told; every method must return at once."""
+    """What a progress display is told; every method must return at once.
+
+    Phases ("preflight", "read", "apply") overlap: an account may write while another still reads.
+    `outcome` advances "apply".
+    """
 
     def phase(self, name: str, total: int) -> None: ...
 
-    def advance(self, count: int = 1) -> None: ...
+    def advance(self, name: str, count: int = 1) -> None: ...
+
+    def grow(self, name: str, count: int) -> None: ...
 
     def outcome(self, outcome: Outcome) -> None: ...
 
@@ -127,7 +133,10 @@ class _SilentObserver:
     def phase(self, name: str, total: int) -> None:
         pass
 
-    def advance(self, count: int = 1) -> None:
+    def grow(self, name: str, count: int) -> None:
+        pass
+
+    def advance(self, name: str, count: int = 1) -> None:
         pass
 
     def outcome(self, outcome: Outcome) -> None:
@@ -350,7 +359,7 @@ class _Run:
                         _PREFLIGHT_STOPS.get(info.status, _Stop("deferred", "account_errored"))
                     )
             finally:
-                self.observer.advance()
+                self.observer.advance("preflight")
 
         await _for_each(self.accounts.values(), check, self.config.concurrency)
 
@@ -417,30 +426,38 @@ class _Run:
             why = self._current_stop(account)
             return ReadFailure(account.account, chat, why.status, why.reason, why.error, 0)
 
+    def owners(self) -> dict[str, str]:
+        return {a: acc.info.owner_id for a, acc in self.accounts.items() if acc.info is not None}
+
+    async def plan_chat(self, chat: ChatJob) -> ChatPlan:
+        """Read one chat (fresh) and plan it; only the compact plan is kept."""
+        account = self.accounts[chat.account]
+        observed = await self.read_chat(account, chat.chat)
+        owner = account.info.owner_id if account.info is not None else None
+        chat_plan = planner.plan_chat(
+            chat, observed, owner_id=owner, max_members=self._max_members(chat.account)
+        )
+        self.observer.advance("read")
+        return chat_plan
+
     async def read_and_plan(self) -> Plan:
+        """Every chat read and planned (accounts side by side): what `plan` shows."""
         by_account = self._chats_by_account()
         planned: dict[tuple[str, str], ChatPlan] = {}
         self.observer.phase("read", len(self.job.chats))
 
         async def plan_one(chat: ChatJob) -> None:
-            account = self.accounts[chat.account]
-            observed = await self.read_chat(account, chat.chat)
-            owner = account.info.owner_id if account.info is not None else None
-            planned[(chat.account, chat.chat)] = planner.plan_chat(
-                chat, observed, owner_id=owner, max_members=self._max_members(chat.account)
-            )
-            self.observer.advance()
+            planned[(chat.account, chat.chat)] = await self.plan_chat(chat)
 
         async with anyio.create_task_group() as tg:
             for chats in by_account.values():
                 tg.start_soon(_for_each, chats, plan_one, self.config.chats_per_account)
         if self.run_auth_error is not None:
             raise self.run_auth_error
-        owners = {a: acc.info.owner_id for a, acc in self.accounts.items() if acc.info is not None}
         return Plan(
             job_sha256=self.job.sha256,
             chats=tuple(planned[(c.account, c.chat)] for c in self.job.chats),
-            owners=owners,
+            owners=self.owners(),
             job=self.job,
         )
 
@@ -644,35 +661,152 @@ def estimate_seconds(plan: Plan, config: EngineConfig | None = None) -> float:
     )
 
 
+class _WriteGate:
+    """Holds every write back until it is certain the run will not be refused.
+
+    `--max-removals` must refuse a plan before anything is sent, but waiting for every account's
+    reads would let one slow account hold up all the others. Each account's removals are bounded
+    before it is read (an imperative chat removes at most its `remove` list; a desired-state chat
+    has no bound until read), so writes may start as soon as the removals known so far plus the
+    bounds of the accounts still reading fit under the limit. A confirmation or a saved plan needs
+    the whole plan: then the gate waits for every account.
+    """
+
+    def __init__(self, bounds: dict[str, float], limit: int, *, wait_for_all: bool) -> None:
+        self.pending = dict(bounds)
+        self.limit = limit
+        self.wait_for_all = wait_for_all
+        self.known = 0
+        self.opened = anyio.Event()
+        self.refusal: BaseException | None = None
+        self.on_complete: Callable[[], Awaitable[None]] | None = None
+
+    async def report(self, account: str, removals: int) -> None:
+        self.pending.pop(account, None)
+        self.known += removals
+        await self._decide()
+
+    def refuse(self, error: BaseException) -> None:
+        if self.refusal is None:
+            self.refusal = error
+        self.opened.set()
+
+    async def _decide(self) -> None:
+        if self.opened.is_set():
+            return
+        if self.limit >= 0 and self.known > self.limit:
+            self.refuse(
+                RunRefused(
+                    f"the plan removes {self.known} or more members, more than --max-removals "
+                    f"{self.limit}; nothing was sent"
+                )
+            )
+            return
+        if self.pending and (
+            self.wait_for_all
+            or (self.limit >= 0 and self.known + sum(self.pending.values()) > self.limit)
+        ):
+            return
+        if not self.pending and self.on_complete is not None:
+            try:
+                await self.on_complete()
+            except RunRefused as error:
+                self.refuse(error)
+                return
+        self.opened.set()
+
+    async def wait(self) -> None:
+        await self.opened.wait()
+        if self.refusal is not None:
+            raise self.refusal
+
+
+def _removal_bound(chats: Iterable[ChatJob]) -> float:
+    bound = 0.0
+    for chat in chats:
+        if chat.members is not None:
+            return float("inf")
+        bound += len(chat.remove)
+    return bound
+
+
+PlanSource = Callable[[_Run, list[ChatJob]], Awaitable[list[ChatPlan]]]
+
+
+async def _read_and_plan_account(run: _Run, chats: list[ChatJob]) -> list[ChatPlan]:
+    planned: dict[str, ChatPlan] = {}
+
+    async def plan_one(chat: ChatJob) -> None:
+        planned[chat.chat] = await run.plan_chat(chat)
+
+    await _for_each(chats, plan_one, run.config.chats_per_account)
+    return [planned[c.chat] for c in chats]
+
+
 async def _apply(
     run: _Run,
-    plan: Plan,
     *,
     ledger: str,
     resume: bool,
     previous: Replay,
     interrupt: anyio.Event | None,
+    source: PlanSource,
+    expected: Plan | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
 ) -> RunResult:
+    """Each account: its plans (read + plan, or given), then — once the gate opens — its writes."""
     config = run.config
-    _check_removals(plan, config)
-    for account_id, account in run.accounts.items():
+    for account_id, state in run.accounts.items():
         limit = run._daily_limit(account_id)
         if limit is not None:
-            account.writes_left = limit - previous.writes_today.get(account_id, 0)
+            state.writes_left = limit - previous.writes_today.get(account_id, 0)
 
+    by_account: dict[str, list[ChatJob]] = defaultdict(list)
+    for chat in run.job.chats:
+        by_account[chat.account].append(chat)
+    planned: dict[tuple[str, str], ChatPlan] = {}
+    gate = _WriteGate(
+        {a: _removal_bound(chats) for a, chats in by_account.items()},
+        config.max_removals,
+        wait_for_all=expected is not None or confirm is not None,
+    )
+
+    def whole_plan() -> Plan:
+        return Plan(
+            job_sha256=run.job.sha256,
+            chats=tuple(planned[(c.account, c.chat)] for c in run.job.chats),
+            owners=run.owners(),
+            job=run.job,
+        )
+
+    async def complete() -> None:
+        plan = whole_plan()
+        if expected is not None:
+            plan = _check_expected(plan, expected)
+            planned.update({(c.account, c.chat): c for c in plan.chats})
+            _check_removals(plan, config)
+        if confirm is not None and not await anyio.to_thread.run_sync(confirm, plan):
+            raise RunRefused("not confirmed; nothing was sent")
+
+    gate.on_complete = complete
     run_id = new_run_id()
-    interrupted = False
-    by_account: dict[str, list[ChatPlan]] = defaultdict(list)
-    for chat_plan in plan.chats:
-        by_account[chat_plan.account].append(chat_plan)
-    total = sum(len(c.to_send) + len(c.decided) for c in plan.chats)
-    run.observer.phase("apply", total)
+    stop_sending = anyio.Event()
+    run.observer.phase("read", len(run.job.chats))
 
     async with LedgerWriter(ledger) as writer:
-        await writer.run_started(
-            run_id=run_id, job_sha256=plan.job_sha256, resume=resume, version=__version__
-        )
-        stop_sending = anyio.Event()
+        started = False
+        starting = anyio.Lock()
+
+        async def start_writing() -> None:
+            """The `run` record goes first, once, before any account's first outcome."""
+            nonlocal started
+            async with starting:
+                if not started:
+                    run.observer.phase("apply", 0)
+                    await writer.run_started(
+                        run_id=run_id, job_sha256=run.job.sha256, resume=resume, version=__version__
+                    )
+                    started = True
 
         async def emit(outcome: Outcome) -> None:
             await writer.record(outcome, run_id=run_id)
@@ -680,8 +814,8 @@ async def _apply(
             run.observer.outcome(outcome)
 
         async def apply_chat(chat_plan: ChatPlan) -> None:
-            account = run.accounts.setdefault(chat_plan.account, _Account(chat_plan.account))
-            owner = plan.owners.get(chat_plan.account)
+            account = run.accounts[chat_plan.account]
+            owner = run.owners().get(chat_plan.account)
             for decided in chat_plan.decided:
                 if not (resume and previous.settled(decided.operation.digest)):
                     await emit(decided)
@@ -705,10 +839,33 @@ async def _apply(
             for outcome in outcomes:
                 await emit(outcome)
 
+        async def account_pipeline(account: str, chats: list[ChatJob]) -> None:
+            try:
+                plans = await source(run, chats)
+            except BaseException as error:
+                gate.refuse(error)
+                raise
+            for chat_plan in plans:
+                planned[(chat_plan.account, chat_plan.chat)] = chat_plan
+            if run.run_auth_error is not None:
+                gate.refuse(run.run_auth_error)
+            await gate.report(
+                account, sum(1 for p in plans for op in p.to_send if op.action == "remove")
+            )
+            await gate.wait()
+            await start_writing()
+            if not stop_sending.is_set():
+                current = [planned[(c.account, c.chat)] for c in chats]
+                run.observer.grow("apply", sum(len(p.to_send) + len(p.decided) for p in current))
+                await _for_each(current, apply_chat, config.chats_per_account)
+
         async def watch_interrupt(scope: anyio.CancelScope) -> None:
             assert interrupt is not None
             await interrupt.wait()
             stop_sending.set()
+            if not started:
+                scope.cancel()  # nothing written yet: nothing to wait for
+                return
             await anyio.sleep(config.interrupt_grace)
             scope.cancel()
 
@@ -717,16 +874,23 @@ async def _apply(
                 if interrupt is not None:
                     tg.start_soon(watch_interrupt, writes_scope)
                 async with anyio.create_task_group() as workers:
-                    for chat_plans in by_account.values():
-                        workers.start_soon(
-                            _for_each, chat_plans, apply_chat, config.chats_per_account
-                        )
+                    for account, chats in by_account.items():
+                        workers.start_soon(account_pipeline, account, chats)
                 tg.cancel_scope.cancel()
         interrupted = stop_sending.is_set() or writes_scope.cancelled_caught
-        with anyio.CancelScope(shield=True):
-            await writer.run_ended(run_id=run_id, counts=dict(run.counts), interrupted=interrupted)
+        if not by_account:
+            await start_writing()  # an empty shard still writes its run and end records
+        if started:
+            with anyio.CancelScope(shield=True):
+                await writer.run_ended(
+                    run_id=run_id, counts=dict(run.counts), interrupted=interrupted
+                )
     return RunResult(
-        run_id=run_id, counts=dict(run.counts), interrupted=interrupted, ledger=ledger, plan=plan
+        run_id=run_id,
+        counts=dict(run.counts),
+        interrupted=interrupted,
+        ledger=ledger,
+        plan=whole_plan() if len(planned) == len(run.job.chats) else Plan(run.job.sha256, ()),
     )
 
 
@@ -772,32 +936,27 @@ async def apply_job(
     config = config or EngineConfig()
     ledger = str(ledger)
     with plain_errors(), LedgerLock(ledger):
-        previous = replay(ledger, job_sha256=job.sha256)
+        # Per-operation outcomes are only needed to resume (a million of them cost memory).
+        previous = replay(ledger, job_sha256=job.sha256 if resume else None)
         if resume and previous.last_job_sha256 not in (None, job.sha256):
             raise RunRefused(
                 f"{ledger}: its last run is of another job (job_sha256 "
                 f"{previous.last_job_sha256[:12] if previous.last_job_sha256 else '?'}…, this job "
                 f"{job.sha256[:12]}…); resume only continues the same job"
             )
-        if not resume:
-            previous = Replay(
-                last_job_sha256=previous.last_job_sha256,
-                outcomes={},
-                last_record_at=previous.last_record_at,
-                writes_today=previous.writes_today,
-            )
         run = _Run(_shard_job(job, config.shard), client, config, observer)
         _pause_after_previous_runs(run, previous)
         await run.preflight()
         run.check_owner_rule()
-        plan = await run.read_and_plan()
-        if expected is not None:
-            plan = _check_expected(plan, expected)
-        _check_removals(plan, config)
-        if confirm is not None and not confirm(plan):
-            raise RunRefused("not confirmed; nothing was sent")
         return await _apply(
-            run, plan, ledger=ledger, resume=resume, previous=previous, interrupt=interrupt
+            run,
+            ledger=ledger,
+            resume=resume,
+            previous=previous,
+            interrupt=interrupt,
+            source=_read_and_plan_account,
+            expected=expected,
+            confirm=confirm,
         )
 
 
@@ -838,15 +997,17 @@ async def apply_plan(
     if plan.job is None:
         raise RunRefused("this plan does not carry its job; plan it with bulkgroups.plan()")
     ledger = str(ledger)
+    given = {(c.account, c.chat): c for c in plan.chats}
+
+    async def given_plans(run: _Run, chats: list[ChatJob]) -> list[ChatPlan]:
+        return [given[(c.account, c.chat)] for c in chats if (c.account, c.chat) in given]
+
     with plain_errors(), LedgerLock(ledger):
-        previous = replay(ledger, job_sha256=plan.job_sha256)
-        previous = Replay(
-            last_job_sha256=previous.last_job_sha256,
-            outcomes={},
-            last_record_at=previous.last_record_at,
-            writes_today=previous.writes_today,
+        previous = replay(ledger)
+        job = replace(
+            plan.job, chats=tuple(c for c in plan.job.chats if (c.account, c.chat) in given)
         )
-        run = _Run(plan.job, client, config, observer)
+        run = _Run(job, client, config, observer)
         # The plan's reads were paced by another run: wait one general window before writing.
         for account in run.accounts:
             rate = run.pacing.policy(account).rate
@@ -856,5 +1017,10 @@ async def apply_plan(
             if account_id in run.accounts:
                 run.accounts[account_id].info = AccountInfo(account_id, owner, "running")
         return await _apply(
-            run, plan, ledger=ledger, resume=False, previous=previous, interrupt=interrupt
+            run,
+            ledger=ledger,
+            resume=False,
+            previous=previous,
+            interrupt=interrupt,
+            source=given_plans,
         )
