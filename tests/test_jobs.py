@@ -320,8 +320,8 @@ def test_a_200k_row_csv_loads_into_compact_interned_chats(tmp_path: Path) -> Non
     by_key = {(c.account, c.chat): c for c in job.chats}
     # Row i (line i + 2) lands in its chat, in file order, in the right list.
     for i in (0, 1, 2, 3, 199_999, 123_457):
-        chat = by_key[(f"acc_{i % accounts}", f"chat_{(i // accounts) % chats_per_account}")]
-        assert f"ACoAA{i:07d}" in (chat.add if i % 3 else chat.remove)
+        where = by_key[(f"acc_{i % accounts}", f"chat_{(i // accounts) % chats_per_account}")]
+        assert f"ACoAA{i:07d}" in (where.add if i % 3 else where.remove)
     first = by_key[("acc_0", "chat_0")]
     assert first.line == 2
     assert first.remove[0] == "ACoAA0000000"
