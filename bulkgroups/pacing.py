@@ -367,28 +367,43 @@ class Pacing:
         return self._slots
 
     async def _enter(self, account: str, kind: RequestKind) -> None:
-        slots = self._global_slots()
+        # The uncontended path takes locks and slots with acquire_nowait (no trip through the
+        # event loop: the caller yields right after, to send); anyio's nowait refuses while
+        # others queue, so first come stays first served.
+        slots = self._slots if self._slots is not None else self._global_slots()
         if kind == "core":
-            await slots.acquire()
+            try:
+                slots.acquire_nowait()
+            except anyio.WouldBlock:
+                await slots.acquire()
             return
-        pacer = self.pacer(account)
+        pacer = self._pacers.get(account) or self.pacer(account)
         lock = pacer.lock_for(kind)
-        await lock.acquire()
+        try:
+            lock.acquire_nowait()
+        except anyio.WouldBlock:
+            await lock.acquire()
         try:
             while True:
-                await pacer.wait_turn(kind)
-                await slots.acquire()
-                if pacer.ready(kind):
-                    break
-                # A pause or slow-down arrived while we waited for a slot: give it back.
-                slots.release()
+                if not pacer.ready(kind):
+                    await pacer.wait_turn(kind)
+                try:
+                    slots.acquire_nowait()
+                except anyio.WouldBlock:
+                    await slots.acquire()
+                    if not pacer.ready(kind):
+                        # A pause or slow-down arrived while we waited for a slot: give it back.
+                        slots.release()
+                        continue
+                break
             # Nothing is awaited from here to the caller's send.
             pacer.stamp(kind)
         finally:
             lock.release()
 
     def _exit(self) -> None:
-        self._global_slots().release()
+        assert self._slots is not None  # taken in _enter
+        self._slots.release()
 
 
 class _Turn:
