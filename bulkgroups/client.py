@@ -238,6 +238,11 @@ class UnipileClient:
                 limit=self._concurrency, limit_per_host=self._concurrency
             )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            # aiohttp silently resends a GET or DELETE once when a kept-alive connection breaks:
+            # a second request behind the pacer's back (one stamp, two arrivals) and a write of
+            # unknown outcome repeated outside the retry policy. Every resend must be ours.
+            # (A private flag; aiohttp's own test_utils clears it the same way.)
+            self._session._retry_connection = False
             self._owns_session = True
         return self
 
