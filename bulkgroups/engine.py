@@ -554,6 +554,10 @@ class _Run:
     @staticmethod
     def _visible(op: Operation, state: ChatState, owner: str | None) -> bool:
         members = state.member_ids()
+        if op.action in ("add", "remove") and state.info.is_readonly:
+            # The chat's own leave went first: its members can no longer be listed, so the
+            # re-read cannot tell; the write was accepted and stays applied.
+            return True
         if op.action == "add":
             return op.user in members
         if op.action == "remove":
