@@ -1,0 +1,662 @@
+"""One test per row of CONTRACT.md's outcomes table: status, reason (and error) in the ledger, and
+what was — and was not — sent, read from the simulator's request log.
+
+Every run goes through the real engine and the real client over a socket to the simulator. Where
+a row needs the world to change between our requests (someone adds the member in the LinkedIn
+app after our read, a proxy fails one write), the `Bystander` client makes that change in the
+simulator just before or after the chosen request; nothing of the engine is replaced.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import SimFactory
+from outcome_helpers import (
+    SIM_RATE,
+    Bystander,
+    outcomes,
+    record,
+    run_job,
+    scoped,
+    writes,
+)
+
+from bulkgroups.pacing import RetryPolicy
+from bulkgroups.simulator import Simulator
+
+A = "acc_a"
+ANN, BOB, CID, DAN, EVE = "ACoAA0001", "ACoAA0002", "ACoAA0003", "ACoAA0004", "ACoAA0005"
+
+
+@pytest.fixture
+def sim(sim_factory: SimFactory) -> Simulator:
+    return sim_factory(rate=SIM_RATE)
+
+
+def given(
+    sim: Simulator, chat: str, *members: str, account: str = A, name: str | None = None
+) -> None:
+    """The chat holds the owner and `members` (and is called `name`)."""
+    sim.configure_chat(account, chat, members=members, name=name)
+
+
+def bystander(sim: Simulator) -> Bystander:
+    return Bystander(sim.url, api_key=sim.api_key)
+
+
+# ----------------------------------------------------------------------------- in place already
+
+
+async def test_what_the_plan_read_shows_in_place_is_skipped_and_never_sent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN, BOB, name="Cohort 1")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [{"chat": "c1", "account": A, "add": [ANN], "remove": [CID], "rename": "Cohort 1"}],
+    )
+    assert outcomes(records) == [
+        ("c1", "rename", "Cohort 1", "skipped", "same_name"),
+        ("c1", "remove", CID, "skipped", "not_member"),
+        ("c1", "add", ANN, "skipped", "already_member"),
+    ]
+    assert writes(sim, A) == []
+    assert result.exit_code == 0
+
+
+async def test_an_accepted_write_is_applied_after_one_attempt(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN, BOB)
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {
+                "chat": "c1",
+                "account": A,
+                "add": [CID],
+                "remove": [BOB],
+                "rename": "New",
+                "leave": True,
+            }
+        ],
+    )
+    assert outcomes(records) == [
+        ("c1", "rename", "New", "applied", None),
+        ("c1", "remove", BOB, "applied", None),
+        ("c1", "add", CID, "applied", None),
+        ("c1", "leave", None, "applied", None),
+    ]
+    assert all(r["attempts"] == 1 and r["error"] is None for r in records)
+    assert [
+        (w.method, w.path.removeprefix("/v2/acc_a/chats/"), w.status) for w in writes(sim, A)
+    ] == [
+        ("PATCH", "c1", 200),
+        ("DELETE", f"c1/participants/{BOB}", 200),
+        ("POST", "c1/participants", 200),
+        ("DELETE", f"c1/participants/{sim.owner(A)}", 200),
+    ]
+    assert CID in sim.members(A, "c1")
+    assert sim.chat(A, "c1").readonly
+    assert result.exit_code == 0
+
+
+# ------------------------------------------------------------------ the state changed meanwhile
+
+
+async def test_an_add_answered_409_on_its_first_attempt_is_skipped_already_member(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    client = bystander(sim)
+    # Someone adds Bob in the LinkedIn app after our read, before our add.
+    client.before_write[1] = lambda: given(sim, "c1", ANN, BOB)
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "add": [BOB]}], client=client
+    )
+    add = record(records, "add", BOB)
+    assert (add["status"], add["reason"], add["attempts"]) == ("skipped", "already_member", 1)
+    assert [(w.method, w.status, w.error_type) for w in writes(sim, A)] == [
+        ("POST", 409, "api/conflict")
+    ]
+    assert result.exit_code == 0
+
+
+async def test_a_remove_answered_404_on_its_first_attempt_is_skipped_not_member(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN, BOB)
+    client = bystander(sim)
+    client.before_write[1] = lambda: given(sim, "c1", ANN)  # Bob left on his own meanwhile
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "remove": [BOB]}], client=client
+    )
+    remove = record(records, "remove", BOB)
+    assert (remove["status"], remove["reason"], remove["attempts"]) == ("skipped", "not_member", 1)
+    assert [(w.method, w.user, w.status) for w in writes(sim, A)] == [("DELETE", BOB, 404)]
+    assert result.exit_code == 0
+
+
+def fail_once(sim: Simulator, client: Bystander, fault: str, write: int = 1) -> None:
+    """The `write`-th write request meets `fault` (e.g. applied500: it takes effect, then 500)."""
+    client.before_write[write] = lambda: sim.set_faults(f"{fault}=1")
+    client.after_write[write] = lambda: sim.set_faults("")
+
+
+async def test_an_add_retried_after_an_unknown_outcome_and_answered_409_is_applied(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    client = bystander(sim)
+    fail_once(sim, client, "applied500")
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "add": [BOB]}], client=client
+    )
+    add = record(records, "add", BOB)
+    assert (add["status"], add["reason"], add["attempts"], add["error"]) == (
+        "applied",
+        None,
+        2,
+        None,
+    )
+    assert [(w.method, w.status, w.fault) for w in writes(sim, A)] == [
+        ("POST", 500, "applied500"),
+        ("POST", 409, None),
+    ]
+    assert BOB in sim.members(A, "c1")
+    assert result.exit_code == 0
+
+
+async def test_a_remove_retried_after_a_reset_and_answered_404_is_applied(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN, BOB)
+    client = bystander(sim)
+    fail_once(sim, client, "appliedreset")  # took effect, but the connection broke
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "remove": [BOB]}], client=client
+    )
+    remove = record(records, "remove", BOB)
+    assert (remove["status"], remove["reason"], remove["attempts"]) == ("applied", None, 2)
+    assert [(w.method, w.status, w.fault) for w in writes(sim, A)] == [
+        ("DELETE", None, "appliedreset"),
+        ("DELETE", 404, None),
+    ]
+    assert result.exit_code == 0
+
+
+async def test_a_leave_retried_after_an_unknown_outcome_rereads_the_chat_and_is_applied(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    client = bystander(sim)
+    fail_once(sim, client, "applied500")
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "leave": True}], client=client
+    )
+    leave = record(records, "leave")
+    assert (leave["status"], leave["reason"], leave["attempts"]) == ("applied", None, 2)
+    owner = sim.owner(A)
+    assert [(w.method, w.user, w.status, w.error_type) for w in writes(sim, A)] == [
+        ("DELETE", owner, 500, "api/internal_error"),
+        ("DELETE", owner, 403, "provider/insufficient_permissions"),
+    ]
+    # After the 403 the chat was read again (fresh) and found read-only.
+    after_403 = [r for r in scoped(sim, A) if r.seq > writes(sim, A)[-1].seq]
+    assert after_403 and after_403[0].method == "GET" and after_403[0].path.endswith("/c1")
+    assert sim.chat(A, "c1").readonly
+    assert result.exit_code == 0
+
+
+# ------------------------------------------------------------------------ refused chats
+
+
+async def test_a_read_only_chat_skips_every_operation_and_its_leave_is_already_left(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.configure_chat(A, "c1", members=[ANN], with_owner=False, readonly=True)
+    sim.configure_chat(A, "c2", members=[ANN], with_owner=False, readonly=True)
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {
+                "chat": "c1",
+                "account": A,
+                "add": [BOB],
+                "remove": [ANN],
+                "rename": "X",
+                "leave": True,
+            },
+            {"chat": "c2", "account": A, "members": [BOB]},
+        ],
+        chats_per_account=1,
+    )
+    assert outcomes(records) == [
+        ("c1", "rename", "X", "skipped", "read_only"),
+        ("c1", "remove", ANN, "skipped", "read_only"),
+        ("c1", "add", BOB, "skipped", "read_only"),
+        ("c1", "leave", None, "skipped", "already_left"),
+        ("c2", "read", None, "skipped", "read_only"),
+    ]
+    # One chat GET each: no participants listing, no write.
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in scoped(sim, A)] == [
+        ("GET", "c1"),
+        ("GET", "c2"),
+    ]
+    assert result.exit_code == 0
+
+
+async def test_a_chat_planned_above_its_member_cap_fails_whole_and_sends_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN, BOB, CID)
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [{"chat": "c1", "account": A, "add": [DAN, EVE], "remove": [ANN], "rename": "Big"}],
+        accounts={A: {"max_members": 4}},  # owner + Bob, Cid, Dan, Eve = 5
+    )
+    assert outcomes(records) == [
+        ("c1", "rename", "Big", "failed", "member_cap"),
+        ("c1", "remove", ANN, "failed", "member_cap"),
+        ("c1", "add", DAN, "failed", "member_cap"),
+        ("c1", "add", EVE, "failed", "member_cap"),
+    ]
+    assert writes(sim, A) == []
+    assert result.exit_code == 3
+
+
+async def test_a_chat_that_is_gone_fails_chat_not_found_with_the_apis_error(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "gone_1", "account": A, "add": [ANN], "leave": True}]
+    )
+    assert outcomes(records) == [
+        ("gone_1", "add", ANN, "failed", "chat_not_found"),
+        ("gone_1", "leave", None, "failed", "chat_not_found"),
+    ]
+    (read,) = scoped(sim, A)
+    assert (read.method, read.status) == ("GET", 404)
+    error = record(records, "add")["error"]
+    assert error["status"] == 404 and error["type"] == "api/resource_not_found"
+    assert error["req_id"] == read.req_id
+    assert result.exit_code == 3
+
+
+async def test_a_chat_that_is_not_a_group_fails_not_group_and_its_members_are_never_listed(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "1to1_x", "account": A, "add": [ANN], "rename": "R"}]
+    )
+    assert outcomes(records) == [
+        ("1to1_x", "rename", "R", "failed", "not_group"),
+        ("1to1_x", "add", ANN, "failed", "not_group"),
+    ]
+    assert [(r.method, r.status) for r in scoped(sim, A)] == [("GET", 200)]
+    assert result.exit_code == 3
+
+
+# ---------------------------------------------------------------------------------- verify
+
+
+async def test_a_write_accepted_without_effect_fails_not_effective_after_two_rereads(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    client = bystander(sim)
+    fail_once(sim, client, "ignored")  # 200, but nothing changes
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "add": [BOB, CID]}], client=client
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "failed", "not_effective"),
+        ("c1", "add", CID, "applied", None),
+    ]
+    assert [(w.status, w.fault) for w in writes(sim, A)] == [(200, "ignored"), (200, None)]
+    # Plan read, then two verifying re-reads (chat + participants each), all fresh.
+    reads = [r for r in scoped(sim, A) if r.kind == "read"]
+    assert len(reads) == 6
+    assert BOB not in sim.members(A, "c1")
+    assert result.exit_code == 3
+
+
+async def test_without_verification_an_accepted_write_is_applied_and_not_reread(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    client = bystander(sim)
+    fail_once(sim, client, "ignored")
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "add": [BOB]}], client=client, verify=False
+    )
+    assert outcomes(records) == [("c1", "add", BOB, "applied", None)]
+    assert [r.kind for r in scoped(sim, A)] == ["read", "read", "write"]
+    assert result.exit_code == 0
+
+
+# ------------------------------------------------------------------- accounts that must stop
+
+
+@pytest.mark.parametrize(
+    ("account", "status", "reason"),
+    [
+        ("acc_disconnected_1", "failed", "account_disconnected"),
+        ("acc_paused_1", "failed", "account_paused"),
+        ("acc_errored_1", "deferred", "account_errored"),
+    ],
+)
+async def test_an_account_not_running_at_preflight_sends_nothing_more(
+    sim: Simulator, tmp_path: Path, account: str, status: str, reason: str
+) -> None:
+    given(sim, "c1", ANN)
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": account, "add": [BOB]},
+            {"chat": "c2", "account": account, "members": [BOB], "leave": True},
+            {"chat": "c1", "account": A, "add": [BOB]},
+        ],
+    )
+    assert outcomes([r for r in records if r["account"] == account]) == [
+        ("c1", "add", BOB, status, reason),
+        ("c2", "read", None, status, reason),
+        ("c2", "leave", None, status, reason),
+    ]
+    assert [r.kind for r in sim.requests(account)] == ["core"]
+    assert outcomes([r for r in records if r["account"] == A]) == [
+        ("c1", "add", BOB, "applied", None)
+    ]
+    assert result.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("account", "change", "reason", "error"),
+    [
+        # Disconnected after the preflight: 401 provider/invalid_credentials on its first read.
+        (
+            "acc_a",
+            {"status": "disconnected"},
+            "account_auth",
+            (401, "provider/invalid_credentials"),
+        ),
+        # Subscription lapsed after the preflight: 403 api/inactive_subscription.
+        ("acc_a", {"status": "paused"}, "account_restricted", (403, "api/inactive_subscription")),
+        # A Recruiter account looks like any other in its account GET.
+        ("acc_recruiter_1", {}, "unsupported_account", (403, "api/insufficient_permissions")),
+    ],
+)
+async def test_an_account_wide_error_fails_the_account_after_its_first_such_answer(
+    sim: Simulator,
+    tmp_path: Path,
+    account: str,
+    change: dict[str, str],
+    reason: str,
+    error: tuple[int, str],
+) -> None:
+    client = bystander(sim)
+    client.after_preflight = lambda: sim.configure_account(account, **change)  # type: ignore[arg-type]
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [{"chat": f"c{i}", "account": account, "add": [BOB]} for i in range(4)],
+        client=client,
+        chats_per_account=1,
+    )
+    assert {(r["status"], r["reason"]) for r in records} == {("failed", reason)}
+    (first,) = scoped(sim, account)  # nothing was sent after the first such answer
+    assert (first.status, first.error_type) == error
+    c0 = next(r for r in records if r["chat"] == "c0")
+    assert (c0["error"]["status"], c0["error"]["type"], c0["error"]["req_id"]) == (
+        *error,
+        first.req_id,
+    )
+    assert result.exit_code == 3
+
+
+async def test_an_account_disconnected_between_its_writes_fails_its_remaining_operations(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    given(sim, "c2", ANN)
+    client = bystander(sim)
+    client.after_write[1] = lambda: sim.configure_account(A, status="disconnected")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB, CID]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        client=client,
+        chats_per_account=1,
+        verify=False,
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "applied", None),
+        ("c1", "add", CID, "failed", "account_auth"),
+        ("c2", "add", BOB, "failed", "account_auth"),
+    ]
+    assert [(w.status, w.error_type) for w in writes(sim, A)] == [
+        (200, None),
+        (401, "provider/invalid_credentials"),
+    ]
+    assert scoped(sim, A)[-1].status == 401  # nothing after it
+    assert [r["attempts"] for r in records] == [1, 1, 0]
+    assert result.exit_code == 3
+
+
+async def test_linkedins_own_429_defers_that_write_and_the_accounts_remaining_operations(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    for chat in ("c1", "c2"):
+        given(sim, chat, ANN)
+    sim.configure_account(A, provider_write_limit=2)
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB, CID, DAN]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        chats_per_account=1,
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "applied", None),
+        ("c1", "add", CID, "applied", None),
+        ("c1", "add", DAN, "deferred", "provider_rate_limited"),
+        ("c2", "add", BOB, "deferred", "provider_rate_limited"),
+    ]
+    met = record(records, "add", DAN)
+    assert (met["attempts"], met["error"]["status"], met["error"]["type"]) == (
+        1,
+        429,
+        "provider/too_many_requests",
+    )
+    assert [w.status for w in writes(sim, A)] == [200, 200, 429]
+    assert scoped(sim, A)[-1].error_type == "provider/too_many_requests"  # nothing after it
+    assert result.exit_code == 3
+
+
+async def test_a_retry_after_beyond_the_retry_budget_defers_the_account_rate_limited(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    given(sim, "c2", ANN)
+    sim.configure_account(A, write_rate="1/10s")  # the second write waits ~10 s: over budget
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB, CID]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        chats_per_account=1,
+        verify=False,
+        retry=RetryPolicy(attempts=4, budget=2.0, initial=0.01, maximum=0.05),
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "applied", None),
+        ("c1", "add", CID, "deferred", "rate_limited"),
+        ("c2", "add", BOB, "deferred", "rate_limited"),
+    ]
+    error = record(records, "add", CID)["error"]
+    assert (error["status"], error["type"]) == (429, "api/too_many_requests")
+    assert [w.status for w in writes(sim, A)] == [200, 429]
+    assert scoped(sim, A)[-1].status == 429
+    assert result.exit_code == 3
+
+
+async def test_a_long_run_of_failing_writes_defers_the_account_provider_rate_limited(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    given(sim, "c2", ANN)
+    client = bystander(sim)
+    # From the first write on, every request of the account meets a 500: a limiter in disguise.
+    client.before_write[1] = lambda: sim.set_faults("500=1")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB, CID, DAN]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        client=client,
+        chats_per_account=1,
+        retry=RetryPolicy(attempts=5, budget=5.0, initial=0.01, maximum=0.02),
+    )
+    # 5 attempts of the first add, 3 of the second: the 8th consecutive failure defers.
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "failed", "api_error"),
+        ("c1", "add", CID, "deferred", "provider_rate_limited"),
+        ("c1", "add", DAN, "deferred", "provider_rate_limited"),
+        ("c2", "add", BOB, "deferred", "provider_rate_limited"),
+    ]
+    assert [r["attempts"] for r in records] == [5, 3, 0, 0]
+    assert records[0]["error"]["type"] == "api/internal_error"
+    assert len(writes(sim, A)) == 8
+    assert scoped(sim, A)[-1].kind == "write"  # not even a verifying read after the deferral
+    assert result.exit_code == 3
+
+
+# ------------------------------------------------------------------------- unreadable chats
+
+
+async def test_a_desired_state_chat_that_cannot_be_read_gets_one_read_record(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "gone_1", "account": A, "members": [ANN, BOB], "rename": "N", "leave": True},
+            {"chat": "1to1_x", "account": A, "members": [ANN]},
+            {"chat": "c1", "account": "acc_paused_2", "members": [ANN], "protect": [BOB]},
+        ],
+        chats_per_account=1,
+    )
+    assert outcomes(sorted(records, key=lambda r: r["account"])) == [
+        ("gone_1", "read", None, "failed", "chat_not_found"),
+        ("gone_1", "rename", "N", "failed", "chat_not_found"),
+        ("gone_1", "leave", None, "failed", "chat_not_found"),
+        ("1to1_x", "read", None, "failed", "not_group"),
+        ("c1", "read", None, "failed", "account_paused"),
+    ]
+    assert [r.kind for r in sim.requests("acc_paused_2")] == ["core"]
+    gone_read = next(r for r in records if r["chat"] == "gone_1" and r["action"] == "read")
+    assert gone_read["attempts"] == 1 and gone_read["error"]["status"] == 404
+    assert writes(sim, A) == []
+    assert result.exit_code == 3
+
+
+# ------------------------------------------------------------------------------- daily limit
+
+
+async def test_the_daily_limit_counts_writes_across_runs_and_never_starts_a_chat_it_cannot_finish(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    for chat in ("c1", "c2", "c3"):
+        given(sim, chat, ANN)
+    accounts = {A: {"daily_limit": 4}}
+    first, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "add": [BOB, CID]}], accounts=accounts
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "applied", None),
+        ("c1", "add", CID, "applied", None),
+    ]
+    # A second run on the same ledger has 2 writes left today: c2 fits, c3 (3 writes) does not.
+    second, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c2", "account": A, "add": [BOB]},
+            {"chat": "c3", "account": A, "add": [BOB, CID, DAN]},
+        ],
+        accounts=accounts,
+        job_name="second.yaml",
+        chats_per_account=1,
+    )
+    assert outcomes(records) == [
+        ("c2", "add", BOB, "applied", None),
+        ("c3", "add", BOB, "deferred", "daily_limit"),
+        ("c3", "add", CID, "deferred", "daily_limit"),
+        ("c3", "add", DAN, "deferred", "daily_limit"),
+    ]
+    assert all(w.chat != "c3" for w in writes(sim, A))
+    assert sim.members(A, "c3") == {sim.owner(A), ANN}
+    assert (first.exit_code, second.exit_code) == (0, 3)
+
+
+# --------------------------------------------------------------------------- other failures
+
+
+async def test_any_other_api_error_fails_api_error_with_the_error_and_is_not_retried(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    sim = sim_factory(rate=SIM_RATE, member_cap=3)  # LinkedIn says the group is full at 3
+    given(sim, "c1", ANN)
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "add": [BOB, CID]}]
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "applied", None),
+        ("c1", "add", CID, "failed", "api_error"),
+    ]
+    full = record(records, "add", CID)
+    (post,) = [w for w in writes(sim, A) if w.status == 422]
+    assert full["attempts"] == 1
+    assert full["error"]["status"] == 422
+    assert full["error"]["type"] == "provider/unprocessable_entity"
+    assert full["error"]["req_id"] == post.req_id
+    assert result.exit_code == 3
+
+
+async def test_a_write_that_keeps_losing_its_connection_fails_with_a_transport_error(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    client = bystander(sim)
+    client.before_write[1] = lambda: sim.set_faults("reset=1")
+    client.after_write[3] = lambda: sim.set_faults("")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [{"chat": "c1", "account": A, "add": [BOB]}],
+        client=client,
+        retry=RetryPolicy(attempts=3, budget=5.0, initial=0.01, maximum=0.02),
+    )
+    add = record(records, "add", BOB)
+    assert (add["status"], add["reason"], add["attempts"]) == ("failed", "api_error", 3)
+    assert add["error"]["status"] is None
+    assert add["error"]["type"] == "transport/reset"
+    assert [(w.status, w.fault) for w in writes(sim, A)] == [(None, "reset")] * 3
+    assert result.exit_code == 3
