@@ -118,7 +118,7 @@ async def test_reset_closes_the_connection_without_an_answer(
         await fresh_http.post(sim, PARTICIPANTS, {"user_id": "ACoAA0499"})
     assert "ACoAA0499" not in sim.members("acc_1", "chat_1")
     entry = sim.requests()[-1]
-    assert (entry.status, entry.fault, entry.user) == (None, "reset", None)
+    assert (entry.status, entry.fault, entry.user) == (None, "reset", "ACoAA0499")
 
 
 async def test_applied500_applies_the_write_then_answers_500(sim: Simulator, http: Http) -> None:
