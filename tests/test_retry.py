@@ -1,0 +1,311 @@
+"""`attempts.call_with_retry`: what is retried, how long it backs off, when it gives up, and what a
+429 does to the account's pacer. The sleep is injected (it records and returns at once), the
+pacer runs on a fake clock: nothing here waits.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from bulkgroups.attempts import (
+    DEFAULT_RETRY_AFTER,
+    AccountStopped,
+    Attempts,
+    DeferAccount,
+    call_with_retry,
+)
+from bulkgroups.errors import (
+    ApiError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ProviderRateLimited,
+    RateLimited,
+    RequestRejected,
+    TransientError,
+    TransportError,
+    UnsupportedAccount,
+)
+from bulkgroups.model import RateSpec
+from bulkgroups.pacing import AccountPacer, PacingPolicy, RetryPolicy
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    """A pacer on a fake clock, a recording sleep, and call_with_retry wired to both."""
+
+    def __init__(self, policy: RetryPolicy | None = None) -> None:
+        self.clock = FakeClock()
+        self.pacer = AccountPacer(PacingPolicy(rate=RateSpec(10, 1.0)), clock=self.clock)
+        self.policy = policy or RetryPolicy(attempts=5, budget=60.0, initial=1.0, maximum=8.0)
+        self.sleeps: list[float] = []
+        self.attempts = Attempts()
+        self.transients: list[ApiError] = []
+        self.successes = 0
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    async def run(
+        self,
+        answers: list[Any],
+        *,
+        write: bool = True,
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> Any:
+        """Call something that answers (or raises) each of `answers` in turn."""
+        remaining = list(answers)
+
+        async def call() -> Any:
+            answer = remaining.pop(0)
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        def on_success() -> None:
+            self.successes += 1
+
+        return await call_with_retry(
+            call,
+            pacer=self.pacer,
+            policy=self.policy,
+            attempts=self.attempts,
+            write=write,
+            rng=random.Random(1),
+            sleep=self.sleep,
+            stopped=stopped,
+            on_transient=self.transients.append,
+            on_success=on_success,
+        )
+
+
+def server_error() -> TransientError:
+    return TransientError(status=500, type="api/internal_error", req_id="req_1")
+
+
+def rate_limited(retry_after: float | None) -> RateLimited:
+    return RateLimited(retry_after=retry_after, status=429, type="api/too_many_requests")
+
+
+# ------------------------------------------------------------------------------- what retries
+
+
+async def test_a_first_success_is_one_attempt_without_sleeping() -> None:
+    h = Harness()
+    assert await h.run(["ok"]) == "ok"
+    assert (h.attempts.count, h.attempts.outcome_unknown, h.sleeps) == (1, False, [])
+    assert h.successes == 1
+
+
+async def test_transient_errors_are_retried_until_a_success() -> None:
+    h = Harness()
+    reset = TransportError("reset")
+    assert await h.run([server_error(), reset, "ok"]) == "ok"
+    assert h.attempts.count == 3
+    assert len(h.sleeps) == 2
+    assert [e.type for e in h.transients] == ["api/internal_error", "transport/reset"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        Conflict(status=409, type="api/conflict"),
+        NotFound(status=404, type="api/resource_not_found"),
+        PermissionDenied(status=403, type="provider/insufficient_permissions"),
+        RequestRejected(status=422, type="provider/unprocessable_entity"),
+        ProviderRateLimited(status=429, type="provider/too_many_requests"),
+        UnsupportedAccount(status=403, type="api/insufficient_permissions"),
+    ],
+    ids=lambda e: e.type,
+)
+async def test_errors_that_a_retry_cannot_fix_are_raised_after_one_attempt(
+    error: ApiError,
+) -> None:
+    h = Harness()
+    with pytest.raises(type(error)) as raised:
+        await h.run([error, "never reached"])
+    assert raised.value is error
+    assert (h.attempts.count, h.sleeps, h.transients) == (1, [], [])
+
+
+async def test_after_the_last_attempt_the_original_error_is_raised() -> None:
+    h = Harness(RetryPolicy(attempts=3, budget=60.0, initial=0.5, maximum=4.0))
+    errors = [server_error() for _ in range(3)]
+    with pytest.raises(TransientError) as raised:
+        await h.run([*errors, "never reached"])
+    assert raised.value is errors[-1]
+    assert h.attempts.count == 3
+    assert len(h.sleeps) == 2  # no sleep after the last attempt
+
+
+async def test_bugs_are_not_retried() -> None:
+    h = Harness()
+    with pytest.raises(ValueError):
+        await h.run([ValueError("a bug"), "never reached"])
+    assert h.attempts.count == 1
+
+
+# ------------------------------------------------------------------------------------ backoff
+
+
+async def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    policy = RetryPolicy(attempts=7, budget=1000.0, initial=1.0, maximum=8.0, jitter=0.5)
+    h = Harness(policy)
+    with pytest.raises(TransientError):
+        await h.run([server_error() for _ in range(7)])
+    assert len(h.sleeps) == 6
+    for n, slept in enumerate(h.sleeps):
+        base = min(8.0, 2.0**n)
+        assert base <= slept <= min(8.0, base * 1.5)
+    assert h.sleeps[-1] == 8.0
+
+
+async def test_the_budget_stops_before_a_backoff_would_exceed_it() -> None:
+    # Sleeps of 1, 2, 4 (no jitter): 1 + 2 = 3 fits a budget of 3.5, 1 + 2 + 4 would not.
+    policy = RetryPolicy(attempts=10, budget=3.5, initial=1.0, maximum=30.0, jitter=0.0)
+    h = Harness(policy)
+    errors = [server_error() for _ in range(10)]
+    with pytest.raises(TransientError) as raised:
+        await h.run(errors)
+    assert h.sleeps == [1.0, 2.0]
+    assert h.attempts.count == 3
+    assert raised.value is errors[2]
+
+
+async def test_the_budget_counts_backoff_only_not_the_time_a_call_takes() -> None:
+    # A call that waits for its pacer (here: really sleeps) spends no backoff budget.
+    policy = RetryPolicy(attempts=3, budget=0.0, initial=0.0, maximum=0.0, jitter=0.0)
+    answers: list[Any] = [server_error(), server_error(), "ok"]
+
+    async def slow_call() -> Any:
+        await anyio.sleep(0.02)
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    attempts = Attempts()
+    clock = FakeClock()
+    result = await call_with_retry(
+        slow_call,
+        pacer=AccountPacer(PacingPolicy(), clock=clock),
+        policy=policy,
+        attempts=attempts,
+        write=False,
+        rng=random.Random(1),
+        sleep=lambda _: anyio.lowlevel.checkpoint(),
+    )
+    assert (result, attempts.count) == ("ok", 3)
+
+
+# --------------------------------------------------------------------------------------- 429
+
+
+async def test_a_429_pauses_and_slows_the_account_and_retries_without_backoff() -> None:
+    h = Harness()
+    assert await h.run([rate_limited(3.0), "ok"]) == "ok"
+    assert h.attempts.count == 2
+    assert all(s == 0 for s in h.sleeps)  # the pacer holds the account, not tenacity
+    assert h.pacer.paused_until == h.clock.now + 3.0
+    # Slowed down by the 429, then a little recovered by the success.
+    assert h.pacer.factor == pytest.approx(2.0 - h.pacer.policy.recovery)
+    assert h.attempts.outcome_unknown is False  # a 429 was refused before it did anything
+
+
+async def test_a_429_without_a_usable_retry_after_pauses_the_default() -> None:
+    h = Harness()
+    assert await h.run([rate_limited(None), "ok"]) == "ok"
+    assert h.pacer.paused_until == h.clock.now + DEFAULT_RETRY_AFTER
+
+
+async def test_a_retry_after_beyond_the_budget_defers_the_account_without_waiting() -> None:
+    h = Harness(RetryPolicy(attempts=5, budget=30.0))
+    error = rate_limited(3600.0)
+    with pytest.raises(DeferAccount) as raised:
+        await h.run([error, "never reached"])
+    assert raised.value.error is error
+    assert h.attempts.count == 1
+    assert h.sleeps == []
+    assert h.pacer.paused_until < h.clock.now + 3600.0  # no hour-long pause either
+
+
+async def test_429s_count_as_attempts() -> None:
+    h = Harness(RetryPolicy(attempts=3, budget=60.0))
+    with pytest.raises(RateLimited):
+        await h.run([rate_limited(1.0) for _ in range(3)])
+    assert h.attempts.count == 3
+
+
+# ------------------------------------------------------------------------ unknown outcomes
+
+
+@pytest.mark.parametrize(
+    "error",
+    [server_error(), TransportError("reset"), TransportError("timeout")],
+    ids=lambda e: e.type,
+)
+async def test_a_transient_failure_of_a_write_leaves_its_outcome_unknown(error: ApiError) -> None:
+    h = Harness()
+    with pytest.raises(Conflict):
+        await h.run([error, Conflict(status=409, type="api/conflict")])
+    assert h.attempts.outcome_unknown is True
+    assert h.attempts.count == 2
+
+
+async def test_a_transient_failure_of_a_read_changes_nothing() -> None:
+    h = Harness()
+    assert await h.run([server_error(), "ok"], write=False) == "ok"
+    assert h.attempts.outcome_unknown is False
+
+
+# ---------------------------------------------------------------------------- stopped accounts
+
+
+async def test_an_account_stopped_meanwhile_sends_no_further_attempt() -> None:
+    h = Harness()
+    stop = False
+
+    def stopped() -> bool:
+        return stop
+
+    answers: list[Any] = [server_error(), "never reached"]
+
+    async def call() -> Any:
+        nonlocal stop
+        stop = True  # e.g. another request of the account met a 401 meanwhile
+        answer = answers.pop(0)
+        raise answer
+
+    with pytest.raises(AccountStopped):
+        await call_with_retry(
+            call,
+            pacer=h.pacer,
+            policy=h.policy,
+            attempts=h.attempts,
+            write=True,
+            rng=random.Random(1),
+            sleep=h.sleep,
+            stopped=stopped,
+        )
+    assert h.attempts.count == 1
+    assert answers == ["never reached"]
+
+
+async def test_an_account_stopped_before_the_first_attempt_sends_nothing() -> None:
+    h = Harness()
+    with pytest.raises(AccountStopped):
+        await h.run(["never reached"], stopped=lambda: True)
+    assert h.attempts.count == 0
