@@ -96,8 +96,9 @@ async def test_the_http_inspection_api_mirrors_the_python_one(sim: Simulator, ht
     assert (await http.get(sim, "/v2/acc_2/chats/c")).status == 503
     assert (await http.post(sim, "/_sim/reset-log", {})).status == 200
     assert sim.requests() == () and sim.violations() == 0
-    bad = await http.post(sim, "/_sim/accounts/acc_1", {"colour": "blue"})
-    assert (bad.status, bad.json()["type"]) == (400, "api/invalid_parameters")
+    for bad_settings in ({"colour": "blue"}, {"status": "sleepy"}, {"product": "premium"}):
+        bad = await http.post(sim, "/_sim/accounts/acc_1", bad_settings)
+        assert (bad.status, bad.json()["type"]) == (400, "api/invalid_parameters")
 
 
 async def test_create_app_serves_under_aiohttp_test_server() -> None:

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -535,8 +535,12 @@ class Simulator:
         with self._lock:
             record = self._world.account(account)
             if status is not None:
+                if status not in get_args(AccountStatus):
+                    raise ValueError(f"unknown account status {status!r}")
                 record.status = status
             if product is not None:
+                if product not in get_args(Product):
+                    raise ValueError(f"unknown product {product!r}")
                 record.product = product
             if rate is not None:
                 record.rate = _as_rate(rate)
