@@ -16,6 +16,7 @@ from conftest import Http, segment
 
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import (
+    SimConfig,
     Simulator,
     create_app,
     initial_members,
@@ -132,6 +133,9 @@ def test_the_api_key_is_generated_and_never_in_the_repr(sim: Simulator) -> None:
     assert len(sim.api_key) >= 20
     assert sim.api_key not in repr(sim)
     assert Simulator().api_key != sim.api_key
+    assert "s3cret" not in repr(SimConfig(api_key="s3cret")) + repr(
+        Simulator(SimConfig(api_key="s3cret"))
+    )
 
 
 def test_run_sandbox_refuses_bad_settings_before_serving() -> None:

@@ -69,7 +69,7 @@ _METHODS: dict[Endpoint, frozenset[str]] = {
 class SimConfig:
     """How a simulator behaves; per-account settings (`configure_account`) override the rates."""
 
-    api_key: str | None = None  # None: a fresh secrets.token_urlsafe()
+    api_key: str | None = field(default=None, repr=False)  # None: secrets.token_urlsafe()
     rate: RateSpec = DEFAULT_RATE
     write_rate: RateSpec | None = None
     provider_write_limit: int | None = None
