@@ -99,7 +99,7 @@ def render_plan(plan: Plan, *, estimated_seconds: float | None = None) -> str:
     lines.append(total + ".")
     if estimated_seconds is not None and plan.has_changes:
         lines.append(
-            f"At the configured rates, applying it takes about {format_duration(estimated_seconds)}."
+            f"At the configured rates, applying it takes {format_duration(estimated_seconds)}."
         )
     return "\n".join(lines)
 

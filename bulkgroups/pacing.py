@@ -13,12 +13,15 @@ before T has passed (nearly 2N in one window, which Unipile rejects with 429); `
 is safe but can neither pause (Retry-After) nor slow down, and forbids the initial burst of N
 that the limit allows. The sliding log is about 40 lines, pure, and tested against a fake clock.
 
-Safety margin: a period T is paced as T·(1 + margin) + min_margin, by default T·1.02 + 2 ms. The
-pacer stamps a request just before the client sends it; Unipile counts it on arrival, and latency
-differs between two requests N apart. Two percent of T tolerates that much latency variation
-(20 ms for 20/s, 1.2 s for 1/min, whose request sizes are alike but whose sends are far apart); the
-2 ms covers event-loop scheduling and clock granularity when T is short. It costs 2 % of the
-throughput, inside the 5 % makespan target.
+Arrival, not send: Unipile counts a request when it arrives, and two requests N apart can take
+different times to get there (a busy event loop, a slow proxy). So a request sent through
+`Pacing.gate` counts from when its answer came back, an upper bound of its arrival, and while
+its answer is outstanding a request that needs it out of the window waits (`_Sent`). Safe by
+construction whatever the latency; the cost is one round trip per window, negligible at 1/min
+and a few milliseconds at 20/s on a near server.
+
+Safety margin: on top of that a period T is paced as T·(1 + margin) + min_margin, by default
+T·1.02 + 2 ms, for clock granularity and the server's own scheduling.
 
 Slow-down (after a 429 or a hidden limiter): every period is multiplied by `factor`, and while
 `factor > 1` requests are also spread evenly (one per period·factor/N) rather than in bursts,
@@ -128,24 +131,44 @@ def _backlog_span(requests: int, count: int, period: float) -> float:
     return ((requests - 1) // count) * period if requests > 0 else 0.0
 
 
+class _Sent:
+    """One request in a sliding log: when it went, and whether its answer has come back.
+
+    Unipile counts a request when it *arrives*, which is some time between our send and our
+    receipt of the answer. Once the answer is in, `at` moves to that receipt time: an upper bound
+    of the arrival, so a window measured from it can never be too short, however the latency of
+    two requests differs. While the answer is outstanding the request holds its place in the
+    log, and a request that would need it to have left the window waits for it.
+    """
+
+    __slots__ = ("at", "done")
+
+    def __init__(self, at: float, *, done: bool) -> None:
+        self.at = at
+        self.done = done
+
+
 class _Window:
-    """The sliding log of one limit: the last `count` send times of the requests it covers."""
+    """The sliding log of one limit: the last `count` requests it covers."""
 
     __slots__ = ("count", "log", "period")
 
     def __init__(self, spec: RateSpec, period: float) -> None:
         self.count = spec.count
         self.period = period
-        self.log: deque[float] = deque(maxlen=spec.count)
+        self.log: deque[_Sent] = deque(maxlen=spec.count)
 
     def ready_at(self, factor: float) -> float:
         log = self.log
         if not log:
             return _NEVER
         period = self.period * factor
-        at = log[0] + period if len(log) == self.count else _NEVER
+        at = _NEVER
+        if len(log) == self.count:
+            oldest = log[0]
+            at = oldest.at + period if oldest.done else math.inf
         if factor > 1.0:
-            at = max(at, log[-1] + period / self.count)
+            at = max(at, log[-1].at + period / self.count)
         return at
 
 
@@ -158,6 +181,7 @@ class AccountPacer:
     """
 
     __slots__ = (
+        "_answered",
         "_clock",
         "_factor",
         "_general",
@@ -196,6 +220,7 @@ class AccountPacer:
         self._jitter_span = policy.jitter * policy.write_interval()
         self._write_extra = self._draw_jitter()
         self._locks: list[anyio.Lock | None] = [None, None]
+        self._answered: anyio.Event | None = None
 
     # --- state -------------------------------------------------------------------------------
 
@@ -249,16 +274,35 @@ class AccountPacer:
         return self.earliest(kind) <= self._clock()
 
     def stamp(self, kind: RequestKind) -> None:
-        """Record that a request of this kind is being sent now."""
-        if kind == "core":
+        """Record that a request of this kind is being sent now (counted from its send time)."""
+        self._log(kind, done=True)
+
+    def stamp_in_flight(self, kind: RequestKind) -> _Sent | None:
+        """Record a request being sent now whose answer is awaited; pass the result to
+        `answered` when the answer (or the failure) comes back."""
+        return self._log(kind, done=False)
+
+    def answered(self, sent: _Sent | None) -> None:
+        """The answer to a request came back: count it from now (see `_Sent`)."""
+        if sent is None or sent.done:
             return
-        now = self._clock()
+        sent.at = max(sent.at, self._clock())
+        sent.done = True
+        if self._answered is not None:
+            self._answered.set()
+            self._answered = None
+
+    def _log(self, kind: RequestKind, *, done: bool) -> _Sent | None:
+        if kind == "core" or (self._general is None and self._writes is None):
+            return None
+        sent = _Sent(self._clock(), done=done)
         if self._general is not None:
-            self._general.log.append(now)
+            self._general.log.append(sent)
         if kind == "write":
             if self._writes is not None and self._writes is not self._general:
-                self._writes.log.append(now)
+                self._writes.log.append(sent)
             self._write_extra = self._draw_jitter()
+        return sent
 
     def ideal_interval(self, kind: RequestKind) -> float:
         """The sustained spacing of requests of this kind at the current factor, margin
@@ -274,7 +318,14 @@ class AccountPacer:
         """Sleep until this kind's turn; re-checks after every sleep, since a pause or a
         slow-down may arrive meanwhile."""
         while True:
-            delay = self.earliest(kind) - self._clock()
+            at = self.earliest(kind)
+            if at == math.inf:
+                # Waiting for an answer to leave the window: woken by `answered`.
+                if self._answered is None:
+                    self._answered = anyio.Event()
+                await self._answered.wait()
+                continue
+            delay = at - self._clock()
             if delay <= 0.0:
                 return
             await self._sleep(delay)
@@ -366,7 +417,7 @@ class Pacing:
             self._slots = anyio.Semaphore(self._concurrency, fast_acquire=True)
         return self._slots
 
-    async def _enter(self, account: str, kind: RequestKind) -> None:
+    async def _enter(self, account: str, kind: RequestKind) -> _Sent | None:
         # The uncontended path takes locks and slots with acquire_nowait (no trip through the
         # event loop: the caller yields right after, to send); anyio's nowait refuses while
         # others queue, so first come stays first served.
@@ -376,7 +427,7 @@ class Pacing:
                 slots.acquire_nowait()
             except anyio.WouldBlock:
                 await slots.acquire()
-            return
+            return None
         pacer = self._pacers.get(account) or self.pacer(account)
         lock = pacer.lock_for(kind)
         try:
@@ -397,27 +448,30 @@ class Pacing:
                         continue
                 break
             # Nothing is awaited from here to the caller's send.
-            pacer.stamp(kind)
+            return pacer.stamp_in_flight(kind)
         finally:
             lock.release()
 
-    def _exit(self) -> None:
+    def _exit(self, account: str, sent: _Sent | None) -> None:
         assert self._slots is not None  # taken in _enter
         self._slots.release()
+        if sent is not None:
+            self._pacers[account].answered(sent)
 
 
 class _Turn:
     """The context manager `Pacing.gate` returns (a class, not a generator: it is on the hot path)."""
 
-    __slots__ = ("_account", "_kind", "_pacing")
+    __slots__ = ("_account", "_kind", "_pacing", "_sent")
 
     def __init__(self, pacing: Pacing, account: str, kind: RequestKind) -> None:
         self._pacing = pacing
         self._account = account
         self._kind = kind
+        self._sent: _Sent | None = None
 
     async def __aenter__(self) -> None:
-        await self._pacing._enter(self._account, self._kind)
+        self._sent = await self._pacing._enter(self._account, self._kind)
 
     async def __aexit__(
         self,
@@ -425,7 +479,7 @@ class _Turn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pacing._exit()
+        self._pacing._exit(self._account, self._sent)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,7 +12,9 @@ import yaml
 from bulkgroups.model import RateSpec
 
 
-def write_job(path: Path, chats: list[dict[str, Any]], accounts: dict[str, Any] | None = None) -> Path:
+def write_job(
+    path: Path, chats: list[dict[str, Any]], accounts: dict[str, Any] | None = None
+) -> Path:
     """Write a YAML job file (version 1) and return its path."""
     document: dict[str, Any] = {"version": 1, "chats": chats}
     if accounts:
