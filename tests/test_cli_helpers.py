@@ -3,7 +3,8 @@
 `Cli.run(...)` calls `bulkgroups.cli.main` with pytest's capsys, returning the exit code and both
 streams. The environment is cleared of UNIPILE_* so a developer's own settings never leak in.
 `connect(sim, tmp_path)` gives the flags that point a run at a `sim` through a key file, with
-rates the simulator allows (20/s) and no jitter, so runs are quick and never over its limits.
+rates within the simulator's 20/s (2 per 100 ms: a second run on a ledger waits 0.1 s, not 1 s)
+and no jitter, so runs are quick and never over its limits.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def connect(sim: Simulator, tmp_path: Path, *, key: str | None = None) -> list[s
         "--api-key-file",
         str(key_file),
         "--rate",
-        "20/s",
+        "2/100ms",
         "--write-rate",
-        "20/s",
+        "2/100ms",
         "--jitter",
         "0",
     ]
