@@ -907,14 +907,32 @@ def _check_removals(plan: Plan, config: EngineConfig) -> None:
         )
 
 
-def _pause_after_previous_runs(run: _Run, previous: Replay) -> None:
-    """Runs back to back stay within the limits: wait out each account's strictest window."""
+def _pause_after_previous_runs(run: _Run, previous: Replay, *, holder_died: bool) -> None:
+    """Runs back to back stay within the limits: each account waits its strictest window (with
+    the pacer's margin) since the last request an earlier run may have sent it.
+
+    That is bounded by the account's last `op` record (a write is answered before it is
+    recorded) and by the last `end` record (all reads before it; with `interrupted`, writes given
+    up in flight too). A process that died mid-run (its stale lock taken over, or a last run
+    without `end`) may have sent anything until it died, which was before now: every account of
+    this run then waits a full strictest window from now.
+    """
     now = time.time()
     for account in run.accounts:
+        policy = run.pacing.policy(account)
+        limits = [spec for spec in (policy.rate, policy.write_rate) if spec is not None]
+        strictest = max((policy.effective_period(spec) for spec in limits), default=0.0)
+        general = policy.effective_period(policy.rate) if policy.rate is not None else 0.0
+        ready = [now]
         last = previous.last_record_at.get(account)
-        if last is None:
-            continue
-        remaining = last + run.pacing.policy(account).strictest_period - now
+        if last is not None:
+            ready.append(last + strictest)
+        if holder_died or previous.last_run_open:
+            ready.append(now + strictest)
+        elif previous.last_end_at is not None:
+            window = strictest if previous.last_end_interrupted else general
+            ready.append(previous.last_end_at + window)
+        remaining = max(ready) - now
         if remaining > 0:
             run.pacing.pacer(account).pause_for(remaining)
 
@@ -939,7 +957,7 @@ async def apply_job(
     """
     config = config or EngineConfig()
     ledger = str(ledger)
-    with plain_errors(), LedgerLock(ledger):
+    with plain_errors(), LedgerLock(ledger) as lock:
         # Per-operation outcomes are only needed to resume (a million of them cost memory).
         previous = replay(ledger, job_sha256=job.sha256 if resume else None)
         if resume and previous.last_job_sha256 not in (None, job.sha256):
@@ -949,7 +967,7 @@ async def apply_job(
                 f"{job.sha256[:12]}…); resume only continues the same job"
             )
         run = _Run(_shard_job(job, config.shard), client, config, observer)
-        _pause_after_previous_runs(run, previous)
+        _pause_after_previous_runs(run, previous, holder_died=lock.took_over)
         await run.preflight()
         run.check_owner_rule()
         return await _apply(
@@ -1006,12 +1024,13 @@ async def apply_plan(
     async def given_plans(run: _Run, chats: list[ChatJob]) -> list[ChatPlan]:
         return [given[(c.account, c.chat)] for c in chats if (c.account, c.chat) in given]
 
-    with plain_errors(), LedgerLock(ledger):
+    with plain_errors(), LedgerLock(ledger) as lock:
         previous = replay(ledger)
         job = replace(
             plan.job, chats=tuple(c for c in plan.job.chats if (c.account, c.chat) in given)
         )
         run = _Run(job, client, config, observer)
+        _pause_after_previous_runs(run, previous, holder_died=lock.took_over)
         # The plan's reads were paced by another run: wait one general window before writing.
         for account in run.accounts:
             rate = run.pacing.policy(account).rate

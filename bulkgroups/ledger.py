@@ -379,7 +379,9 @@ class Replay:
     trailing runs of the job asked about (compact for a million operations); `last_record_at` is
     the unix time of each account's latest `op` record in any run; `writes_today` counts the write
     requests (`attempts` of add/remove/rename/leave records) each account sent on the current UTC
-    day.
+    day. `last_run_open` says the last run has no `end` record (its process died mid-run, so when
+    it last sent a request is unknown); `last_end_at` is the time of the last `end` record, before
+    which that run's requests were all answered or given up, and `last_end_interrupted` its flag.
     """
 
     last_job_sha256: str | None = None
@@ -387,6 +389,9 @@ class Replay:
     last_record_at: dict[str, float] = field(default_factory=dict)
     writes_today: dict[str, int] = field(default_factory=dict)
     last_run_id: str | None = None
+    last_run_open: bool = False
+    last_end_at: float | None = None
+    last_end_interrupted: bool = False
 
     def settled(self, digest: bytes) -> bool:
         """Whether `--resume` neither resends nor re-records the operation."""
@@ -432,6 +437,9 @@ def replay(
     outcomes: dict[bytes, str] = {}
     last_at: dict[str, float] = {}
     writes: dict[str, int] = {}
+    last_run_open = False
+    last_end_at: float | None = None
+    last_end_interrupted = False
     try:
         records = read_records(path)
         for record in records:
@@ -468,8 +476,16 @@ def replay(
                     segment_runs.clear()
                     outcomes.clear()
                 last_job, last_run = run_job, run_id
+                last_run_open = True
                 if run_job == job_sha256:
                     segment_runs.add(run_id)
+            elif kind == "end":
+                finished = record.get("finished_at")
+                if record.get("run_id") == last_run:
+                    last_run_open = False
+                if isinstance(finished, str):
+                    last_end_at = parse_time(finished)
+                    last_end_interrupted = record.get("interrupted") is True
     except FileNotFoundError:
         return Replay()
     return Replay(
@@ -478,4 +494,7 @@ def replay(
         last_record_at=last_at,
         writes_today=writes,
         last_run_id=last_run,
+        last_run_open=last_run_open,
+        last_end_at=last_end_at,
+        last_end_interrupted=last_end_interrupted,
     )

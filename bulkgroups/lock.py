@@ -78,7 +78,9 @@ class LedgerLock:
     """Held by the one process that appends to a ledger; a sync context manager.
 
     Entering raises `errors.RunRefused` naming the holder if a live process holds the lock. Exiting
-    removes the lock file, but only if it is still the one this lock created.
+    removes the lock file, but only if it is still the one this lock created. `took_over` tells
+    that entering broke a lock whose process was gone: that process died mid-run (kill -9), so
+    when it last sent a request is unknown (the engine then waits a full window before sending).
     """
 
     def __init__(self, ledger_path: str | os.PathLike[str]) -> None:
@@ -86,6 +88,7 @@ class LedgerLock:
         self.path = self.ledger_path + ".lock"
         # (device, inode, content) of the file we created: an inode number alone can be reused.
         self._identity: tuple[int, int, bytes] | None = None
+        self.took_over = False
 
     def __enter__(self) -> LedgerLock:
         if self._identity is not None:
@@ -158,6 +161,7 @@ class LedgerLock:
                 f"ledger {self.ledger_path} is in use by process {pid} "
                 f"(started {started_at or 'at an unknown time'}); lock file {self.path}"
             )
+        self.took_over = True
         self._remove_if_same((st.st_dev, st.st_ino, raw))
 
     def _holder_alive(self, pid: int, started_at: str | None) -> bool:
