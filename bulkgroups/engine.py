@@ -22,7 +22,8 @@ import hashlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -61,6 +62,7 @@ from .model import (
     RateSpec,
     ReadFailure,
     Reason,
+    RequestKind,
     Status,
 )
 from .pacing import Pacing, PacingPolicy, RetryPolicy
@@ -228,6 +230,10 @@ def _stop_for(error: ApiError) -> _Stop | None:
     return None
 
 
+class _WritesStopped(Exception):
+    """A write reached its turn after the run was interrupted; it was not sent."""
+
+
 class _Run:
     """The mutable state of one invocation: pacers, accounts, counts. Owned by one task group."""
 
@@ -265,6 +271,8 @@ class _Run:
         self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         self.last_request_at: dict[str, float] = {}
         self.run_auth_error: AuthError | None = None
+        # Set on SIGINT/SIGTERM: a write whose turn comes after that is not sent.
+        self.writes_stopped = False
 
     # ---------------------------------------------------------------------------------- helpers
 
@@ -463,8 +471,17 @@ class _Run:
 
     # ------------------------------------------------------------------------------------ write
 
+    @asynccontextmanager
+    async def _write_gate(self, account: str, kind: RequestKind) -> AsyncIterator[None]:
+        """The pacing gate, except that an interrupted run sends no write: one that waited in
+        the pacer for its turn is given up there, unsent (a request in flight finishes)."""
+        async with self.pacing.gate(account, kind):
+            if self.writes_stopped:
+                raise _WritesStopped()
+            yield
+
     async def _send(self, op: Operation, owner: str | None) -> None:
-        gate = self.pacing.gate
+        gate = self._write_gate
         if op.action == "add" and op.user is not None:
             await self.client.add_participant(op.account, op.chat, op.user, gate=gate)
         elif op.action == "remove" and op.user is not None:
@@ -837,7 +854,10 @@ async def _apply(
                 if account.stop is not None or run.run_auth_error is not None:
                     outcomes.append(run._stopped_outcome(account, op))
                     continue
-                outcomes.append(await run.write(account, op, owner))
+                try:
+                    outcomes.append(await run.write(account, op, owner))
+                except _WritesStopped:
+                    break  # not sent: nothing recorded, --resume plans it again
             if config.verify and not stop_sending.is_set():
                 outcomes = await run.verify(account, chat_plan.chat, outcomes, owner)
             for outcome in outcomes:
@@ -867,6 +887,7 @@ async def _apply(
             assert interrupt is not None
             await interrupt.wait()
             stop_sending.set()
+            run.writes_stopped = True
             if not started:
                 scope.cancel()  # nothing written yet: nothing to wait for
                 return
