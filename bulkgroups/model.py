@@ -380,7 +380,8 @@ class ChatPlan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.to_send) or any(o.status == "failed" for o in self.decided)
+        # Refused operations (failed or deferred) count: the chat is not in the state the job asks.
+        return bool(self.to_send) or any(o.status in ("failed", "deferred") for o in self.decided)
 
 
 @dataclass(frozen=True, slots=True)
