@@ -152,6 +152,18 @@ def test_detailed_exitcode_counts_a_refused_chat_as_a_change(
     assert "! leave: failed chat_not_found" in run.out
 
 
+def test_detailed_exitcode_counts_a_deferred_chat_as_a_change(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    # An account in trouble (errored: try later) is refused too: "nothing to do" would be a lie.
+    job = write_job(
+        tmp_path / "job.yaml", [{"chat": "team", "account": "acc_errored", "leave": True}]
+    )
+    run = cli.run("plan", job, "--detailed-exitcode", *connect(sim, tmp_path))
+    assert run.code == 2, run.out
+    assert "! leave: deferred account_errored" in run.out
+
+
 # ---------------------------------------------------------------------------- connection
 
 
