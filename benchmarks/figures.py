@@ -1,0 +1,104 @@
+"""What every benchmark hands back: named figures, each with its unit and, when it has one, the
+target it is held to (`PASS` / `MISS` in RESULTS.md). Also the sandbox-in-a-subprocess helper."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Compare = Literal["<=", ">=", "=="]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured figure; `target` with `compare` makes it a pass/miss check."""
+
+    name: str
+    value: float
+    unit: str = ""
+    target: float | None = None
+    compare: Compare = "<="
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        ok = {
+            "<=": self.value <= self.target,
+            ">=": self.value >= self.target,
+            "==": self.value == self.target,
+        }[self.compare]
+        return "PASS" if ok else "MISS"
+
+    @property
+    def target_text(self) -> str:
+        if self.target is None:
+            return "—"
+        return f"{self.compare} {_number(self.target)} {self.unit}".strip()
+
+    @property
+    def value_text(self) -> str:
+        return f"{_number(self.value)} {self.unit}".strip()
+
+
+def _number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e12:
+        return f"{int(value):,}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.3f}"
+    return f"{value:.4f}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    url: str
+    api_key: str
+    pid: int
+
+
+@contextmanager
+def sandbox_process(rate: str = "1000000/s") -> Iterator[Sandbox]:
+    """`python -m bulkgroups sandbox --port 0 --rate RATE` in its own process, so its CPU time is
+    not this process's; stopped with SIGTERM (then killed) on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bulkgroups", "sandbox", "--port", "0", "--rate", rate],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        url = key = ""
+        while not (url and key):
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError(
+                    f"the sandbox exited early: {process.stderr.read() if process.stderr else ''}"
+                )
+            if line.startswith("URL: "):
+                url = line[5:].strip()
+            elif line.startswith("API key: "):
+                key = line[9:].strip()
+        if not url.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the sandbox is not on loopback: {url!r}")
+        yield Sandbox(url=url, api_key=key, pid=process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
