@@ -429,7 +429,10 @@ async def test_unlimited_never_waits() -> None:
 @dataclass(frozen=True)
 class Worker:
     account: int
-    requests: tuple[tuple[float, RequestKind, float, str], ...]  # gap, kind, latency, feedback
+    # Per request: the gap before it and its latency (until its answer), both in periods of the
+    # account's `rate`; its kind; when in its trip it arrives (0 = at send, 1 = at the answer);
+    # and what the pacer hears afterwards.
+    requests: tuple[tuple[float, RequestKind, float, float, str], ...]
 
 
 feedbacks = st.sampled_from(["ok", "ok", "ok", "429", "slow", "none"])
@@ -438,9 +441,10 @@ workers = st.builds(
     st.integers(0, 2),
     st.lists(
         st.tuples(
-            st.floats(0.0, 5.0) | st.just(0.0),
+            st.floats(0.0, 2.0) | st.just(0.0),
             kinds,
-            st.floats(0.0, 3.0),
+            st.floats(0.0, 3.0) | st.just(0.0),
+            st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0),
             feedbacks,
         ),
         max_size=25,
@@ -465,6 +469,7 @@ def test_no_window_ever_holds_more_than_its_limit_through_the_gate(
     vt = VirtualTime()
     per_account = {f"acc{i}": p for i, p in enumerate(account_policies)}
     stamps: dict[str, list[tuple[float, RequestKind]]] = defaultdict(list)
+    arrivals: dict[str, list[tuple[float, RequestKind]]] = defaultdict(list)
     in_flight = 0
     most_in_flight = 0
     paused_until: dict[str, float] = defaultdict(lambda: -math.inf)
@@ -484,10 +489,13 @@ def test_no_window_ever_holds_more_than_its_limit_through_the_gate(
             nonlocal in_flight, most_in_flight
             account = f"acc{worker.account}"
             pacer = pacing.pacer(account)
-            for gap, kind, latency, feedback in worker.requests:
-                await vt.sleep(gap)
+            period = per_account[account].rate.period if per_account[account].rate else 1.0
+            for gap, kind, trip, arrives, feedback in worker.requests:
+                latency = trip * period
+                await vt.sleep(gap * period)
                 async with pacing.gate(account, kind):
                     stamps[account].append((vt.now, kind))  # the caller sends right now
+                    arrivals[account].append((vt.now + arrives * latency, kind))
                     if kind != "core" and vt.now < paused_until[account]:
                         sent_while_paused.append((account, vt.now, paused_until[account]))
                     in_flight += 1
@@ -513,6 +521,8 @@ def test_no_window_ever_holds_more_than_its_limit_through_the_gate(
     assert sent_while_paused == []
     for account, account_stamps in stamps.items():
         assert_within(per_account[account], account_stamps)
+        # What the server counts: each request arrives somewhere between its send and its answer.
+        assert_within(per_account[account], arrivals[account])
 
 
 async def test_a_backlog_through_the_gate_goes_at_the_full_rate_on_every_account() -> None:
