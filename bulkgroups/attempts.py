@@ -40,7 +40,8 @@ class DeferAccount(BulkGroupsError):
 
 
 class AccountStopped(BulkGroupsError):
-    """The account was stopped (by another request of it) before this attempt could be sent."""
+    """The account was stopped (by another request of it) before this attempt could be sent:
+    raised before an attempt, or by the call itself when its turn in the pacer came too late."""
 
 
 @dataclass(slots=True)
@@ -106,6 +107,9 @@ async def call_with_retry(
             attempts.count += 1
             try:
                 result = await call()
+            except AccountStopped:
+                attempts.count -= 1  # given up at its turn in the pacer: nothing was sent
+                raise
             except RateLimited as error:
                 on_transient(error)
                 retry_after = (

@@ -385,7 +385,7 @@ class _Run:
             why = self._current_stop(account)
             return ReadFailure(account.account, chat, why.status, why.reason, why.error, 0)
         attempts = Attempts()
-        gate = self.pacing.gate
+        gate = self._gate
 
         async def read() -> ChatState:
             info = await self.client.get_chat(account.account, chat, fresh=True, gate=gate)
@@ -472,10 +472,21 @@ class _Run:
     # ------------------------------------------------------------------------------------ write
 
     @asynccontextmanager
+    async def _gate(self, account: str, kind: RequestKind) -> AsyncIterator[None]:
+        """The pacing gate, with a last look once the turn has come: a request that waited in
+        the pacer (minutes, at 1 write/min) while another request of its account stopped the
+        account is given up there, unsent: an account-wide stop sends nothing more."""
+        async with self.pacing.gate(account, kind):
+            state = self.accounts.get(account)
+            if self.run_auth_error is not None or (state is not None and state.stop is not None):
+                raise AccountStopped()
+            yield
+
+    @asynccontextmanager
     async def _write_gate(self, account: str, kind: RequestKind) -> AsyncIterator[None]:
         """The pacing gate, except that an interrupted run sends no write: one that waited in
         the pacer for its turn is given up there, unsent (a request in flight finishes)."""
-        async with self.pacing.gate(account, kind):
+        async with self._gate(account, kind):
             if self.writes_stopped:
                 raise _WritesStopped()
             yield
@@ -498,9 +509,7 @@ class _Run:
         try:
             info = await self._call(
                 account,
-                lambda: self.client.get_chat(
-                    op.account, op.chat, fresh=True, gate=self.pacing.gate
-                ),
+                lambda: self.client.get_chat(op.account, op.chat, fresh=True, gate=self._gate),
                 Attempts(),
                 write=False,
             )
@@ -614,7 +623,7 @@ class _Run:
     async def read_chat_for_verify(self, account: _Account, chat: str) -> ChatState | None:
         if account.stop is not None:
             return None
-        gate = self.pacing.gate
+        gate = self._gate
 
         async def read() -> ChatState:
             info = await self.client.get_chat(account.account, chat, fresh=True, gate=gate)
