@@ -2,11 +2,12 @@
 
 Unipile counts an account's requests in rolling fixed windows (`unipile-v2.md`, "Rate limits"): a
 client is safe only if no interval of length T ever holds more than N of its requests. Every
-account therefore gets an `AccountPacer` that keeps, per limit, a sliding log of its last N send
-times: a request may go once the oldest of those is a full (effective) period old. That is exact —
-N requests at once, then the next as soon as the first leaves the window — so a backlog is sent at
-the full configured rate (the makespan of M requests is ⌊(M-1)/N⌋ effective periods) while no
-window can ever hold N + 1. Writes are logged against both `rate` and `write_rate`.
+account therefore gets an `AccountPacer` that keeps, per limit, a sliding log of its last N
+requests: a request may go once the oldest of those is a full (effective) period old. That is
+exact — N requests at once, then the next as soon as the first leaves the window — so a backlog is
+sent at the full configured rate (M requests take ⌊(M-1)/N⌋ effective periods, plus a round trip
+per window, below) while no window can ever hold N + 1. Writes are logged against both `rate` and
+`write_rate`.
 
 Why not aiolimiter: `AsyncLimiter(N, T)` is a leaky bucket that lets N go at once and N more
 before T has passed (nearly 2N in one window, which Unipile rejects with 429); `AsyncLimiter(1, T/N)`
@@ -30,9 +31,10 @@ factor, back to 1. Pauses (Retry-After, cross-run pacing from the ledger) hold e
 rate-limited request of the account until a monotonic time. Jitter only ever adds delay, so none
 of this can weaken the guarantee: every constraint is a lower bound on the next send time.
 
-Order in `Pacing.gate` (STYLE pattern 5): in the account's queue, wait for the account's turn,
-then take a global in-flight slot, re-check the turn and stamp — so an account that waits never holds a slot
-(no head-of-line blocking) and nothing is awaited between stamping and sending.
+Order in `Pacing.gate` (STYLE pattern 5): in the account's queue (one for reads, one for writes),
+wait for the account's turn, then take a global in-flight slot, re-check the turn and stamp — so an
+account that waits never holds a slot (no head-of-line blocking) and nothing is awaited between
+stamping and sending.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ class PacingPolicy:
 
     def estimate_seconds(self, reads: int, writes: int) -> float:
         """Seconds from the first to the last of these requests at these limits, from a fresh
-        start, counting the mean jitter; a lower bound when requests are not all ready at once."""
+        start, counting the mean jitter; a lower bound (it leaves out the round trip each window
+        waits for, and requests that are not ready when their turn comes)."""
         total = max(reads, 0) + max(writes, 0)
         estimate = 0.0
         if self.rate is not None:
@@ -177,7 +180,8 @@ class AccountPacer:
 
     `earliest`/`stamp` are the pure core (no awaiting, testable with a fake clock); `wait_turn`
     sleeps until the turn comes. Callers queue under `lock_for(kind)` for wait_turn, then check
-    `ready` and `stamp` with nothing awaited in between, as `Pacing.gate` does.
+    `ready` and stamp with nothing awaited in between, as `Pacing.gate` does (with
+    `stamp_in_flight`, then `answered` when the answer is in).
     """
 
     __slots__ = (
