@@ -12,10 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The demo: check an example job, apply it against the embedded simulator, then read the ledger.
+# The demo: check an example job, show its plan, apply it against the embedded simulator
+# (each --sandbox run starts the simulator afresh, in the same deterministic state), read the ledger.
 demo: $(STAMP)
 	@rm -f demo-ledger.jsonl
 	$(BIN)/bulkgroups validate jobs/cohorts.yaml
+	$(BIN)/bulkgroups plan jobs/cohorts.yaml --sandbox
 	$(BIN)/bulkgroups apply jobs/cohorts.yaml --sandbox --yes --ledger demo-ledger.jsonl
 	$(BIN)/bulkgroups report demo-ledger.jsonl
 
