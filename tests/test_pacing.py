@@ -780,3 +780,35 @@ def test_backoff_jitter_really_varies() -> None:
 def test_nonsensical_retry_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_request_cancelled_in_flight_counts_from_its_cancellation() -> None:
+    """Its answer will never come: the gate's exit is the last moment it can have arrived, so the
+    account's next request waits a period from then, and is not stuck waiting for an answer."""
+    vt = VirtualTime(start=0.0)
+    policy = PacingPolicy(rate=RateSpec(1, 1.0), write_rate=None, margin=0.0, min_margin=0.0)
+    pacing = Pacing(concurrency=4, default=policy, clock=vt.clock, sleep=vt.sleep)
+    sent: list[float] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            cancel = anyio.CancelScope()
+
+            async def hanging() -> None:
+                with cancel:
+                    async with pacing.gate("acc", "read"):
+                        sent.append(vt.now)
+                        await vt.sleep(1000.0)  # no answer comes
+
+            async def next_one() -> None:
+                await vt.sleep(0.5)
+                async with pacing.gate("acc", "read"):
+                    sent.append(vt.now)
+
+            tg.start_soon(hanging)
+            tg.start_soon(next_one)
+            await vt.sleep(3.0)
+            cancel.cancel()  # at 3: the next one may go at 4
+
+    await vt.run(main)
+    assert sent == [0.0, 4.0]
