@@ -271,10 +271,21 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
     return plan, engine.estimate_seconds(plan, config)
 
 
+def _refuse_removals(args: argparse.Namespace, plan: Plan) -> None:
+    """`plan` and `apply --dry-run` refuse, after showing it, the plan that apply would refuse."""
+    if 0 <= args.max_removals < plan.removals:
+        raise RunRefused(
+            f"the plan removes {plan.removals} members, more than --max-removals "
+            f"{args.max_removals}; apply would refuse it"
+        )
+
+
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     job = _load(args.jobs)
     plan, seconds = anyio.run(_plan, args, job, err)
-    if args.out:
+    # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
+    too_many = 0 <= args.max_removals < plan.removals
+    if args.out and not too_many:
         planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
     if args.format == "json":
         sys.stdout.write(
@@ -285,10 +296,11 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
     else:
         out.print(render_plan(plan, estimated_seconds=seconds), markup=False, highlight=False)
-        if args.out:
+        if args.out and not too_many:
             out.print(
                 f"Saved to {args.out}; apply exactly this plan with `bulkgroups apply ... --plan {args.out}`."
             )
+    _refuse_removals(args, plan)
     if args.detailed_exitcode and plan.has_changes:
         return 2
     return 0
@@ -379,6 +391,7 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
     plan, seconds = await _plan(args, job, err)
     out.print(render_plan(plan, estimated_seconds=seconds), markup=False, highlight=False)
     out.print("Dry run: nothing was sent.")
+    _refuse_removals(args, plan)
     return 0
 
 
