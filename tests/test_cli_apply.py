@@ -128,6 +128,17 @@ def test_dry_run_prints_the_plan_and_sends_no_write(
     assert not ledger.exists()
 
 
+def test_a_dry_run_over_max_removals_shows_the_plan_and_exits_1_as_apply_would(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "job.yaml", [{"chat": "team", "account": "acc_1", "members": []}])
+    run = cli.run("apply", job, "--dry-run", "--max-removals", "1", *connect(sim, tmp_path))
+    assert run.code == 1
+    assert "  - " in run.out and "Dry run: nothing was sent." in run.out
+    assert "more than --max-removals 1" in run.err
+    assert writes(sim) == []
+
+
 # ---------------------------------------------------------------------------- max removals
 
 

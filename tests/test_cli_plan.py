@@ -164,6 +164,23 @@ def test_detailed_exitcode_counts_a_deferred_chat_as_a_change(
     assert "! leave: deferred account_errored" in run.out
 
 
+def test_plan_shows_but_refuses_a_plan_over_max_removals_and_saves_no_plan_file(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "job.yaml", [{"chat": "team", "account": "acc_1", "members": []}])
+    removals = len(initial_members("acc_1", "team")) - 1
+    saved = tmp_path / "PLAN.json"
+    flags = connect(sim, tmp_path)
+    over = cli.run("plan", job, "--max-removals", str(removals - 1), "--out", saved, *flags)
+    assert over.code == 1
+    assert f"Plan: 0 to add, {removals} to remove" in over.out  # what would be refused, shown
+    assert f"removes {removals} members, more than --max-removals {removals - 1}" in over.err
+    assert not saved.exists()  # `apply --plan` of it would only be refused
+    within = cli.run("plan", job, "--max-removals", str(removals), "--out", saved, *flags)
+    assert within.code == 0, within.err
+    assert saved.exists()
+
+
 # ---------------------------------------------------------------------------- connection
 
 
