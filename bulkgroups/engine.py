@@ -880,7 +880,9 @@ async def _apply(
                 raise
             for chat_plan in plans:
                 planned[(chat_plan.account, chat_plan.chat)] = chat_plan
-            if run.run_auth_error is not None:
+            if run.run_auth_error is not None and not gate.opened.is_set():
+                # The key was refused before anything was written: the whole run stops (exit 1).
+                # Once writes have begun, the remaining operations are recorded as failed instead.
                 gate.refuse(run.run_auth_error)
             await gate.report(
                 account, sum(1 for p in plans for op in p.to_send if op.action == "remove")
