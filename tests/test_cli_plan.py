@@ -332,6 +332,27 @@ def test_shards_split_the_accounts_each_exactly_once(
     assert sorted(preflighted) == sorted(accounts)  # no shard so much as looked at another's
 
 
+def test_applying_every_shard_changes_each_account_exactly_once(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    accounts = [f"acc_{n}" for n in range(6)]
+    job = write_job(
+        tmp_path / "job.yaml",
+        [{"chat": "team", "account": a, "add": ["ACoAA0499"]} for a in accounts],
+    )
+    applied: list[str] = []
+    for index in range(3):
+        ledger = tmp_path / f"ledger-{index}.jsonl"  # one per process, as in a CI matrix
+        run = cli.run(
+            "apply", job, "--shard", f"{index}/3", "--ledger", ledger, *connect(sim, tmp_path)
+        )
+        assert run.code == 0, run.err
+        applied += [r["account"] for r in ledger_records(ledger) if r["type"] == "op"]
+    assert sorted(applied) == accounts
+    assert sorted(str(r.account) for r in writes(sim)) == accounts
+    assert all("ACoAA0499" in sim.members(a, "team") for a in accounts)
+
+
 def test_an_empty_shard_plans_nothing_and_succeeds(
     cli: Cli, sim: Simulator, tmp_path: Path
 ) -> None:
