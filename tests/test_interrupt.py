@@ -93,3 +93,25 @@ def test_a_signal_during_the_writes_stops_sending_and_resume_completes_the_job(
     # Every operation reached exactly one applied or skipped outcome over the two runs.
     settled = Counter(r["op_id"] for r in records if r["type"] == "op")
     assert all(n == 1 for n in settled.values()), settled
+
+
+def test_a_signal_before_the_writes_stops_at_once_with_nothing_to_resume(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    sim = sim_factory(rate=parse_rate("2/s"))
+    job = mixed_job(tmp_path / "job.yaml", accounts=1, chats=5, tag="early")
+    ledger = tmp_path / "ledger.jsonl"
+    command = apply_command(
+        sim, job.path, ledger, key_file(sim, tmp_path), rate="2/s", write_rate="2/s"
+    )
+    reads = lambda: sum(1 for r in sim.requests() if r.kind == "read")  # noqa: E731
+
+    process = start(command, tmp_path)
+    assert signal_when(process, lambda: reads() >= 2, signal.SIGINT), finish(process)
+    stopped = finish(process)
+
+    assert stopped.code == 130, stopped
+    assert not any(r.kind == "write" for r in sim.requests())
+    records, torn = ledger_lines(ledger)
+    assert records == [] and torn == b""
+    assert not (tmp_path / "ledger.jsonl.lock").exists()
