@@ -201,7 +201,10 @@ def test_sandbox_with_a_base_url_is_a_usage_error(cli: Cli, sim: Simulator, tmp_
 def test_the_key_can_come_from_stdin(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
     job = a_job(tmp_path)
     run = cli.run(
-        "plan", job, "--base-url", sim.url, "--api-key-file", "-", stdin=sim.api_key + "\n"
+        "plan",
+        job,
+        *("--base-url", sim.url, "--rate", "2/100ms", "--api-key-file", "-"),
+        stdin=sim.api_key + "\n",
     )
     assert run.code == 0, run.err
     assert "acc_1 / team" in run.out
@@ -222,7 +225,16 @@ def test_the_key_flag_works_and_flags_beat_the_environment(
 ) -> None:
     cli.monkeypatch.setenv("UNIPILE_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     cli.monkeypatch.setenv("UNIPILE_API_KEY", "not-the-key")
-    run = cli.run("plan", a_job(tmp_path), "--base-url", sim.url, "--api-key", sim.api_key)
+    run = cli.run(
+        "plan",
+        a_job(tmp_path),
+        "--base-url",
+        sim.url,
+        "--api-key",
+        sim.api_key,
+        "--rate",
+        "2/100ms",
+    )
     assert run.code == 0, run.err
 
 
