@@ -186,6 +186,16 @@ class _Account:
             self.stop = stop
 
 
+def _pacing(job: Job | None, config: EngineConfig, *, rng: random.Random | None = None) -> Pacing:
+    """The run's pacers: the flags' rates, overridden per account by the job's settings."""
+    default = PacingPolicy(rate=config.rate, write_rate=config.write_rate, jitter=config.jitter)
+    per_account = {
+        account: default.overridden_by(settings)
+        for account, settings in (job.accounts.items() if job is not None else ())
+    }
+    return Pacing(concurrency=config.concurrency, default=default, per_account=per_account, rng=rng)
+
+
 def shard_of(account: str, shards: int) -> int:
     """The stable shard of an account: the same on every machine and Python version."""
     return int.from_bytes(hashlib.sha256(account.encode("utf-8")).digest()[:8], "big") % shards
@@ -252,21 +262,7 @@ class _Run:
         self.observer: RunObserver = observer or _SilentObserver()
         self.sleep = sleep
         self.rng = random.Random(config.seed)
-        default = PacingPolicy(rate=config.rate, write_rate=config.write_rate, jitter=config.jitter)
-        per_account: dict[str, PacingPolicy] = {}
-        for account, settings in job.accounts.items():
-            if settings.rate is not None or settings.write_rate is not None:
-                per_account[account] = replace(
-                    default,
-                    rate=settings.rate or default.rate,
-                    write_rate=settings.write_rate or default.write_rate,
-                )
-        self.pacing = Pacing(
-            concurrency=config.concurrency,
-            default=default,
-            per_account=per_account,
-            rng=random.Random(self.rng.random()),
-        )
+        self.pacing = _pacing(job, config, rng=random.Random(self.rng.random()))
         self.accounts: dict[str, _Account] = {a: _Account(a) for a in job.account_ids()}
         self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         self.last_request_at: dict[str, float] = {}
@@ -379,29 +375,28 @@ class _Run:
 
     # ----------------------------------------------------------------------------- read + plan
 
+    async def _fetch_state(self, account: str, chat: str) -> ChatState:
+        """One fresh read of a chat: its info, then every participant page."""
+        info = await self.client.get_chat(account, chat, fresh=True, gate=self._gate)
+        if info.type != "group" or not info.is_group or info.is_readonly:
+            # Nothing to list: the planner refuses non-groups and skips read-only chats (and a
+            # left chat verifies by being read-only).
+            return ChatState(account, chat, info, ())
+        participants = [
+            p async for p in self.client.participants(account, chat, fresh=True, gate=self._gate)
+        ]
+        return ChatState(account, chat, info, tuple(participants))
+
     async def read_chat(self, account: _Account, chat: str) -> ChatState | ReadFailure:
         """A chat's fresh state, or why it could not be read."""
         if account.stop is not None or self.run_auth_error is not None:
             why = self._current_stop(account)
             return ReadFailure(account.account, chat, why.status, why.reason, why.error, 0)
         attempts = Attempts()
-        gate = self._gate
-
-        async def read() -> ChatState:
-            info = await self.client.get_chat(account.account, chat, fresh=True, gate=gate)
-            if info.type != "group" or not info.is_group or info.is_readonly:
-                # Nothing to list: the planner refuses non-groups and skips read-only chats.
-                return ChatState(account.account, chat, info, ())
-            participants = [
-                p
-                async for p in self.client.participants(
-                    account.account, chat, fresh=True, gate=gate
-                )
-            ]
-            return ChatState(account.account, chat, info, tuple(participants))
-
         try:
-            return await self._call(account, read, attempts, write=False)
+            return await self._call(
+                account, lambda: self._fetch_state(account.account, chat), attempts, write=False
+            )
         except NotFound as error:
             return ReadFailure(
                 account.account, chat, "failed", "chat_not_found", error.info, attempts.count
@@ -623,22 +618,10 @@ class _Run:
     async def read_chat_for_verify(self, account: _Account, chat: str) -> ChatState | None:
         if account.stop is not None:
             return None
-        gate = self._gate
-
-        async def read() -> ChatState:
-            info = await self.client.get_chat(account.account, chat, fresh=True, gate=gate)
-            if info.is_readonly:
-                return ChatState(account.account, chat, info, ())
-            participants = [
-                p
-                async for p in self.client.participants(
-                    account.account, chat, fresh=True, gate=gate
-                )
-            ]
-            return ChatState(account.account, chat, info, tuple(participants))
-
         try:
-            return await self._call(account, read, Attempts(), write=False)
+            return await self._call(
+                account, lambda: self._fetch_state(account.account, chat), Attempts(), write=False
+            )
         except (ApiError, DeferAccount, AccountStopped):
             return None
 
@@ -667,18 +650,7 @@ def estimate_seconds(plan: Plan, config: EngineConfig | None = None) -> float:
     and their verification reads, paced."""
     config = config or EngineConfig()
     job = plan.job
-    pacing_default = PacingPolicy(
-        rate=config.rate, write_rate=config.write_rate, jitter=config.jitter
-    )
-    per_account: dict[str, PacingPolicy] = {}
-    if job is not None:
-        for account, settings in job.accounts.items():
-            per_account[account] = replace(
-                pacing_default,
-                rate=settings.rate or pacing_default.rate,
-                write_rate=settings.write_rate or pacing_default.write_rate,
-            )
-    pacing = Pacing(concurrency=config.concurrency, default=pacing_default, per_account=per_account)
+    pacing = _pacing(job, config)
     writes: dict[str, int] = defaultdict(int)
     reads: dict[str, int] = defaultdict(int)
     for chat in plan.chats:
