@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -963,7 +964,10 @@ async def apply_job(
     ledger = str(ledger)
     with plain_errors(), LedgerLock(ledger) as lock:
         # Per-operation outcomes are only needed to resume (a million of them cost memory).
-        previous = replay(ledger, job_sha256=job.sha256 if resume else None)
+        # A ledger of a million records takes seconds to read: not on the event loop.
+        previous = await anyio.to_thread.run_sync(
+            partial(replay, ledger, job_sha256=job.sha256 if resume else None)
+        )
         if resume and previous.last_job_sha256 not in (None, job.sha256):
             raise RunRefused(
                 f"{ledger}: its last run is of another job (job_sha256 "
@@ -1029,7 +1033,7 @@ async def apply_plan(
         return [given[(c.account, c.chat)] for c in chats if (c.account, c.chat) in given]
 
     with plain_errors(), LedgerLock(ledger) as lock:
-        previous = replay(ledger)
+        previous = await anyio.to_thread.run_sync(replay, ledger)
         job = replace(
             plan.job, chats=tuple(c for c in plan.job.chats if (c.account, c.chat) in given)
         )
