@@ -23,6 +23,7 @@ from outcome_helpers import (
     writes,
 )
 
+from bulkgroups.model import RateSpec
 from bulkgroups.pacing import RetryPolicy
 from bulkgroups.simulator import Simulator
 
@@ -659,4 +660,44 @@ async def test_a_write_that_keeps_losing_its_connection_fails_with_a_transport_e
     assert add["error"]["status"] is None
     assert add["error"]["type"] == "transport/reset"
     assert [(w.status, w.fault) for w in writes(sim, A)] == [(None, "reset")] * 3
+    assert result.exit_code == 3
+
+
+async def test_writes_waiting_in_the_pacer_when_the_account_stops_are_never_sent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    for i in range(3):
+        given(sim, f"c{i}", ANN)
+    sim.configure_account(A, provider_write_limit=0)  # LinkedIn refuses the very first write
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [{"chat": f"c{i}", "account": A, "add": [BOB]} for i in range(3)],
+        write_rate=RateSpec(1, 0.2),  # the other chats' writes wait for their turn meanwhile
+    )
+    assert {(r["status"], r["reason"]) for r in records} == {("deferred", "provider_rate_limited")}
+    assert sorted(r["attempts"] for r in records) == [0, 0, 1]
+    assert [w.status for w in writes(sim, A)] == [429]
+    assert result.exit_code == 3
+
+
+async def test_a_read_that_keeps_timing_out_fails_with_a_transport_timeout(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    client = Bystander(sim.url, api_key=sim.api_key, read_timeout=0.1)
+    client.after_preflight = lambda: sim.configure_account(A, latency=0.3)
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [{"chat": "c1", "account": A, "add": [BOB]}],
+        client=client,
+        retry=RetryPolicy(attempts=2, budget=5.0, initial=0.01, maximum=0.02),
+    )
+    add = record(records, "add", BOB)
+    assert (add["status"], add["reason"], add["attempts"]) == ("failed", "api_error", 0)
+    assert add["error"]["status"] is None
+    assert add["error"]["type"] == "transport/timeout"
+    assert [r.method for r in scoped(sim, A)] == ["GET", "GET"]  # the chat GET, twice
+    assert writes(sim, A) == []
     assert result.exit_code == 3

@@ -309,3 +309,22 @@ async def test_an_account_stopped_before_the_first_attempt_sends_nothing() -> No
     with pytest.raises(AccountStopped):
         await h.run(["never reached"], stopped=lambda: True)
     assert h.attempts.count == 0
+
+
+async def test_a_call_given_up_at_its_turn_in_the_pacer_is_not_counted_as_sent() -> None:
+    h = Harness()
+
+    async def call() -> Any:
+        raise AccountStopped()  # what the run's gate raises when the account stopped meanwhile
+
+    with pytest.raises(AccountStopped):
+        await call_with_retry(
+            call,
+            pacer=h.pacer,
+            policy=h.policy,
+            attempts=h.attempts,
+            write=True,
+            rng=random.Random(1),
+            sleep=h.sleep,
+        )
+    assert h.attempts.count == 0
