@@ -8,6 +8,8 @@ engine runs with limits off and no verification (`verify=False`), writing its le
 loop sends the same requests with aiohttp and decodes each JSON answer with orjson, nothing else.
 
 - `engine_cpu_us` / `bare_cpu_us`: client CPU (user + system, all threads) per request.
+- `client_cpu_us`: the bare loop's requests made through `UnipileClient` (no gate, no engine):
+  how much of the difference is the client layer rather than the engine.
 - `overhead`: (engine - bare) / bare; the target is under 0.40.
 - `engine_wall_s` / `engine_rps`: wall time and requests/s of the engine run (the single-process
   sandbox is usually the bottleneck, so these are figures, not targets).
@@ -15,6 +17,7 @@ loop sends the same requests with aiohttp and decodes each JSON answer with orjs
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -134,22 +137,71 @@ def _bare_run(sandbox: Sandbox, prefix: str, accounts: int, chats: int) -> tuple
     return time.process_time() - cpu, time.perf_counter() - wall, sent
 
 
+def _client_run(
+    sandbox: Sandbox, prefix: str, accounts: int, chats: int
+) -> tuple[float, float, int]:
+    """The bare loop's requests through `UnipileClient` (no gate, no engine): the client layer's
+    share of the engine's cost."""
+    sent = 0
+
+    async def main() -> None:
+        nonlocal sent
+        async with UnipileClient(
+            sandbox.url, api_key=sandbox.api_key, concurrency=CONCURRENCY
+        ) as client:
+            account_ids = iter([f"{prefix}{a:03d}" for a in range(accounts)])
+            items = iter([(f"{prefix}{a:03d}", i) for a in range(accounts) for i in range(chats)])
+
+            async def check() -> None:
+                nonlocal sent
+                for account in account_ids:
+                    await client.get_account(account)
+                    sent += 1
+
+            async def work() -> None:
+                nonlocal sent
+                for account, i in items:
+                    removed, chat, added = _chat_rows(account, f"chat_{i:02d}", i)
+                    await client.get_chat(account, chat, fresh=True)
+                    _ = [p async for p in client.participants(account, chat, fresh=True)]
+                    await client.remove_participant(account, chat, removed)
+                    for user in added:
+                        await client.add_participant(account, chat, user)
+                    sent += 5
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(CONCURRENCY):
+                    tg.start_soon(check)
+            async with anyio.create_task_group() as tg:
+                for _ in range(CONCURRENCY):
+                    tg.start_soon(work)
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    anyio.run(main)
+    return time.process_time() - cpu, time.perf_counter() - wall, sent
+
+
 def run() -> list[Figure]:
     """Warm both paths up, then measure each ROUNDS times, interleaved."""
     requests = ACCOUNTS + ACCOUNTS * CHATS * 5
     engine: list[tuple[float, float]] = []
     bare: list[tuple[float, float]] = []
+    client: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp, sandbox_process() as sandbox:
         root = Path(tmp)
         _csv_job(root / "warm.csv", "warm_", 10, 4)
         _engine_run(sandbox, root / "warm.csv", root / "warm.jsonl")
         _bare_run(sandbox, "warmbare_", 10, 4)
+        _client_run(sandbox, "warmclient_", 10, 4)
         for r in range(ROUNDS):
             job_path = root / f"job{r}.csv"
             _csv_job(job_path, f"eng{r}_", ACCOUNTS, CHATS)
             bare_cpu, bare_wall, sent = _bare_run(sandbox, f"bare{r}_", ACCOUNTS, CHATS)
             assert sent == requests, sent
             bare.append((bare_cpu, bare_wall))
+            client_cpu, client_wall, sent = _client_run(sandbox, f"client{r}_", ACCOUNTS, CHATS)
+            assert sent == requests, sent
+            client.append((client_cpu, client_wall))
             cpu, wall, operations = _engine_run(sandbox, job_path, root / f"l{r}.jsonl")
             assert operations == ACCOUNTS * CHATS * 3, operations
             engine.append((cpu, wall))
@@ -157,6 +209,7 @@ def run() -> list[Figure]:
     bare_cpu, bare_wall = min(bare)
     per_engine = engine_cpu / requests * 1e6
     per_bare = bare_cpu / requests * 1e6
+    per_client = min(client)[0] / requests * 1e6
     return [
         Figure(
             "overhead.ratio",
@@ -168,6 +221,12 @@ def run() -> list[Figure]:
         ),
         Figure("overhead.engine_cpu_us", per_engine, "µs/req"),
         Figure("overhead.bare_cpu_us", per_bare, "µs/req"),
+        Figure(
+            "overhead.client_cpu_us",
+            per_client,
+            "µs/req",
+            note="same loop through UnipileClient, no gate/engine",
+        ),
         Figure("overhead.requests", float(requests), "", note="per run"),
         Figure("overhead.engine_wall_s", engine_wall, "s"),
         Figure("overhead.engine_rps", requests / engine_wall, "req/s"),
@@ -179,3 +238,30 @@ def run() -> list[Figure]:
 if __name__ == "__main__":
     for figure in run():
         print(f"{figure.name:28} {figure.value_text:>14}  {figure.verdict}  {figure.note}")
+
+
+def profile(top: int = 20) -> str:
+    """The engine run under cProfile (for a missed target): the top functions by own time and
+    bulkgroups' and tenacity's by cumulative time, paths shortened."""
+    import cProfile
+    import io
+    import pstats
+
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process() as sandbox:
+        job_path = Path(tmp) / "job.csv"
+        _csv_job(job_path, "prof_", ACCOUNTS, CHATS)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        _engine_run(sandbox, job_path, Path(tmp) / "l.jsonl")
+        profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(r"bulkgroups/|tenacity/", top)
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    text = "\n".join(
+        line.replace(str(Path(sys.prefix)), "<venv>").replace(str(Path.cwd()) + "/", "")
+        for line in lines
+        if not line.lstrip().startswith(("Ordered by", "List reduced", "function calls"))
+    )
+    return text

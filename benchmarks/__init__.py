@@ -1,0 +1,1 @@
+"""Benchmarks of bulkgroups: `make bench` (`python -m benchmarks`) writes RESULTS.md."""
