@@ -412,7 +412,10 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
     if args.format == "json":
         sys.stdout.write(report.render_json(summary) + "\n")
     else:
-        out.print(report.render_text(summary), markup=False, highlight=False)
+        # Never narrower than the report's tables need: a pipe (cron mail, CI log) is 80 wide.
+        out.print(
+            report.render_text(summary, width=max(out.width, 130)), markup=False, highlight=False
+        )
     return 0
 
 

@@ -81,6 +81,8 @@ def _chat_lines(chat: ChatPlan) -> list[str]:
 
 def render_plan(plan: Plan, *, estimated_seconds: float | None = None) -> str:
     """The plan as text: one block per chat, then the totals and the time the run will take."""
+    if not plan.chats:
+        return "Nothing to do: the job (or this shard of it) has no chats."
     lines: list[str] = []
     actions: Counter[str] = Counter()
     refused = 0
@@ -94,7 +96,7 @@ def render_plan(plan: Plan, *, estimated_seconds: float | None = None) -> str:
         f"in {sum(1 for c in plan.chats if c.to_send)} of {len(plan.chats)} chats"
     )
     if refused:
-        total += f"; {refused} operations refused"
+        total += f"; {refused} operation{'s' if refused != 1 else ''} refused"
     lines.append("")
     lines.append(total + ".")
     if estimated_seconds is not None and plan.has_changes:
@@ -157,6 +159,9 @@ class ProgressDisplay:
             TimeElapsedColumn(),
             console=console,
             transient=False,
+            # Bars are for a person watching: in cron mail and CI logs they would only be noise
+            # between the error lines.
+            disable=not console.is_terminal,
         )
         self._tasks: dict[str, TaskID] = {}
         self._tasks_index: dict[str, int] = {}
