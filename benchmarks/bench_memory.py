@@ -1,5 +1,5 @@
 """Memory for a million operations (issue #5's scale): peak RSS, each phase in a process of its own
-so that peaks do not mix, against 300 MB.
+so that peaks do not mix, against 300 MB (VmHWM of /proc/self/status, else ru_maxrss).
 
 - `load`: `load_job` of a 1,000,000-row CSV job (25,000 chats of 250 accounts x 40 `member` rows).
 - `plan`: the same load, then `planner.plan_chat` of every chat against a synthetic state holding
@@ -98,6 +98,15 @@ def write_ledger(path: Path) -> None:
 
 
 def _peak_mb() -> float:
+    """This process's peak RSS. VmHWM belongs to the process's own memory map; ru_maxrss (the
+    fallback) survives exec, so a child could report its parent's peak instead of its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 

@@ -10,6 +10,8 @@ loop sends the same requests with aiohttp and decodes each JSON answer with orjs
 - `engine_cpu_us` / `bare_cpu_us`: client CPU (user + system, all threads) per request.
 - `client_cpu_us`: the bare loop's requests made through `UnipileClient` (no gate, no engine):
   how much of the difference is the client layer rather than the engine.
+- `retry_wrapper_us`: what `attempts.call_with_retry` (a tenacity `AsyncRetrying` per call)
+  costs around one successful call, measured alone: part of the engine's share.
 - `overhead`: (engine - bare) / bare; the target is under 0.40.
 - `engine_wall_s` / `engine_rps`: wall time and requests/s of the engine run (the single-process
   sandbox is usually the bottleneck, so these are figures, not targets).
@@ -181,6 +183,34 @@ def _client_run(
     return time.process_time() - cpu, time.perf_counter() - wall, sent
 
 
+def _retry_wrapper_us(calls: int = 20_000) -> float:
+    """µs that `attempts.call_with_retry` adds to one successful call (every engine request goes
+    through it), against awaiting the same no-op call directly."""
+    import random
+
+    from bulkgroups.attempts import Attempts, call_with_retry
+    from bulkgroups.pacing import Pacing, PacingPolicy, RetryPolicy
+
+    async def call() -> None:
+        pass
+
+    async def main() -> float:
+        pacer = Pacing(concurrency=64, default=PacingPolicy(rate=None, write_rate=None)).pacer("a")
+        policy, rng = RetryPolicy(), random.Random(0)
+        start = time.process_time()
+        for _ in range(calls):
+            await call()
+        direct = time.process_time() - start
+        start = time.process_time()
+        for _ in range(calls):
+            await call_with_retry(
+                call, pacer=pacer, policy=policy, attempts=Attempts(), write=False, rng=rng
+            )
+        return (time.process_time() - start - direct) / calls * 1e6
+
+    return anyio.run(main)
+
+
 def run() -> list[Figure]:
     """Warm both paths up, then measure each ROUNDS times, interleaved."""
     requests = ACCOUNTS + ACCOUNTS * CHATS * 5
@@ -226,6 +256,12 @@ def run() -> list[Figure]:
             per_client,
             "µs/req",
             note="same loop through UnipileClient, no gate/engine",
+        ),
+        Figure(
+            "overhead.retry_wrapper_us",
+            _retry_wrapper_us(),
+            "µs/call",
+            note="call_with_retry around a no-op call, vs awaiting it",
         ),
         Figure("overhead.requests", float(requests), "", note="per run"),
         Figure("overhead.engine_wall_s", engine_wall, "s"),
