@@ -87,45 +87,66 @@ async def call_with_retry(
     `on_transient` / `on_success` let the run watch for a provider's limiter hidden behind 5xx.
     """
 
+    async def attempt() -> T:
+        if stopped():
+            raise AccountStopped()
+        attempts.count += 1
+        try:
+            result = await call()
+        except AccountStopped:
+            attempts.count -= 1  # given up at its turn in the pacer: nothing was sent
+            raise
+        except RateLimited as error:
+            on_transient(error)
+            retry_after = (
+                error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
+            )
+            pacer.slow_down()
+            if retry_after > policy.budget:
+                raise DeferAccount(error) from error
+            pacer.pause_for(retry_after)
+            raise
+        except TransientError as error:
+            if write:
+                attempts.outcome_unknown = True
+            on_transient(error)
+            raise
+        pacer.succeeded()
+        on_success()
+        return result
+
+    def backoff(error: BaseException | None, attempt_number: int) -> float:
+        if isinstance(error, RateLimited):
+            return 0.0  # the pacer holds the account until Retry-After has passed
+        return policy.backoff(attempt_number, rng)
+
+    # Nearly every request succeeds at once: try it plainly, and build the retry machinery only
+    # for the few that fail (it costs more CPU than the request itself).
+    try:
+        return await attempt()
+    except BaseException as error:
+        if not _retryable(error) or policy.attempts <= 1:
+            raise
+        first_backoff = backoff(error, 1)
+        if first_backoff > policy.budget:
+            raise
+        first_error = error
+    await sleep(first_backoff)
+
     def wait(retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
-        if outcome is not None and isinstance(outcome.exception(), RateLimited):
-            return 0.0  # the pacer holds the account until Retry-After has passed
-        return policy.backoff(retry_state.attempt_number, rng)
+        error = outcome.exception() if outcome is not None else None
+        return backoff(error, retry_state.attempt_number + 1)  # attempt 1 was the plain try
 
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_retryable),
-        stop=tenacity.stop_after_attempt(policy.attempts) | _backoff_budget(policy.budget),
+        stop=tenacity.stop_after_attempt(policy.attempts - 1)
+        | _backoff_budget(policy.budget - first_backoff),
         wait=wait,
         sleep=sleep,
         reraise=True,
     )
-    async for attempt in retrying:
-        with attempt:
-            if stopped():
-                raise AccountStopped()
-            attempts.count += 1
-            try:
-                result = await call()
-            except AccountStopped:
-                attempts.count -= 1  # given up at its turn in the pacer: nothing was sent
-                raise
-            except RateLimited as error:
-                on_transient(error)
-                retry_after = (
-                    error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
-                )
-                pacer.slow_down()
-                if retry_after > policy.budget:
-                    raise DeferAccount(error) from error
-                pacer.pause_for(retry_after)
-                raise
-            except TransientError as error:
-                if write:
-                    attempts.outcome_unknown = True
-                on_transient(error)
-                raise
-            pacer.succeeded()
-            on_success()
-            return result
-    raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+    async for retry in retrying:
+        with retry:
+            return await attempt()
+    raise first_error  # pragma: no cover - tenacity either returns or re-raises

@@ -818,7 +818,7 @@ async def _apply(
 
         async def apply_chat(chat_plan: ChatPlan) -> None:
             account = run.accounts[chat_plan.account]
-            owner = run.owners().get(chat_plan.account)
+            owner = account.info.owner_id if account.info is not None else None
             for decided in chat_plan.decided:
                 if not (resume and previous.settled(decided.operation.digest)):
                     await emit(decided)
