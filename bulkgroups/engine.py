@@ -22,11 +22,11 @@ import hashlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 from typing import Protocol, TypeVar
 
 import anyio
@@ -243,6 +243,42 @@ def _stop_for(error: ApiError) -> _Stop | None:
 
 class _WritesStopped(Exception):
     """A write reached its turn after the run was interrupted; it was not sent."""
+
+
+class _RunTurn:
+    """`_Run._gate`: the pacer's turn, then the run's own last look before the request goes.
+
+    A class rather than an @asynccontextmanager: it is entered around every request.
+    """
+
+    __slots__ = ("_account", "_run", "_turn", "_writes")
+
+    def __init__(self, run: _Run, account: str, kind: RequestKind, *, writes: bool) -> None:
+        self._run = run
+        self._account = account
+        self._turn = run.pacing.gate(account, kind)
+        self._writes = writes
+
+    async def __aenter__(self) -> None:
+        await self._turn.__aenter__()
+        run = self._run
+        state = run.accounts.get(self._account)
+        refusal: BaseException | None = None
+        if run.run_auth_error is not None or (state is not None and state.stop is not None):
+            refusal = AccountStopped()
+        elif self._writes and run.writes_stopped:
+            refusal = _WritesStopped()
+        if refusal is not None:
+            await self._turn.__aexit__(type(refusal), refusal, None)
+            raise refusal
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._turn.__aexit__(exc_type, exc, tb)
 
 
 class _Run:
@@ -467,25 +503,16 @@ class _Run:
 
     # ------------------------------------------------------------------------------------ write
 
-    @asynccontextmanager
-    async def _gate(self, account: str, kind: RequestKind) -> AsyncIterator[None]:
+    def _gate(self, account: str, kind: RequestKind) -> _RunTurn:
         """The pacing gate, with a last look once the turn has come: a request that waited in
         the pacer (minutes, at 1 write/min) while another request of its account stopped the
         account is given up there, unsent: an account-wide stop sends nothing more."""
-        async with self.pacing.gate(account, kind):
-            state = self.accounts.get(account)
-            if self.run_auth_error is not None or (state is not None and state.stop is not None):
-                raise AccountStopped()
-            yield
+        return _RunTurn(self, account, kind, writes=False)
 
-    @asynccontextmanager
-    async def _write_gate(self, account: str, kind: RequestKind) -> AsyncIterator[None]:
+    def _write_gate(self, account: str, kind: RequestKind) -> _RunTurn:
         """The pacing gate, except that an interrupted run sends no write: one that waited in
         the pacer for its turn is given up there, unsent (a request in flight finishes)."""
-        async with self._gate(account, kind):
-            if self.writes_stopped:
-                raise _WritesStopped()
-            yield
+        return _RunTurn(self, account, kind, writes=True)
 
     async def _send(self, op: Operation, owner: str | None) -> None:
         gate = self._write_gate
