@@ -429,7 +429,8 @@ class UnipileClient:
                 ) as response:
                     status = response.status
                     body = await response.read()
-                    response_headers = dict(response.headers)
+                    # Only an error needs the headers (Retry-After, x-request-id).
+                    response_headers = {} if 200 <= status < 300 else dict(response.headers)
             # `from None`: aiohttp's exceptions carry request info, headers (the key) included.
             except TimeoutError as e:
                 raise TransportError(
