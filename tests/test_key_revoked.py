@@ -35,3 +35,30 @@ async def test_a_key_refused_mid_run_fails_the_rest_and_keeps_the_ledger_whole(
     # After the refusal nothing more was sent with the refused key.
     refused = [r for r in sim.requests() if r.status == 401]
     assert len(refused) == 1
+
+
+async def test_a_key_refused_while_another_account_still_reads_does_not_abort_the_run(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Account A writes while account B is still reading its chats (no removal gate to wait
+    for): the refused key must not turn into a crash that leaves A's writes unrecorded."""
+    client = Bystander(sim.url, api_key=sim.api_key)
+
+    def revoke() -> None:
+        sim._api_key = "rotated-elsewhere"
+
+    client.after_write[1] = revoke
+    sim.configure_account("acc_slow_reader", latency=0.05)
+    chats = [{"chat": "team", "account": "acc_writer", "add": ["ACoAN0001"]}] + [
+        {"chat": f"c{i}", "account": "acc_slow_reader", "rename": f"Room {i}"} for i in range(12)
+    ]
+
+    result, records = await run_job(
+        sim, tmp_path, chats, client=client, verify=False, max_removals=-1
+    )
+
+    assert ("team", "add", "applied") in [(r["chat"], r["action"], r["status"]) for r in records]
+    assert len(records) == 13  # every operation has its outcome
+    assert {r["reason"] for r in records if r["status"] == "failed"} == {"account_auth"}
+    assert result.exit_code == 3
+    assert [r["type"] for r in ledger_records(tmp_path / "ledger.jsonl")][-1] == "end"
