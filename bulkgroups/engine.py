@@ -871,10 +871,14 @@ async def _apply(
             ops = [op for op in chat_plan.to_send if not (resume and previous.settled(op.digest))]
             if not ops:
                 return
-            if account.writes_left is not None and account.writes_left < len(ops):
-                for op in ops:
-                    await emit(Outcome(op, "deferred", "daily_limit", 0))
-                return
+            if account.writes_left is not None:
+                if account.writes_left < len(ops):
+                    for op in ops:
+                        await emit(Outcome(op, "deferred", "daily_limit", 0))
+                    return
+                # Chats of one account start side by side: claim this chat's writes before the
+                # first goes, so the next chat sees only what is left of the budget.
+                account.writes_left -= len(ops)
             outcomes: list[Outcome] = []
             for op in ops:
                 if stop_sending.is_set():
@@ -883,9 +887,12 @@ async def _apply(
                     outcomes.append(run._stopped_outcome(account, op))
                     continue
                 try:
-                    outcomes.append(await run.write(account, op, owner))
+                    outcome = await run.write(account, op, owner)
                 except _WritesStopped:
                     break  # not sent: nothing recorded, --resume plans it again
+                if account.writes_left is not None:
+                    account.writes_left += 1  # the claim, now that `write` counted what was sent
+                outcomes.append(outcome)
             if config.verify and not stop_sending.is_set():
                 outcomes = await run.verify(account, chat_plan.chat, outcomes, owner)
             for outcome in outcomes:
