@@ -931,22 +931,27 @@ async def _apply(
             await anyio.sleep(config.interrupt_grace)
             scope.cancel()
 
-        with anyio.CancelScope() as writes_scope:
-            async with anyio.create_task_group() as tg:
-                if interrupt is not None:
-                    tg.start_soon(watch_interrupt, writes_scope)
-                async with anyio.create_task_group() as workers:
-                    for account, chats in by_account.items():
-                        workers.start_soon(account_pipeline, account, chats)
-                tg.cancel_scope.cancel()
-        interrupted = stop_sending.is_set() or writes_scope.cancelled_caught
-        if not by_account:
-            await start_writing()  # an empty shard still writes its run and end records
-        if started:
-            with anyio.CancelScope(shield=True):
-                await writer.run_ended(
-                    run_id=run_id, counts=dict(run.counts), interrupted=interrupted
-                )
+        # A run cut short from outside (a second Ctrl-C cancels it, a library caller's timeout)
+        # or by an error still closes its `run` with an `end`: interrupted, --resume continues.
+        interrupted = True
+        try:
+            with anyio.CancelScope() as writes_scope:
+                async with anyio.create_task_group() as tg:
+                    if interrupt is not None:
+                        tg.start_soon(watch_interrupt, writes_scope)
+                    async with anyio.create_task_group() as workers:
+                        for account, chats in by_account.items():
+                            workers.start_soon(account_pipeline, account, chats)
+                    tg.cancel_scope.cancel()
+            interrupted = stop_sending.is_set() or writes_scope.cancelled_caught
+            if not by_account:
+                await start_writing()  # an empty shard still writes its run and end records
+        finally:
+            if started:
+                with anyio.CancelScope(shield=True):
+                    await writer.run_ended(
+                        run_id=run_id, counts=dict(run.counts), interrupted=interrupted
+                    )
     return RunResult(
         run_id=run_id,
         counts=dict(run.counts),

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from conftest import SimFactory
-from outcome_helpers import SIM_RATE, run_job, writes
+from engine_helpers import ledger_records, write_job
+from outcome_helpers import FAST, SIM_RATE, Bystander, run_job, writes
 
+from bulkgroups.engine import apply_job
+from bulkgroups.jobs import load_job
 from bulkgroups.simulator import Simulator
 
 A = "acc_a"
@@ -39,3 +43,24 @@ async def test_daily_limit_is_not_overspent_by_chats_started_together(
     assert statuses.count(("c1", "applied", None)) + statuses.count(("c2", "applied", None)) == 2
     assert all(s[1:] == ("deferred", "daily_limit") for s in statuses if s[1] != "applied")
     assert result.counts["deferred"] == 2
+
+
+async def test_a_run_cancelled_from_outside_after_writes_began_still_ends_its_ledger(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The CLI's second Ctrl-C cancels apply_job outright; the ledger must still get its `end`.
+    sim.configure_chat(A, "c1", members=())
+    job = load_job(
+        write_job(tmp_path / "job.yaml", [{"chat": "c1", "account": A, "add": [ANN, BOB, CID]}])
+    )
+    ledger = tmp_path / "ledger.jsonl"
+    client = Bystander(sim.url, api_key=sim.api_key)
+    async with client, anyio.create_task_group() as tg:
+        client.after_write[1] = tg.cancel_scope.cancel
+        await apply_job(job, client, ledger=ledger, config=FAST)
+    kinds = [r["type"] for r in ledger_records(ledger)]
+    assert kinds[0] == "run"
+    assert kinds[-1] == "end"
+    end = ledger_records(ledger)[-1]
+    assert end["interrupted"] is True
+    assert not (tmp_path / "ledger.jsonl.lock").exists()
