@@ -834,7 +834,10 @@ async def _apply(
             plan = _check_expected(plan, expected)
             planned.update({(c.account, c.chat): c for c in plan.chats})
             _check_removals(plan, config)
-        if confirm is not None and not await anyio.to_thread.run_sync(confirm, plan):
+        # Abandoned on cancel: Ctrl-C at the prompt must not wait for an answer that may never come.
+        if confirm is not None and not await anyio.to_thread.run_sync(
+            confirm, plan, abandon_on_cancel=True
+        ):
             raise RunRefused("not confirmed; nothing was sent")
 
     gate.on_complete = complete

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import anyio
@@ -64,3 +65,39 @@ async def test_a_run_cancelled_from_outside_after_writes_began_still_ends_its_le
     end = ledger_records(ledger)[-1]
     assert end["interrupted"] is True
     assert not (tmp_path / "ledger.jsonl.lock").exists()
+
+
+async def test_an_interrupt_while_the_plan_awaits_confirmation_does_not_wait_for_the_answer(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Ctrl-C at the confirmation prompt: the run must stop without waiting for the user's answer.
+    sim.configure_chat(A, "c1", members=(ANN,))
+    job = load_job(
+        write_job(tmp_path / "job.yaml", [{"chat": "c1", "account": A, "remove": [ANN]}])
+    )
+    interrupt = anyio.Event()
+    answered = threading.Event()
+    released = threading.Event()
+
+    def confirm(plan: object) -> bool:
+        anyio.from_thread.run_sync(interrupt.set)
+        released.wait(10)
+        answered.set()
+        return True
+
+    async with Bystander(sim.url, api_key=sim.api_key) as client:
+        try:
+            result = await apply_job(
+                job,
+                client,
+                ledger=tmp_path / "ledger.jsonl",
+                config=FAST,
+                interrupt=interrupt,
+                confirm=confirm,
+            )
+            returned_before_answer = not answered.is_set()
+        finally:
+            released.set()
+    assert returned_before_answer
+    assert result.interrupted
+    assert writes(sim, A) == []
