@@ -321,7 +321,6 @@ class _Run:
         self.pacing = _pacing(job, config, rng=random.Random(self.rng.random()))
         self.accounts: dict[str, _Account] = {a: _Account(a) for a in job.account_ids()}
         self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-        self.last_request_at: dict[str, float] = {}
         self.run_auth_error: AuthError | None = None
         # Set on SIGINT/SIGTERM: a write whose turn comes after that is not sent.
         self.writes_stopped = False
@@ -367,21 +366,18 @@ class _Run:
             if write:
                 account.failure_streak = 0
 
-        try:
-            return await call_with_retry(
-                call,
-                pacer=self.pacing.pacer(account.account),
-                policy=self.config.retry,
-                attempts=attempts,
-                write=write,
-                rng=self.rng,
-                sleep=self.sleep,
-                stopped=lambda: account.stop is not None or self.run_auth_error is not None,
-                on_transient=transient,
-                on_success=success,
-            )
-        finally:
-            self.last_request_at[account.account] = time.time()
+        return await call_with_retry(
+            call,
+            pacer=self.pacing.pacer(account.account),
+            policy=self.config.retry,
+            attempts=attempts,
+            write=write,
+            rng=self.rng,
+            sleep=self.sleep,
+            stopped=lambda: account.stop is not None or self.run_auth_error is not None,
+            on_transient=transient,
+            on_success=success,
+        )
 
     def _note_stop(self, account: _Account, error: ApiError) -> _Stop | None:
         if isinstance(error, AuthError):
@@ -575,20 +571,12 @@ class _Run:
                 if attempts.outcome_unknown:
                     return Outcome(op, "applied", None, attempts.count)
                 return Outcome(op, "skipped", "not_member", attempts.count)
-            if (
-                op.action == "leave"
-                and attempts.outcome_unknown
-                and await self._left_already(account, op)
-            ):
-                return Outcome(op, "applied", None, attempts.count)
+            if op.action == "leave" and await self._left_already(account, op):
+                return self._left(op, attempts)
             return Outcome(op, "failed", "chat_not_found", attempts.count, error.info)
         except PermissionDenied as error:
-            if (
-                op.action == "leave"
-                and attempts.outcome_unknown
-                and await self._left_already(account, op)
-            ):
-                return Outcome(op, "applied", None, attempts.count)
+            if op.action == "leave" and await self._left_already(account, op):
+                return self._left(op, attempts)
             return Outcome(op, "failed", "api_error", attempts.count, error.info)
         except ApiError as error:
             stop = self._note_stop(account, error)
@@ -607,6 +595,14 @@ class _Run:
             if account.writes_left is not None:
                 account.writes_left -= attempts.count
         return Outcome(op, "applied", None, attempts.count)
+
+    @staticmethod
+    def _left(op: Operation, attempts: Attempts) -> Outcome:
+        """A leave refused because the chat is read-only: our own earlier attempt may have done
+        it (outcome unknown: applied), or the owner had left since the plan read it."""
+        if attempts.outcome_unknown:
+            return Outcome(op, "applied", None, attempts.count)
+        return Outcome(op, "skipped", "already_left", attempts.count)
 
     def _current_stop(self, account: _Account) -> _Stop:
         """Why an account sends nothing more: its own stop, or the run's refused API key."""
@@ -866,11 +862,21 @@ async def _apply(
             run.observer.outcome(outcome)
 
         async def apply_chat(chat_plan: ChatPlan) -> None:
+            if stop_sending.is_set():
+                return  # interrupted before this chat began: nothing of it is recorded
             account = run.accounts[chat_plan.account]
             owner = account.info.owner_id if account.info is not None else None
             for decided in chat_plan.decided:
                 if not (resume and previous.settled(decided.operation.digest)):
                     await emit(decided)
+            if resume:
+                # A desired-state chat whose read failed before was planned afresh and read now:
+                # its `read` operation has an outcome in this run too.
+                read = Operation(chat_plan.account, chat_plan.chat, "read")
+                if previous.outcomes.get(read.digest) in ("failed", "deferred") and not any(
+                    d.operation.action == "read" for d in chat_plan.decided
+                ):
+                    await emit(Outcome(read, "applied", None, 1))
             ops = [op for op in chat_plan.to_send if not (resume and previous.settled(op.digest))]
             if not ops:
                 return
@@ -1102,9 +1108,9 @@ async def apply_plan(
         _pause_after_previous_runs(run, previous, holder_died=lock.took_over)
         # The plan's reads were paced by another run: wait one general window before writing.
         for account in run.accounts:
-            rate = run.pacing.policy(account).rate
-            if rate is not None:
-                run.pacing.pacer(account).pause_for(rate.period)
+            policy = run.pacing.policy(account)
+            if policy.rate is not None:
+                run.pacing.pacer(account).pause_for(policy.effective_period(policy.rate))
         for account_id, owner in plan.owners.items():
             if account_id in run.accounts:
                 run.accounts[account_id].info = AccountInfo(account_id, owner, "running")

@@ -1,0 +1,91 @@
+"""Edges of the outcomes table found in review: a leave that finds the chat already left, a read
+that failed before and succeeds on resume, and chats not begun when a run is interrupted."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+from engine_helpers import op_records, write_job
+from outcome_helpers import FAST, Bystander, run_job
+
+from bulkgroups.engine import apply_job
+from bulkgroups.jobs import load_job
+from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+
+async def test_a_leave_that_finds_the_owner_already_gone_is_skipped_already_left(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    client = Bystander(sim.url, api_key=sim.api_key)
+    members = [m for m in initial_members("acc_l", "room") if m != owner_id("acc_l")]
+
+    def owner_leaves_in_the_app() -> None:
+        sim.configure_chat("acc_l", "room", members=members, with_owner=False, readonly=True)
+
+    client.before_write[1] = owner_leaves_in_the_app
+    chats = [{"chat": "room", "account": "acc_l", "leave": True}]
+
+    result, records = await run_job(sim, tmp_path, chats, client=client)
+
+    assert [(r["action"], r["status"], r["reason"]) for r in records] == [
+        ("leave", "skipped", "already_left")
+    ]
+    assert result.exit_code == 0
+
+
+async def test_a_read_that_failed_before_is_recorded_when_resume_reads_it(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.configure_account("acc_r", status="paused")
+    members = [m for m in initial_members("acc_r", "room") if m != owner_id("acc_r")]
+    chats = [{"chat": "room", "account": "acc_r", "members": members[1:]}]
+
+    _, first_records = await run_job(sim, tmp_path, chats)
+    assert [(r["action"], r["status"], r["reason"]) for r in first_records] == [
+        ("read", "failed", "account_paused")
+    ]
+
+    sim.configure_account("acc_r", status="running")
+    job = load_job(tmp_path / "job.yaml")
+    async with Bystander(sim.url, api_key=sim.api_key) as client:
+        second = await apply_job(
+            job, client, ledger=tmp_path / "ledger.jsonl", config=FAST, resume=True
+        )
+    resumed = [r for r in op_records(tmp_path / "ledger.jsonl") if r["run_id"] == second.run_id]
+    assert sorted((r["action"], r["status"]) for r in resumed) == [
+        ("read", "applied"),
+        ("remove", "applied"),
+    ]
+    assert second.exit_code == 0
+
+
+async def test_chats_not_begun_when_interrupted_record_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    second = [m for m in initial_members("acc_i", "second") if m != owner_id("acc_i")]
+    job_file = write_job(
+        tmp_path / "job.yaml",
+        [
+            {"chat": "first", "account": "acc_i", "add": ["ACoAN0001", "ACoAN0002"]},
+            # Only a skip: decided at plan time, recorded when the chat is applied.
+            {"chat": "second", "account": "acc_i", "add": [second[0]]},
+        ],
+    )
+    interrupt = anyio.Event()
+    client = Bystander(sim.url, api_key=sim.api_key)
+    client.before_write[1] = interrupt.set
+    config = replace(FAST, chats_per_account=1, interrupt_grace=0.5)
+
+    async with client:
+        result = await apply_job(
+            load_job(job_file),
+            client,
+            ledger=tmp_path / "l.jsonl",
+            config=config,
+            interrupt=interrupt,
+        )
+
+    assert result.interrupted
+    assert all(r["chat"] == "first" for r in op_records(tmp_path / "l.jsonl"))
