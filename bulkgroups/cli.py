@@ -9,10 +9,11 @@ stale plan, held lock); 130 interrupted; 3 finished with failed or deferred oper
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,9 +307,26 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+async def _ask(question: str) -> str:
+    """A line from the terminal, read without blocking the event loop or holding a thread, so
+    that Ctrl-C at the question stops the run at once (a thread stuck in input() would keep the
+    process alive until Enter)."""
+    sys.stdout.write(question)
+    sys.stdout.flush()
+    loop = asyncio.get_running_loop()
+    readable = anyio.Event()
+    fd = sys.stdin.fileno()
+    loop.add_reader(fd, readable.set)
+    try:
+        await readable.wait()
+    finally:
+        loop.remove_reader(fd)
+    return sys.stdin.readline()
+
+
 def _confirmer(
     args: argparse.Namespace, out: Console, progress: ProgressDisplay
-) -> Callable[[Plan], bool] | None:
+) -> Callable[[Plan], Awaitable[bool]] | None:
     """A person at a terminal sees the whole plan and is asked before members are removed.
 
     Only then does the run wait for every chat to be read before the first write; scripts, cron
@@ -317,13 +335,13 @@ def _confirmer(
     if args.yes or not sys.stdin.isatty():
         return None
 
-    def confirm(plan: Plan) -> bool:
+    async def confirm(plan: Plan) -> bool:
         progress.pause()
         try:
             out.print(render_plan(plan), markup=False, highlight=False)
             if plan.removals == 0:
                 return True
-            answer = input(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
+            answer = await _ask(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
             return answer.strip().lower() in ("y", "yes")
         finally:
             progress.resume()

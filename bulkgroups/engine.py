@@ -797,7 +797,7 @@ async def _apply(
     interrupt: anyio.Event | None,
     source: PlanSource,
     expected: Plan | None = None,
-    confirm: Callable[[Plan], bool] | None = None,
+    confirm: Callable[[Plan], Awaitable[bool]] | None = None,
 ) -> RunResult:
     """Each account: its plans (read + plan, or given), then — once the gate opens — its writes."""
     config = run.config
@@ -831,9 +831,7 @@ async def _apply(
             planned.update({(c.account, c.chat): c for c in plan.chats})
             _check_removals(plan, config)
         # Abandoned on cancel: Ctrl-C at the prompt must not wait for an answer that may never come.
-        if confirm is not None and not await anyio.to_thread.run_sync(
-            confirm, plan, abandon_on_cancel=True
-        ):
+        if confirm is not None and not await confirm(plan):
             raise RunRefused("not confirmed; nothing was sent")
 
     gate.on_complete = complete
@@ -1019,7 +1017,7 @@ async def apply_job(
     observer: RunObserver | None = None,
     interrupt: anyio.Event | None = None,
     expected: Plan | None = None,
-    confirm: Callable[[Plan], bool] | None = None,
+    confirm: Callable[[Plan], Awaitable[bool]] | None = None,
 ) -> RunResult:
     """Plan the job from fresh reads and apply it, recording every outcome in the ledger.
 
