@@ -1072,6 +1072,21 @@ def _check_expected(fresh: Plan, expected: Plan) -> Plan:
         raise RunRefused(
             f"the state of these chats changed since the plan: {shown}; nothing was sent"
         )
+    # Same job, same states: the planner (pure) gives the same writes, unless the file was edited —
+    # and an edited plan must not send what the job never asked for (the owner, past the cap).
+    edited = [
+        f"{chat.account}/{chat.chat}"
+        for chat in fresh.chats
+        if saved[(chat.account, chat.chat)].to_send != chat.to_send
+    ]
+    if edited:
+        shown = ", ".join(edited[:20]) + (
+            f" and {len(edited) - 20} more" if len(edited) > 20 else ""
+        )
+        raise RunRefused(
+            f"the plan's operations for these chats are not what the job plans (was the plan "
+            f"file edited?): {shown}; nothing was sent"
+        )
     chats = tuple(
         replace(chat, to_send=saved[(chat.account, chat.chat)].to_send) for chat in fresh.chats
     )
