@@ -23,7 +23,7 @@ import hashlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -231,6 +231,8 @@ def _shard_job(job: Job, shard: tuple[int, int] | None) -> Job:
 
 async def _for_each(items: Iterable[T], work: Callable[[T], Awaitable[None]], workers: int) -> None:
     """Run `work` over `items` with at most `workers` at once (a shared iterator, no queue)."""
+    if isinstance(items, Sized):
+        workers = min(workers, len(items))  # --concurrency 10**9 must not start 10**9 tasks
     iterator = iter(items)
 
     async def worker() -> None:

@@ -4,6 +4,10 @@ sent), never a traceback or a write the job never asked for."""
 from __future__ import annotations
 
 import json
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +67,87 @@ def test_apply_plan_refuses_a_plan_file_whose_operations_were_edited(
     assert "Traceback" not in run.err
     assert str(saved) in run.err or "nothing was sent" in run.err
     assert writes(sim) == []
+
+
+# ------------------------------------------------------------------------ huge or odd flags
+
+
+def test_a_huge_concurrency_does_not_start_a_task_per_unit_of_it(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # One task per unit of --concurrency exhausted memory (OOM-killed at 10**12); only as many
+    # workers as there is work. A subprocess under a 2 GB address-space cap keeps the machine safe.
+    flags = [*connect(sim, tmp_path), "--concurrency", str(10**9)]
+    bulkgroups = Path(sys.executable).with_name("bulkgroups")
+    limit = 2 * 1024**3
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    done = subprocess.run(
+        [str(bulkgroups), "plan", str(team_job(tmp_path)), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=cap_memory,
+        env={k: v for k, v in os.environ.items() if not k.startswith("UNIPILE_")},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Plan:" in done.stdout
+
+
+@pytest.mark.parametrize("where", ["flag", "job"])
+def test_a_rate_too_large_to_track_is_a_clear_error(
+    cli: Cli, sim: Simulator, tmp_path: Path, where: str
+) -> None:
+    huge = "99999999999999999999999/s"
+    job = team_job(tmp_path)
+    flags = connect(sim, tmp_path)
+    if where == "flag":
+        flags += ["--rate", huge]
+    else:
+        text = job.read_text(encoding="utf-8")
+        job.write_text(text + f"accounts:\n  acc_1: {{rate: {huge}}}\n", encoding="utf-8")
+    run = cli.run("plan", job, *flags)
+    assert run.code == 1
+    assert "Traceback" not in run.err and "rate" in run.err
+    assert sim.requests() == ()
+
+
+@pytest.mark.parametrize("target", ["missing-dir/PLAN.json", "."])
+def test_plan_out_to_a_path_that_cannot_be_written_is_a_clear_error(
+    cli: Cli, sim: Simulator, tmp_path: Path, target: str
+) -> None:
+    out = tmp_path / target
+    run = cli.run("plan", team_job(tmp_path), "--out", out, *connect(sim, tmp_path))
+    assert run.code == 1
+    assert "Traceback" not in run.err
+    assert str(out) in run.err
+    assert not (tmp_path.parent / (tmp_path.name + ".tmp")).exists()
+
+
+@pytest.mark.parametrize("ledger", ["a-directory", "missing-dir/ledger.jsonl"])
+def test_apply_to_a_ledger_that_cannot_be_used_is_a_clear_error_and_sends_nothing(
+    cli: Cli, sim: Simulator, tmp_path: Path, ledger: str
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    path = tmp_path / ledger
+    run = cli.run("apply", team_job(tmp_path), "--ledger", path, *connect(sim, tmp_path))
+    assert run.code == 1
+    assert "Traceback" not in run.err
+    assert str(path) in run.err
+    assert writes(sim) == []
+
+
+def test_report_of_a_directory_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    run = cli.run("report", tmp_path)
+    assert run.code == 1
+    assert "Traceback" not in run.err
+    assert str(tmp_path) in run.err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_sandbox_port_out_of_range_is_a_usage_error(cli: Cli, port: str) -> None:
+    run = cli.run("sandbox", f"--port={port}")
+    assert run.code == 1
+    assert "--port" in run.err
