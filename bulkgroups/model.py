@@ -173,6 +173,7 @@ class Outcome:
 # --------------------------------------------------------------------------------------------
 
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_MAX_RATE_COUNT = 10**9
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|min|m|h|d)\s*$")
 
 
@@ -219,6 +220,8 @@ def parse_rate(text: str) -> RateSpec:
     multiplier = float(match.group(2)) if match.group(2) is not None else 1.0
     if count <= 0:
         raise ValueError(f"a rate needs N > 0: {text[:80]!r}")
+    if count > _MAX_RATE_COUNT:  # the pacer keeps the last N send times
+        raise ValueError(f"a rate's N must be at most {_MAX_RATE_COUNT:,}: {text[:80]!r}")
     if multiplier <= 0:
         raise ValueError(f"a rate needs a period > 0: {text[:80]!r}")
     return RateSpec(count, multiplier * _UNITS[match.group(3)])
