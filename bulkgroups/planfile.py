@@ -7,6 +7,7 @@ changed). `apply --plan` re-reads every chat and refuses to send anything if a d
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -72,13 +73,18 @@ def dump_plan(
     """Write PLAN.json atomically (a half-written plan must never be applied)."""
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_bytes(
-        orjson.dumps(
-            plan_to_dict(plan, estimated_seconds=estimated_seconds), option=orjson.OPT_INDENT_2
+    try:
+        tmp.write_bytes(
+            orjson.dumps(
+                plan_to_dict(plan, estimated_seconds=estimated_seconds), option=orjson.OPT_INDENT_2
+            )
+            + b"\n"
         )
-        + b"\n"
-    )
-    os.replace(tmp, target)
+        os.replace(tmp, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"{path}: cannot write the plan file: {error.strerror}") from error
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
