@@ -32,7 +32,7 @@ import anyio.abc
 import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .errors import BulkGroupsError
+from .errors import BulkGroupsError, UsageError
 from .model import STATUSES, WRITE_ACTIONS, Outcome, op_digest
 
 __all__ = [
@@ -378,7 +378,13 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     Any other line that is not a JSON object raises `LedgerCorrupt`.
     """
     name = os.fspath(path)
-    with open(name, "rb") as file:
+    try:
+        file = open(name, "rb")  # noqa: SIM115 (closed by the with below)
+    except FileNotFoundError:
+        raise
+    except OSError as error:  # a directory, no permission: a usage problem, not a crash
+        raise UsageError(f"{name}: cannot read the ledger: {error.strerror}") from error
+    with file:
         for number, line in enumerate(file, start=1):
             if not line.endswith(b"\n"):
                 return

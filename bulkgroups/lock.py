@@ -17,7 +17,7 @@ from typing import Final
 
 import orjson
 
-from .errors import RunRefused
+from .errors import RunRefused, UsageError
 
 __all__ = ["LedgerLock", "pid_alive"]
 
@@ -128,6 +128,10 @@ class LedgerLock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except FileExistsError:
             return False
+        except OSError as error:  # no such directory, read-only: a usage problem, not a crash
+            raise UsageError(
+                f"{self.ledger_path}: cannot create the ledger's lock {self.path}: {error.strerror}"
+            ) from error
         try:
             os.write(fd, content)
             os.fsync(fd)
