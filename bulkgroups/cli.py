@@ -80,6 +80,16 @@ def _removals(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from error
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535 (0 = any free port), got {value}")
+    return value
+
+
 def _jitter(text: str) -> float:
     try:
         value = float(text)
@@ -172,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser("sandbox", help="serve the Unipile simulator until interrupted")
     sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=0)
+    sandbox.add_argument("--port", type=_port, default=0)
     sandbox.add_argument("--api-key", metavar="KEY")
     sandbox.add_argument("--rate", default=SANDBOX_RATE, type=str)
     sandbox.add_argument("--faults", default="", metavar="SPEC")
