@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -487,9 +488,15 @@ def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:
     raise UsageError(f"unknown command {args.command!r}")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends validate/plan/report as Ctrl-C does: exit 130
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
+    # `apply` replaces this with its own graceful handling while it runs.
+    previous = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
     try:
         args = build_parser().parse_args(argv)
         with plain_errors():
@@ -509,4 +516,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = 1
     except KeyboardInterrupt:
         code = 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SimFactory
 from engine_helpers import write_job
+from resume_helpers import apply_command, finish, key_file, mixed_job, signal_when, start
 from test_cli_helpers import Cli, connect, writes
 
+from bulkgroups.model import parse_rate
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
 
@@ -151,3 +155,33 @@ def test_sandbox_port_out_of_range_is_a_usage_error(cli: Cli, port: str) -> None
     run = cli.run("sandbox", f"--port={port}")
     assert run.code == 1
     assert "--port" in run.err
+
+
+# ------------------------------------------------------------------------------- signals
+
+
+def test_plan_stopped_by_sigterm_exits_130_like_ctrl_c(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    # The contract's 130 is for SIGINT *or* SIGTERM; plan died of SIGTERM's default (-15 / 143).
+    sim = sim_factory(rate=parse_rate("2/s"))
+    job = mixed_job(tmp_path / "job.yaml", accounts=1, chats=5, tag="term")
+    command = apply_command(
+        sim,
+        job.path,
+        tmp_path / "ledger.jsonl",
+        key_file(sim, tmp_path),
+        rate="2/s",
+        write_rate="2/s",
+    )
+    command[command.index("apply")] = "plan"
+    for flag in ("--ledger", "--yes"):
+        at = command.index(flag)
+        del command[at : at + (2 if flag == "--ledger" else 1)]
+    reads = lambda: sum(1 for r in sim.requests() if r.kind == "read")  # noqa: E731
+
+    process = start(command, tmp_path)
+    assert signal_when(process, lambda: reads() >= 2, signal.SIGTERM), finish(process)
+    stopped = finish(process)
+    assert stopped.code == 130, stopped
+    assert "Traceback" not in stopped.stderr
