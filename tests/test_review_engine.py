@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import anyio
@@ -76,28 +75,25 @@ async def test_an_interrupt_while_the_plan_awaits_confirmation_does_not_wait_for
         write_job(tmp_path / "job.yaml", [{"chat": "c1", "account": A, "remove": [ANN]}])
     )
     interrupt = anyio.Event()
-    answered = threading.Event()
-    released = threading.Event()
+    answered = False
 
-    def confirm(plan: object) -> bool:
-        anyio.from_thread.run_sync(interrupt.set)
-        released.wait(10)
-        answered.set()
+    async def confirm(plan: object) -> bool:
+        nonlocal answered
+        interrupt.set()
+        await anyio.sleep_forever()  # the person never answers
+        answered = True
         return True
 
     async with Bystander(sim.url, api_key=sim.api_key) as client:
-        try:
-            result = await apply_job(
-                job,
-                client,
-                ledger=tmp_path / "ledger.jsonl",
-                config=FAST,
-                interrupt=interrupt,
-                confirm=confirm,
-            )
-            returned_before_answer = not answered.is_set()
-        finally:
-            released.set()
+        result = await apply_job(
+            job,
+            client,
+            ledger=tmp_path / "ledger.jsonl",
+            config=FAST,
+            interrupt=interrupt,
+            confirm=confirm,
+        )
+        returned_before_answer = not answered
     assert returned_before_answer
     assert result.interrupted
     assert writes(sim, A) == []
