@@ -265,10 +265,17 @@ def _load(paths: Sequence[str]) -> Job:
     return jobs.load_job(*paths)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
     job = _load(args.jobs)
     accounts = len(job.account_ids())
-    out.print(f"OK: {len(job.chats)} chats across {accounts} accounts in {len(args.jobs)} file(s).")
+    out.print(
+        f"OK: {_count(len(job.chats), 'chat')} across {_count(accounts, 'account')} "
+        f"in {_count(len(args.jobs), 'file')}."
+    )
     return 0
 
 
