@@ -31,7 +31,7 @@ def test_every_example_job_is_valid(cli: Cli, example: Path) -> None:
 def test_several_files_are_validated_as_one_job(cli: Cli) -> None:
     run = cli.run("validate", *EXAMPLES)
     assert run.code == 0, run.err
-    assert f"in {len(EXAMPLES)} file(s)" in run.out
+    assert f"in {len(EXAMPLES)} files" in run.out
 
 
 def test_a_bad_file_exits_1_with_one_located_line_per_error(cli: Cli, tmp_path: Path) -> None:
