@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import anyio
 import orjson
@@ -31,6 +31,8 @@ from .errors import AuthError, BulkGroupsError, JobFileErrors, RunRefused, Usage
 from .model import Job, Plan, RateSpec, parse_rate
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.unipile.com"
 SANDBOX_RATE = "20/s"
@@ -286,8 +288,30 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
             conn.base_url, api_key=conn.api_key, concurrency=config.concurrency
         ) as client:
             with ProgressDisplay(err) as progress:
-                plan = await engine.plan_job_online(job, client, config=config, observer=progress)
+                plan = await _until_signalled(
+                    engine.plan_job_online(job, client, config=config, observer=progress)
+                )
+    if plan is None:
+        raise KeyboardInterrupt  # main: exit 130, as for Ctrl-C
     return plan, engine.estimate_seconds(plan, config)
+
+
+async def _until_signalled(work: Awaitable[T]) -> T | None:
+    """Run `work`; SIGINT or SIGTERM cancels it cleanly (sessions and the simulator closed)
+    and gives None. A signal raised as an exception mid-await could surface anywhere."""
+    result: T | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(watch)
+        result = await work
+        tg.cancel_scope.cancel()
+    return result
 
 
 def _refuse_removals(args: argparse.Namespace, plan: Plan) -> None:
