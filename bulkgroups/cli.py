@@ -206,6 +206,8 @@ class _Connection:
 
 
 def _read_key_file(path: str) -> str:
+    if path == "-" and sys.stdin is None:
+        raise UsageError("--api-key-file -: there is no standard input to read the key from")
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as error:
@@ -366,6 +368,14 @@ async def _ask(question: str) -> str:
     return sys.stdin.readline()
 
 
+def _interactive() -> bool:
+    """Whether a person can answer: stdin is a terminal (cron may start us with none at all)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # closed
+        return False
+
+
 def _confirmer(
     args: argparse.Namespace, out: Console, progress: ProgressDisplay
 ) -> Callable[[Plan], Awaitable[bool]] | None:
@@ -374,7 +384,7 @@ def _confirmer(
     Only then does the run wait for every chat to be read before the first write; scripts, cron
     and `--yes` never wait for a question nobody will answer.
     """
-    if args.yes or not sys.stdin.isatty():
+    if args.yes or not _interactive():
         return None
 
     async def confirm(plan: Plan) -> bool:

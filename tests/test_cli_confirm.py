@@ -97,3 +97,28 @@ def test_ctrl_c_at_the_question_stops_at_once(tmp_path: Path) -> None:
     assert not term.ledger.exists() or not [
         r for r in ledger_records(term.ledger) if r["type"] == "op"
     ]
+
+
+def test_a_run_without_any_standard_input_proceeds_like_a_script(tmp_path: Path) -> None:
+    """cron and some CI runners start commands with stdin closed altogether."""
+    ledger = tmp_path / "ledger.jsonl"
+    command = [
+        sys.executable,
+        "-m",
+        "bulkgroups",
+        "apply",
+        str(_job(tmp_path)),
+        "--sandbox",
+        "--ledger",
+        str(ledger),
+    ]
+    done = subprocess.run(
+        command,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert done.returncode == 0, done.stderr
+    assert [r["status"] for r in ledger_records(ledger) if r["type"] == "op"] == ["applied"]
