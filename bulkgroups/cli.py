@@ -29,6 +29,7 @@ from .client import UnipileClient
 from .display import ProgressDisplay, render_outcomes, render_plan
 from .errors import AuthError, BulkGroupsError, JobFileErrors, RunRefused, UsageError, plain_errors
 from .model import Job, Plan, RateSpec, parse_rate
+from .pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE
 
 __all__ = ["main"]
 
@@ -246,8 +247,8 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
 
 def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineConfig:
     sandbox = bool(args.sandbox)
-    default_rate = parse_rate(SANDBOX_RATE) if sandbox else parse_rate("1/s")
-    default_write = parse_rate(SANDBOX_RATE) if sandbox else parse_rate("1/min")
+    default_rate = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_RATE
+    default_write = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_WRITE_RATE
     jitter = args.jitter if args.jitter is not None else (0.0 if sandbox else 0.5)
     return engine.EngineConfig(
         concurrency=args.concurrency,

@@ -31,7 +31,7 @@ from ..errors import RunRefused, plain_errors
 from ..ledger import replay
 from ..lock import LedgerLock
 from ..model import AccountInfo, ChatJob, ChatPlan, Job, Plan
-from .apply import apply_run, pause_after_previous_runs, read_and_plan_account
+from .apply import apply_run, pause_after_previous_runs
 from .config import DEFAULT_LEDGER, EngineConfig, RunObserver, RunResult
 from .run import Run, build_pacing, fewer_young_collections, shard_job, shard_of
 
@@ -127,7 +127,7 @@ async def apply_job(
             resume=resume,
             previous=previous,
             interrupt=interrupt,
-            source=read_and_plan_account,
+            source=Run.plan_chats,
             expected=expected,
             confirm=confirm,
         )

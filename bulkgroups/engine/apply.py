@@ -25,20 +25,9 @@ __all__ = [
     "check_expected",
     "check_removals",
     "pause_after_previous_runs",
-    "read_and_plan_account",
 ]
 
 PlanSource = Callable[[Run, list[ChatJob]], Awaitable[list[ChatPlan]]]
-
-
-async def read_and_plan_account(run: Run, chats: list[ChatJob]) -> list[ChatPlan]:
-    planned: dict[str, ChatPlan] = {}
-
-    async def plan_one(chat: ChatJob) -> None:
-        planned[chat.chat] = await run.plan_chat(chat)
-
-    await for_each(chats, plan_one, run.config.chats_per_account)
-    return [planned[c.chat] for c in chats]
 
 
 async def apply_run(

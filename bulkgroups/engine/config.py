@@ -12,7 +12,7 @@ from ..model import (
     Plan,
     RateSpec,
 )
-from ..pacing import RetryPolicy
+from ..pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE, RetryPolicy
 
 __all__ = [
     "DEFAULT_LEDGER",
@@ -25,17 +25,13 @@ __all__ = [
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"
 
 
-_ONE_PER_SECOND = RateSpec(1, 1.0)
-_ONE_PER_MINUTE = RateSpec(1, 60.0)  # LinkedIn advises about a minute between sensitive actions
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """Everything a run can be told; per-account settings of the job override the rates."""
 
     concurrency: int = 64
-    rate: RateSpec | None = _ONE_PER_SECOND
-    write_rate: RateSpec | None = _ONE_PER_MINUTE
+    rate: RateSpec | None = DEFAULT_RATE
+    write_rate: RateSpec | None = DEFAULT_WRITE_RATE  # LinkedIn: ~a minute apart
     jitter: float = 0.0
     max_members: int = planner.DEFAULT_MAX_MEMBERS
     max_removals: int = 100  # -1 disables the check

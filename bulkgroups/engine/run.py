@@ -401,18 +401,28 @@ class Run:
         self.observer.advance("read")
         return chat_plan
 
+    async def plan_chats(self, chats: list[ChatJob]) -> list[ChatPlan]:
+        """One account's chats read and planned, a few at a time, in the job's order."""
+        planned: dict[str, ChatPlan] = {}
+
+        async def plan_one(chat: ChatJob) -> None:
+            planned[chat.chat] = await self.plan_chat(chat)
+
+        await for_each(chats, plan_one, self.config.chats_per_account)
+        return [planned[c.chat] for c in chats]
+
     async def read_and_plan(self) -> Plan:
         """Every chat read and planned (accounts side by side): what `plan` shows."""
-        by_account = self._chats_by_account()
         planned: dict[tuple[str, str], ChatPlan] = {}
         self.observer.phase("read", len(self.job.chats))
 
-        async def plan_one(chat: ChatJob) -> None:
-            planned[(chat.account, chat.chat)] = await self.plan_chat(chat)
+        async def plan_account(chats: list[ChatJob]) -> None:
+            for chat_plan in await self.plan_chats(chats):
+                planned[(chat_plan.account, chat_plan.chat)] = chat_plan
 
         async with anyio.create_task_group() as tg:
-            for chats in by_account.values():
-                tg.start_soon(for_each, chats, plan_one, self.config.chats_per_account)
+            for chats in self._chats_by_account().values():
+                tg.start_soon(plan_account, chats)
         if self.run_auth_error is not None:
             raise self.run_auth_error
         return Plan(
