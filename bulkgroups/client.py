@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
 from types import TracebackType
 from typing import Final, Literal
 from urllib.parse import quote
@@ -30,9 +29,24 @@ import orjson
 from yarl import URL
 
 from .errors import PaginationError, TransientError, TransportError, UsageError, error_from_response
-from .model import AccountInfo, ChatInfo, ChatState, Gate, Participant, RequestKind
+from .model import (
+    AccountInfo,
+    ChatInfo,
+    ChatState,
+    Gate,
+    Participant,
+    RateLimitHeaders,
+    RequestKind,
+    RequestTurn,
+)
 
-__all__ = ["DEFAULT_BASE_URL", "MAX_PAGE_SIZE", "UnipileClient", "quote_segment"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_PAGE_SIZE",
+    "UnipileClient",
+    "quote_segment",
+    "rate_limit_headers",
+]
 
 DEFAULT_BASE_URL: Final = "https://api.unipile.com"
 # Unipile's (documented-by-decision) maximum `limit` of the participants listing.
@@ -190,6 +204,61 @@ def _next_cursor(page: Mapping[str, object], status: int, account: str) -> str |
     if isinstance(cursor, int) and not isinstance(cursor, bool):
         return str(cursor)
     raise _invalid_body(status, "participants: next_cursor is not a string", account)
+
+
+class _Ungated:
+    """The turn of a request sent without a gate: nothing waits, nothing is learnt."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> _Ungated:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
+        return None
+
+
+_UNGATED: Final = _Ungated()
+
+
+def _header_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value.strip())
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def _header_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if 0 <= number < float("inf") else None
+
+
+def rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | None:
+    """The answer's `X-RateLimit-*` headers, or None when it carries none of them."""
+    limit = headers.get("x-ratelimit-limit")
+    remaining = headers.get("x-ratelimit-remaining")
+    reset = headers.get("x-ratelimit-reset")
+    if limit is None and remaining is None and reset is None:
+        return None
+    return RateLimitHeaders(
+        limit=_header_int(limit), remaining=_header_int(remaining), reset=_header_seconds(reset)
+    )
 
 
 class UnipileClient:
@@ -413,10 +482,8 @@ class UnipileClient:
         if json is not None:
             data = orjson.dumps(json)
             headers["Content-Type"] = "application/json"
-        entered: AbstractAsyncContextManager[None] = (
-            nullcontext() if gate is None else gate(account_id, kind)
-        )
-        async with entered:
+        turn: RequestTurn = _UNGATED if gate is None else gate(account_id, kind)
+        async with turn:
             try:
                 # No redirects: following one would carry the key to wherever it points.
                 async with session.request(
@@ -429,6 +496,7 @@ class UnipileClient:
                 ) as response:
                     status = response.status
                     body = await response.read()
+                    turn.observe(status, rate_limit_headers(response.headers))
                     # Only an error needs the headers (Retry-After, x-request-id).
                     response_headers = {} if 200 <= status < 300 else dict(response.headers)
             # `from None`: aiohttp's exceptions carry request info, headers (the key) included.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Literal, Protocol, get_args
 
 __all__ = [
@@ -32,10 +32,12 @@ __all__ = [
     "Outcome",
     "Participant",
     "Plan",
+    "RateLimitHeaders",
     "RateSpec",
     "ReadFailure",
     "Reason",
     "RequestKind",
+    "RequestTurn",
     "Status",
     "op_digest",
     "op_id",
@@ -79,14 +81,42 @@ REASONS: tuple[Reason, ...] = get_args(Reason)
 WRITE_ACTIONS: frozenset[str] = frozenset({"add", "remove", "rename", "leave"})
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimitHeaders:
+    """What an answer's `X-RateLimit-Limit`, `-Remaining` and `-Reset` headers said (None where a
+    header was absent or not a number); `reset` is in seconds from the answer."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None
+
+
+class RequestTurn(Protocol):
+    """One request's passage through a gate: entered just before the request is sent, told what
+    the answer's rate-limit headers said, left once the answer (or the failure) is in."""
+
+    async def __aenter__(self) -> object: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None: ...
+
+    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
+        """The answer's HTTP status and its rate-limit headers (None when it carried none)."""
+
+
 class Gate(Protocol):
     """The seam between the HTTP client and pacing: entered around every single HTTP request.
 
     The client knows nothing of rates; the run passes a gate that waits for the account's turn,
-    takes a global in-flight slot and stamps the send time, then releases the slot on exit.
+    takes a global in-flight slot and stamps the send time, learns from the answer's rate-limit
+    headers (`RequestTurn.observe`), then releases the slot on exit.
     """
 
-    def __call__(self, account: str, kind: RequestKind) -> AbstractAsyncContextManager[None]: ...
+    def __call__(self, account: str, kind: RequestKind) -> RequestTurn: ...
 
 
 # --------------------------------------------------------------------------------------------

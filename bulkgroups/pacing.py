@@ -44,13 +44,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from types import TracebackType
 
 import anyio
 
-from .model import AccountSettings, RateSpec, RequestKind
+from .model import AccountSettings, RateLimitHeaders, RateSpec, RequestKind
 
 __all__ = [
     "DEFAULT_RATE",
@@ -406,7 +405,7 @@ class Pacing:
             self._pacers[account] = pacer
         return pacer
 
-    def gate(self, account: str, kind: RequestKind) -> AbstractAsyncContextManager[None]:
+    def gate(self, account: str, kind: RequestKind) -> _Turn:
         """Entered around one HTTP request: waits for the account's turn, takes a global slot,
         stamps the send; the slot is released on exit."""
         return _Turn(self, account, kind)
@@ -474,8 +473,12 @@ class _Turn:
         self._kind = kind
         self._sent: _Sent | None = None
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> _Turn:
         self._sent = await self._pacing._enter(self._account, self._kind)
+        return self
+
+    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
+        """The answer's rate-limit headers (not used yet: pacing follows the configured limits)."""
 
     async def __aexit__(
         self,

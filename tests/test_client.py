@@ -46,7 +46,7 @@ from bulkgroups.errors import (
     UnsupportedAccount,
     UsageError,
 )
-from bulkgroups.model import AccountInfo, ChatInfo, Participant, RequestKind
+from bulkgroups.model import AccountInfo, ChatInfo, Participant, RateLimitHeaders, RequestKind
 
 KEY = "sk-test-ZEBRA-4f7c1e9a0b2d-KEEP-SECRET"
 
@@ -360,17 +360,31 @@ async def test_a_member_named_dot_dot_is_not_the_chat(
 @dataclass
 class RecordingGate:
     entries: list[tuple[str, RequestKind]] = field(default_factory=list)
+    observed: list[tuple[int, RateLimitHeaders | None]] = field(default_factory=list)
     inside: bool = False
 
-    @asynccontextmanager
-    async def __call__(self, account: str, kind: RequestKind) -> AsyncIterator[None]:
-        assert not self.inside, "the gate was entered twice at once by one sequential caller"
-        self.entries.append((account, kind))
-        self.inside = True
-        try:
-            yield
-        finally:
-            self.inside = False
+    def __call__(self, account: str, kind: RequestKind) -> RecordingTurn:
+        return RecordingTurn(self, account, kind)
+
+
+@dataclass
+class RecordingTurn:
+    gate: RecordingGate
+    account: str
+    kind: RequestKind
+
+    async def __aenter__(self) -> RecordingTurn:
+        assert not self.gate.inside, "the gate was entered twice at once by one sequential caller"
+        self.gate.entries.append((self.account, self.kind))
+        self.gate.inside = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.gate.inside = False
+
+    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
+        assert self.gate.inside, "observed outside the gate"
+        self.gate.observed.append((status, headers))
 
 
 async def test_the_gate_is_entered_once_per_request_with_its_kind(
@@ -410,6 +424,32 @@ async def test_the_gate_is_entered_once_per_request_with_its_kind(
     assert all(arrived_inside)
     assert not gate.inside
     assert state.member_ids() == {"u1", "u2"}
+    assert gate.observed == [(200, None)] * len(gate.entries)
+
+
+async def test_the_gate_is_told_the_answers_rate_limit_headers(
+    api: FakeUnipile, client: UnipileClient
+) -> None:
+    gate = RecordingGate()
+    answers = iter(
+        [
+            {"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3"},
+            {"X-RateLimit-Remaining": "lots", "X-RateLimit-Reset": "-1"},
+        ]
+    )
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"id": "c", "name": "n", "type": "group", "is_group": True}, headers=next(answers)
+        )
+
+    api.reply = reply
+    await client.get_chat("acc_1", "chat_1", gate=gate)
+    await client.get_chat("acc_1", "chat_1", gate=gate)
+    assert gate.observed == [
+        (200, RateLimitHeaders(limit=20, remaining=0, reset=3.0)),
+        (200, RateLimitHeaders(limit=None, remaining=None, reset=None)),
+    ]
 
 
 async def test_the_body_is_read_before_the_gate_is_left(

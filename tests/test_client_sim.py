@@ -25,7 +25,7 @@ from bulkgroups.errors import (
     TransportError,
     UnsupportedAccount,
 )
-from bulkgroups.model import RequestKind, parse_rate
+from bulkgroups.model import RateLimitHeaders, RequestKind, parse_rate
 from bulkgroups.simulator import Simulator
 
 SimFactory = Callable[..., Simulator]  # the `sim_factory` fixture of conftest.py
@@ -230,11 +230,14 @@ async def test_the_gate_is_entered_for_the_chat_and_each_page(
 
 
 class _Entered:
-    async def __aenter__(self) -> None:
-        return None
+    async def __aenter__(self) -> _Entered:
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         return None
+
+    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
+        assert headers is not None and headers.limit is not None  # the simulator sends them
 
 
 @pytest.mark.parametrize(

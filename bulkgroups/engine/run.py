@@ -43,6 +43,7 @@ from ..model import (
     Operation,
     Outcome,
     Plan,
+    RateLimitHeaders,
     ReadFailure,
     Reason,
     RequestKind,
@@ -184,7 +185,7 @@ class RunTurn:
         self._turn = run.pacing.gate(account, kind)
         self._writes = writes
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> RunTurn:
         await self._turn.__aenter__()
         run = self._run
         state = run.accounts.get(self._account)
@@ -196,6 +197,10 @@ class RunTurn:
         if refusal is not None:
             await self._turn.__aexit__(type(refusal), refusal, None)
             raise refusal
+        return self
+
+    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
+        self._turn.observe(status, headers)
 
     async def __aexit__(
         self,
