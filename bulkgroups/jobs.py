@@ -39,7 +39,7 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -49,7 +49,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import JobFileError, JobFileErrors
-from .model import AccountSettings, ChatJob, Job, RateSpec, parse_rate
+from .model import AccountSettings, ChatJob, Job, OwnerRuleViolation, RateSpec, parse_rate
 from .yamlsafe import REJECTED, Problem, compose
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ __all__ = [
     "MAX_ERRORS_PER_FILE",
     "job_sha256",
     "load_job",
+    "locate_owner_rule",
     "owner_rule_errors",
 ]
 
@@ -1054,3 +1055,9 @@ def owner_rule_errors(job: Job, owners: Mapping[str, str]) -> list[JobFileError]
             errors.append(JobFileError(chat.path or "<job>", chat.line, "chat", message))
     order = {path: index for index, path in enumerate(job.paths)}
     return sorted(errors, key=lambda e: (order.get(e.path, len(order)), e.line))
+
+
+def locate_owner_rule(job: Job, violations: Sequence[OwnerRuleViolation]) -> list[JobFileError]:
+    """The owner-rule violations the engine found, as `PATH:LINE: FIELD: message` errors."""
+    owners = {v.account: v.user for v in violations}
+    return owner_rule_errors(job, owners)

@@ -30,6 +30,8 @@ __all__ = [
     "Job",
     "Operation",
     "Outcome",
+    "OwnerList",
+    "OwnerRuleViolation",
     "Participant",
     "Plan",
     "RateLimitHeaders",
@@ -308,6 +310,24 @@ class Job:
     def account_ids(self) -> tuple[str, ...]:
         """Accounts in order of first appearance."""
         return tuple(dict.fromkeys(c.account for c in self.chats))
+
+
+# Where the account owner's own id may not appear: leaving is only via `leave`.
+OwnerList = Literal["remove", "members", "protect"]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRuleViolation:
+    """The account owner's own id in one of a chat's `remove`, `members` or `protect` lists.
+
+    A value, not a message: the engine finds these right after the account lookup (it needs the
+    owner's id), and whoever loaded the job attaches file locations (`jobs.locate_owner_rule`).
+    """
+
+    account: str
+    chat: str
+    list: OwnerList
+    user: str
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from .model import (
     Job,
     Operation,
     Outcome,
+    OwnerRuleViolation,
     Plan,
     ReadFailure,
     Reason,
@@ -60,6 +61,7 @@ from .model import (
 __all__ = [
     "DEFAULT_MAX_MEMBERS",
     "chat_operations",
+    "owner_rule_violations",
     "plan_chat",
     "plan_job",
 ]
@@ -93,6 +95,26 @@ def chat_operations(chat: ChatJob) -> list[Operation]:
     if chat.leave:
         ops.append(Operation(account, chat_id, "leave"))
     return ops
+
+
+def owner_rule_violations(job: Job, owners: Mapping[str, str]) -> list[OwnerRuleViolation]:
+    """Each account owner's own id found in a chat's `remove`, `members` or `protect` list.
+
+    `owners` maps account ids to their owner's user id (from the account lookup); accounts without
+    a known owner cannot be checked and are left out.
+    """
+    found: list[OwnerRuleViolation] = []
+    for chat in job.chats:
+        owner = owners.get(chat.account)
+        if owner is None:
+            continue
+        if owner in chat.remove:
+            found.append(OwnerRuleViolation(chat.account, chat.chat, "remove", owner))
+        if owner in (chat.members or ()):
+            found.append(OwnerRuleViolation(chat.account, chat.chat, "members", owner))
+        if owner in chat.protect:
+            found.append(OwnerRuleViolation(chat.account, chat.chat, "protect", owner))
+    return found
 
 
 def plan_chat(

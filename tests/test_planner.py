@@ -21,10 +21,17 @@ from bulkgroups.model import (
     Job,
     Operation,
     Outcome,
+    OwnerRuleViolation,
     Participant,
     ReadFailure,
 )
-from bulkgroups.planner import DEFAULT_MAX_MEMBERS, chat_operations, plan_chat, plan_job
+from bulkgroups.planner import (
+    DEFAULT_MAX_MEMBERS,
+    chat_operations,
+    owner_rule_violations,
+    plan_chat,
+    plan_job,
+)
 
 ACC = "acc_1"
 CHAT = "chat_A"
@@ -472,3 +479,19 @@ def test_plan_job_refuses_to_drop_a_chat_that_was_not_observed() -> None:
     the_job = Job(chats=(ChatJob(ACC, "c1", add=("u1",)),))
     with pytest.raises(KeyError, match="c1"):
         plan_job(the_job, {}, owners={ACC: OWNER})
+
+
+def test_the_owner_rule_finds_the_owner_in_remove_members_and_protect_as_values() -> None:
+    the_job = Job(
+        chats=(
+            job(remove=("u1", OWNER)),
+            job(chat="chat_B", members=(OWNER, "u2"), protect=(OWNER,)),
+            job(chat="chat_C", add=(OWNER,)),  # an add of the owner is skipped, not refused
+            ChatJob("acc_unknown", "chat_D", remove=(OWNER,)),  # owner not known: not checked
+        )
+    )
+    assert owner_rule_violations(the_job, {ACC: OWNER}) == [
+        OwnerRuleViolation(ACC, CHAT, "remove", OWNER),
+        OwnerRuleViolation(ACC, "chat_B", "members", OWNER),
+        OwnerRuleViolation(ACC, "chat_B", "protect", OWNER),
+    ]
