@@ -203,7 +203,7 @@ def test_the_key_can_come_from_stdin(cli: Cli, sim: Simulator, tmp_path: Path) -
     run = cli.run(
         "plan",
         job,
-        *("--base-url", sim.url, "--rate", "2/100ms", "--api-key-file", "-"),
+        *("--base-url", sim.url, "--rate", "2/0.1s", "--api-key-file", "-"),
         stdin=sim.api_key + "\n",
     )
     assert run.code == 0, run.err
@@ -215,7 +215,7 @@ def test_the_key_and_origin_can_come_from_the_environment(
 ) -> None:
     cli.monkeypatch.setenv("UNIPILE_BASE_URL", sim.url)
     cli.monkeypatch.setenv("UNIPILE_API_KEY", sim.api_key)
-    run = cli.run("plan", a_job(tmp_path), "--rate", "2/100ms")
+    run = cli.run("plan", a_job(tmp_path), "--rate", "2/0.1s")
     assert run.code == 0, run.err
     assert sim.requests()
 
@@ -233,7 +233,7 @@ def test_the_key_flag_works_and_flags_beat_the_environment(
         "--api-key",
         sim.api_key,
         "--rate",
-        "2/100ms",
+        "2/0.1s",
     )
     assert run.code == 0, run.err
 
