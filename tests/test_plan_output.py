@@ -13,7 +13,8 @@ from rich.console import Console
 
 from bulkgroups.display import AUTO_SUMMARY_LINES, PlanView, render_plan, write_plan
 from bulkgroups.model import ChatPlan, ErrorInfo, Operation, Outcome, Plan
-from bulkgroups.planfile import plan_to_dict, write_plan as write_plan_json
+from bulkgroups.planfile import plan_to_dict
+from bulkgroups.planfile import write_plan as write_plan_json
 
 
 def add(account: str, chat: str, user: str) -> Operation:
@@ -63,8 +64,8 @@ class CountingStream(io.StringIO):
         return super().write(text)
 
 
-def printed(plan: Plan, view: PlanView = PlanView(), *, seconds: float | None = None) -> str:
-    return render_plan(plan, estimated_seconds=seconds, view=view)
+def printed(plan: Plan, view: PlanView | None = None, *, seconds: float | None = None) -> str:
+    return render_plan(plan, estimated_seconds=seconds, view=view or PlanView())
 
 
 # ------------------------------------------------------------------------- unchanged chats
