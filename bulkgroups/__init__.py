@@ -10,17 +10,18 @@
 
 Runs on anyio's asyncio backend (aiohttp is asyncio-only). The embedded simulator is importable
 as `bulkgroups.simulator`, for your own tests.
+
+The value types and errors are imported at once; the names that need the engine, the HTTP client
+(and so aiohttp) or the job loader are imported on first use (PEP 562), so that `import
+bulkgroups` — and every `bulkgroups` command, which imports the package first — starts quickly.
+Type checkers see every name as usual.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Final
 
-import anyio
-
-from .client import UnipileClient
-from .engine import DEFAULT_LEDGER, EngineConfig, RunObserver, RunResult, apply_job, apply_plan
-from .engine import plan_job_online as _plan_job_online
 from .errors import (
     AccountError,
     ApiError,
@@ -33,10 +34,15 @@ from .errors import (
     TransientError,
     UsageError,
 )
-from .jobs import load_job
 from .model import Job, Operation, Outcome, Plan, RateSpec, parse_rate
-from .pacing import RetryPolicy
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .client import UnipileClient
+    from .engine import EngineConfig, RunObserver, RunResult
+    from .jobs import load_job
+    from .library import apply, plan
+    from .pacing import RetryPolicy
 
 __all__ = [
     "AccountError",
@@ -66,44 +72,27 @@ __all__ = [
     "plan",
 ]
 
+# Where each lazily exported name is defined.
+_LAZY: Final = {
+    "EngineConfig": "bulkgroups.engine",
+    "RetryPolicy": "bulkgroups.pacing",
+    "RunObserver": "bulkgroups.engine",
+    "RunResult": "bulkgroups.engine",
+    "UnipileClient": "bulkgroups.client",
+    "apply": "bulkgroups.library",
+    "load_job": "bulkgroups.jobs",
+    "plan": "bulkgroups.library",
+}
 
-async def plan(
-    job: Job,
-    client: UnipileClient,
-    *,
-    config: EngineConfig | None = None,
-    observer: RunObserver | None = None,
-) -> Plan:
-    """Read each chat's current state (GET only, paced) and compute what applying would change."""
-    return await _plan_job_online(job, client, config=config, observer=observer)
+if not TYPE_CHECKING:  # type checkers take the imports above; an unknown name stays an error
 
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'bulkgroups' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # once: later look-ups are plain attribute reads
+        return value
 
-async def apply(
-    plan_or_job: Plan | Job,
-    client: UnipileClient,
-    *,
-    ledger: str | Path = DEFAULT_LEDGER,
-    config: EngineConfig | None = None,
-    resume: bool = False,
-    observer: RunObserver | None = None,
-    interrupt: anyio.Event | None = None,
-) -> RunResult:
-    """Apply a plan (as computed by `plan`) or a job (planned afresh), recording every outcome.
-
-    `resume=True` needs a job: it continues the ledger's last run of that job.
-    """
-    if isinstance(plan_or_job, Job):
-        return await apply_job(
-            plan_or_job,
-            client,
-            ledger=ledger,
-            config=config,
-            resume=resume,
-            observer=observer,
-            interrupt=interrupt,
-        )
-    if resume:
-        raise UsageError("resume=True continues a job: pass the job, not a plan")
-    return await apply_plan(
-        plan_or_job, client, ledger=ledger, config=config, observer=observer, interrupt=interrupt
-    )
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -2,14 +2,18 @@
 
 Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes anything (bad job
 file or flags, owner rule, max-removals, bad key at the first request, resume of another job,
-stale plan, held lock); 130 interrupted; 3 finished with failed or deferred operations; 2 `plan
---detailed-exitcode` with changes; 0 success. Usage errors exit 1, not argparse's 2.
+stale plan, held lock); 4 the ledger could not be written; 130 interrupted; 3 finished with
+failed or deferred operations; 2 `plan --detailed-exitcode` with changes; 0 success. Usage
+errors exit 1, not argparse's 2.
+
+Start-up is part of the interface: `--help`, `validate` and `report` must answer at once, so this
+module imports only what parsing needs (errors, the rate grammar); the engine, the HTTP client
+(aiohttp), anyio and rich are imported by the commands that use them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
@@ -18,29 +22,86 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
-import anyio
-import orjson
-from rich.console import Console
-
-from . import engine, jobs, planfile, report
-from .client import UnipileClient
-from .display import ProgressDisplay, render_outcomes, render_plan
 from .errors import AuthError, BulkGroupsError, JobFileErrors, RunRefused, UsageError, plain_errors
-from .model import Job, Plan, RateSpec, parse_rate
-from .pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE
+from .model import RateSpec, parse_rate
+from .version import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from . import engine
+    from .display import PlanView, ProgressDisplay
+    from .model import Job, Plan
 
 __all__ = ["main"]
 
 T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.unipile.com"
-SANDBOX_RATE = "20/s"
+SANDBOX_RATE = "20/s"  # the simulator's own limit (simulator.DEFAULT_RATE; a test keeps them equal)
+DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"  # engine.DEFAULT_LEDGER, without importing the engine
+
+
+_RATE_GRAMMAR = """\
+  SPEC is N/s, N/min, N/h, N/d, or N/<k><unit> with those units and a positive
+  number k: at most N requests in any interval of that length (20/10s, 3/2min,
+  1/0.5s). Nothing else is a rate: not 2/sec, 2/m, 1/ms or 2/minute.
+"""
+
+RATES_HELP = (
+    "rates:\n"
+    + _RATE_GRAMMAR
+    + """\
+  --rate limits every account-scoped request of each account, reads included;
+  --write-rate limits its writes on top of that; a job's accounts.<id>.rate and
+  write_rate override them for that account. A plan or run that would take more
+  than a day at these rates is announced by a warning with its duration.
+"""
+)
+
+EXIT_CODES_HELP = """\
+exit codes (the first that applies):
+  1    nothing was sent that changes anything: a bad job file or flag, the owner
+       rule, --max-removals, a refused API key, --resume of another job, a stale
+       --plan, a held ledger lock, a declined confirmation
+  4    the ledger could not be written: sending stopped at once; what was recorded
+       is intact; fix the cause and --resume
+  130  interrupted (Ctrl-C or SIGTERM): the ledger is consistent, --resume continues
+  3    finished, but some operations failed or were deferred (see the ledger);
+       plan: some accounts or chats could not be read
+  2    plan --detailed-exitcode only: the plan has changes
+  0    success: every operation applied or skipped
+"""
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Keeps the epilogs (text of several lines) as written while wrapping one-line
+    descriptions, and fills in the engine's default rates only when help is shown: importing
+    the pacing module for them would slow every command's start."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if text and "{default_" in text:
+            from .pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE
+
+            text = text.replace("{default_rate}", str(DEFAULT_RATE))
+            text = text.replace("{default_write_rate}", str(DEFAULT_WRITE_RATE))
+        return text
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as UsageError (exit 1, as the contract says)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
@@ -107,90 +168,243 @@ def _jitter(text: str) -> float:
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument(
-        "--base-url", help=f"API origin (env UNIPILE_BASE_URL; default {DEFAULT_BASE_URL})"
+        "--base-url",
+        metavar="URL",
+        help=f"API origin (default: $UNIPILE_BASE_URL, else {DEFAULT_BASE_URL})",
     )
     group.add_argument(
-        "--api-key-file", metavar="PATH", help="read the API key from PATH ('-' = stdin)"
+        "--api-key-file",
+        metavar="PATH",
+        help="read the API key from PATH, '-' = stdin (default: $UNIPILE_API_KEY)",
     )
     group.add_argument(
         "--api-key",
         metavar="KEY",
-        help="the API key (visible in ps: prefer the file or UNIPILE_API_KEY)",
+        help="the API key itself, visible in ps and shell history: prefer the file or the "
+        "environment (default: $UNIPILE_API_KEY)",
     )
-    group.add_argument("--sandbox", action="store_true", help="run against the embedded simulator")
+    group.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run against the embedded simulator on 127.0.0.1, started afresh (default: off)",
+    )
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=64, help="requests in flight overall (64)"
+        "--concurrency",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="requests in flight overall; each account is paced by its own limits (default: 64)",
     )
     parser.add_argument(
-        "--rate", type=_rate, help="per-account limit on every account-scoped request (1/s)"
+        "--rate",
+        type=_rate,
+        metavar="SPEC",
+        help="per-account limit on every account-scoped request, reads included "
+        f"(default: {{default_rate}}; {SANDBOX_RATE} with --sandbox)",
     )
-    parser.add_argument("--write-rate", type=_rate, help="per-account limit on writes (1/min)")
     parser.add_argument(
-        "--jitter", type=_jitter, help="random extra delay per write, fraction of its interval"
+        "--write-rate",
+        type=_rate,
+        metavar="SPEC",
+        help="per-account limit on writes, on top of --rate "
+        f"(default: {{default_write_rate}}; {SANDBOX_RATE} with --sandbox)",
+    )
+    parser.add_argument(
+        "--jitter",
+        type=_jitter,
+        metavar="F",
+        help="delay each write by a random 0..F of its interval, 0 <= F <= 10 "
+        "(default: 0.5; 0 with --sandbox)",
     )
     parser.add_argument(
         "--max-removals",
         type=_removals,
         default=100,
-        help="refuse plans removing more (100; -1 = off)",
+        metavar="N",
+        help="refuse a plan removing more than N members in total (default: 100; -1 = no limit)",
     )
     parser.add_argument(
-        "--shard", type=_shard, metavar="I/N", help="only the accounts of shard I of N"
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="only the accounts of shard I of N, 0 <= I < N (default: every account)",
+    )
+
+
+def _view_flags(parser: argparse.ArgumentParser, shown: str) -> None:
+    parser.add_argument(
+        "--show-unchanged",
+        action="store_true",
+        help=f"list the chats without changes in {shown} too (default: only counted)",
+    )
+    detail = parser.add_mutually_exclusive_group()
+    detail.add_argument(
+        "--summary",
+        dest="detail",
+        action="store_const",
+        const="summary",
+        default="auto",
+        help=f"show totals per account instead of every chat in {shown} (default: only beyond "
+        "10,000 operations, with a note)",
+    )
+    detail.add_argument(
+        "--full",
+        dest="detail",
+        action="store_const",
+        const="full",
+        help=f"list every chat with changes in {shown}, however large",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="bulkgroups", description="Keep LinkedIn group chats in sync through Unipile."
+        prog="bulkgroups",
+        description="Keep LinkedIn group chats in sync through Unipile. "
+        "Run `bulkgroups COMMAND --help` for a command's flags.",
+        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
 
-    validate = commands.add_parser("validate", help="check job files offline")
-    validate.add_argument("jobs", nargs="+", metavar="JOB")
+    validate = commands.add_parser(
+        "validate",
+        help="check job files offline",
+        description="Check job files offline (no network): every error as PATH:LINE: FIELD: "
+        "message. The owner rule needs the account lookup: plan and apply check it.",
+        epilog=EXIT_CODES_HELP,
+    )
+    validate.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
 
-    plan = commands.add_parser("plan", help="read current state and show what apply would change")
-    plan.add_argument("jobs", nargs="+", metavar="JOB")
-    plan.add_argument("--out", metavar="PLAN.json", help="save the plan for `apply --plan`")
-    plan.add_argument("--format", choices=("text", "json"), default="text")
+    plan = commands.add_parser(
+        "plan",
+        help="read current state and show what apply would change",
+        description="Read every chat's current state (GET only, paced as apply is) and print "
+        "what apply would change. Changes nothing.",
+        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
+    )
+    plan.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
     plan.add_argument(
-        "--detailed-exitcode", action="store_true", help="exit 2 when the plan has changes"
+        "--out",
+        metavar="PLAN.json",
+        help="save the plan for `apply --plan` (default: not saved)",
     )
+    plan.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people, json for scripts (default: text)",
+    )
+    plan.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when the plan has changes (default: 0 with or without)",
+    )
+    _view_flags(plan, "the text plan")
     _run_flags(plan)
     _connection_flags(plan)
 
     apply = commands.add_parser(
-        "apply", help="plan and apply, recording every outcome in the ledger"
+        "apply",
+        help="plan and apply, recording every outcome in the ledger",
+        description="Plan the job from fresh reads and apply it, paced per account, recording "
+        "every outcome in the ledger. At a terminal, a plan with removals is shown and "
+        "confirmed first (unless --yes).",
+        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
     )
-    apply.add_argument("jobs", nargs="+", metavar="JOB")
-    apply.add_argument("--ledger", default=engine.DEFAULT_LEDGER, metavar="PATH")
+    apply.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
     apply.add_argument(
-        "--resume", action="store_true", help="continue the ledger's last run of this job"
-    )
-    apply.add_argument("--dry-run", action="store_true", help="plan only, with apply's output")
-    apply.add_argument("--yes", action="store_true", help="do not ask before removing members")
-    apply.add_argument(
-        "--plan", dest="plan_file", metavar="PLAN.json", help="apply exactly this saved plan"
+        "--ledger",
+        default=DEFAULT_LEDGER,
+        metavar="PATH",
+        help=f"the JSON Lines ledger to append to (default: {DEFAULT_LEDGER})",
     )
     apply.add_argument(
-        "--no-verify", action="store_true", help="do not re-read chats to verify writes"
+        "--resume",
+        action="store_true",
+        help="continue the ledger's last run of this job (default: a new run)",
     )
+    apply.add_argument(
+        "--dry-run", action="store_true", help="plan only, with apply's output; sends nothing"
+    )
+    apply.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask before removing members (default: ask at a terminal)",
+    )
+    apply.add_argument(
+        "--plan",
+        dest="plan_file",
+        metavar="PLAN.json",
+        help="apply exactly this plan saved by `plan --out`, or nothing if a chat changed since "
+        "(default: plan afresh)",
+    )
+    apply.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="do not re-read chats to verify writes (default: verify)",
+    )
+    _view_flags(apply, "--dry-run's plan and the confirmation")
     _run_flags(apply)
     _connection_flags(apply)
 
-    report_cmd = commands.add_parser("report", help="summarise a ledger")
-    report_cmd.add_argument("ledger", metavar="LEDGER")
-    report_cmd.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    report_cmd = commands.add_parser(
+        "report",
+        help="summarise a ledger",
+        description="What the runs in a ledger did, per account, and why operations were not done.",
+        epilog=EXIT_CODES_HELP,
+    )
+    report_cmd.add_argument("ledger", metavar="LEDGER", help="a ledger written by apply")
+    report_cmd.add_argument(
+        "--format",
+        choices=("text", "json", "csv"),
+        default="text",
+        help="text for people, json for scripts, csv one row per op record (default: text)",
+    )
 
-    sandbox = commands.add_parser("sandbox", help="serve the Unipile simulator until interrupted")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=_port, default=0)
-    sandbox.add_argument("--api-key", metavar="KEY")
-    sandbox.add_argument("--rate", default=SANDBOX_RATE, type=str)
-    sandbox.add_argument("--faults", default="", metavar="SPEC")
-    sandbox.add_argument("--seed", type=int, default=0)
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve the Unipile simulator until interrupted",
+        description="Serve the Unipile v2 simulator until Ctrl-C or SIGTERM; prints "
+        "`URL: ...` and `API key: ...` once listening.",
+        epilog="rates:\n" + _RATE_GRAMMAR,
+    )
+    sandbox.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    sandbox.add_argument(
+        "--port", type=_port, default=0, help="port to listen on (default: 0, any free port)"
+    )
+    sandbox.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the key clients must send (default: a random one, printed)",
+    )
+    sandbox.add_argument(
+        "--rate",
+        default=SANDBOX_RATE,
+        type=str,
+        metavar="SPEC",
+        help=f"each account's limit; beyond it 429 with Retry-After (default: {SANDBOX_RATE})",
+    )
+    sandbox.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="faults to inject, e.g. 500=0.05,429=0.02,reset=0.01,applied500=0.01,latency=5ms "
+        "(default: none)",
+    )
+    sandbox.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the faults' randomness (default: 0)",
+    )
     return parser
 
 
@@ -246,6 +460,9 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
 
 
 def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineConfig:
+    from . import engine
+    from .pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE
+
     sandbox = bool(args.sandbox)
     default_rate = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_RATE
     default_write = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_WRITE_RATE
@@ -267,14 +484,42 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
 
 
 def _load(paths: Sequence[str]) -> Job:
+    from . import jobs
+
     return jobs.load_job(*paths)
+
+
+def _run(function: Callable[..., Awaitable[T]], *args: object) -> T:
+    from . import eventloop  # uvloop when installed (`bulkgroups[fast]`)
+
+    return eventloop.run(function, *args)
+
+
+def _view(args: argparse.Namespace) -> PlanView:
+    from .display import PlanView
+
+    return PlanView(detail=args.detail, show_unchanged=args.show_unchanged)
+
+
+def _warn_if_slow(err: Console, what: str, seconds: float) -> None:
+    """A rate mistyped as `2/d` must not keep a command waiting for hours without a word."""
+    from .display import format_duration
+    from .forecast import ONE_DAY
+
+    if seconds > ONE_DAY:
+        err.print(
+            f"warning: at the configured rates, {what} takes {format_duration(seconds)}, more "
+            "than a day; check --rate, --write-rate and the job's accounts.<id> settings",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
+def _cmd_validate(args: argparse.Namespace, out: _PlainConsole) -> int:
     job = _load(args.jobs)
     accounts = len(job.account_ids())
     out.print(
@@ -285,7 +530,12 @@ def _cmd_validate(args: argparse.Namespace, out: Console) -> int:
 
 
 async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan, float]:
+    from . import engine, forecast
+    from .client import UnipileClient
+    from .display import ProgressDisplay
+
     config = _config(args)
+    _warn_if_slow(err, "reading the job's chats", forecast.read_seconds(job, config))
     with _connection(args) as conn:
         async with UnipileClient(
             conn.base_url, api_key=conn.api_key, concurrency=config.concurrency
@@ -302,6 +552,8 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
 async def _until_signalled(work: Awaitable[T]) -> T | None:
     """Run `work`; SIGINT or SIGTERM cancels it cleanly (sessions and the simulator closed)
     and gives None. A signal raised as an exception mid-await could surface anywhere."""
+    import anyio
+
     result: T | None = None
     async with anyio.create_task_group() as tg:
 
@@ -327,25 +579,29 @@ def _refuse_removals(args: argparse.Namespace, plan: Plan) -> None:
 
 
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from . import planfile
+    from .display import write_plan
+    from .engine.run import fewer_young_collections
+
     job = _load(args.jobs)
-    plan, seconds = anyio.run(_plan, args, job, err)
-    # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
-    too_many = 0 <= args.max_removals < plan.removals
-    if args.out and not too_many:
-        planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
-    if args.format == "json":
-        sys.stdout.write(
-            orjson.dumps(
-                planfile.plan_to_dict(plan, estimated_seconds=seconds), option=orjson.OPT_INDENT_2
-            ).decode()
-            + "\n"
-        )
-    else:
-        out.print(render_plan(plan, estimated_seconds=seconds), markup=False, highlight=False)
+    # As apply does: a large plan allocates millions of long-lived objects, which CPython's
+    # default young-generation threshold would scan again and again.
+    with fewer_young_collections():
+        plan, seconds = _run(_plan, args, job, err)
+        # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
+        too_many = 0 <= args.max_removals < plan.removals
         if args.out and not too_many:
-            out.print(
-                f"Saved to {args.out}; apply exactly this plan with `bulkgroups apply ... --plan {args.out}`."
-            )
+            planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
+        if args.format == "json":
+            planfile.write_plan(plan, _text_writer(sys.stdout), estimated_seconds=seconds)
+        else:
+            write_plan(plan, out, estimated_seconds=seconds, view=_view(args))
+            if args.out and not too_many:
+                out.print(
+                    f"Saved to {args.out}; apply exactly this plan with `bulkgroups apply ... --plan {args.out}`."
+                )
+    if plan.has_changes:
+        _warn_if_slow(err, "applying this plan", seconds)
     _refuse_removals(args, plan)
     if args.detailed_exitcode and plan.has_changes:
         return 2
@@ -356,6 +612,10 @@ async def _ask(question: str) -> str:
     """A line from the terminal, read without blocking the event loop or holding a thread, so
     that Ctrl-C at the question stops the run at once (a thread stuck in input() would keep the
     process alive until Enter)."""
+    import asyncio
+
+    import anyio
+
     sys.stdout.write(question)
     sys.stdout.flush()
     loop = asyncio.get_running_loop()
@@ -385,13 +645,15 @@ def _confirmer(
     Only then does the run wait for every chat to be read before the first write; scripts, cron
     and `--yes` never wait for a question nobody will answer.
     """
+    from .display import write_plan
+
     if args.yes or not _interactive():
         return None
 
     async def confirm(plan: Plan) -> bool:
         progress.pause()
         try:
-            out.print(render_plan(plan), markup=False, highlight=False)
+            write_plan(plan, out, view=_view(args))
             if plan.removals == 0:
                 return True
             answer = await _ask(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
@@ -403,7 +665,16 @@ def _confirmer(
 
 
 async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console) -> int:
+    import anyio
+
+    from . import engine, forecast, planfile
+    from .client import UnipileClient
+    from .display import ProgressDisplay, render_outcomes
+
     config = _config(args, verify=not args.no_verify)
+    # On --resume what is left is known only once read: count the reads alone.
+    seconds = (forecast.read_seconds if args.resume else forecast.apply_seconds)(job, config)
+    _warn_if_slow(err, "this run", seconds)
     expected = planfile.load_plan(args.plan_file) if args.plan_file else None
     interrupt = anyio.Event()
     result: engine.RunResult | None = None
@@ -459,9 +730,13 @@ async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console)
 
 
 async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Console) -> int:
+    from .display import write_plan
+
     plan, seconds = await _plan(args, job, err)
-    out.print(render_plan(plan, estimated_seconds=seconds), markup=False, highlight=False)
+    write_plan(plan, out, estimated_seconds=seconds, view=_view(args))
     out.print("Dry run: nothing was sent.")
+    if plan.has_changes:
+        _warn_if_slow(err, "applying this plan", seconds)
     _refuse_removals(args, plan)
     return 0
 
@@ -469,24 +744,27 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
 def _cmd_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
     job = _load(args.jobs)
     if args.dry_run:
-        return anyio.run(_dry_run, args, job, out, err)
-    return anyio.run(_apply, args, job, out, err)
+        from .engine.run import fewer_young_collections
+
+        with fewer_young_collections():  # a dry run is a plan: see _cmd_plan
+            return _run(_dry_run, args, job, out, err)
+    return _run(_apply, args, job, out, err)
 
 
 def _cmd_report(args: argparse.Namespace, out: Console) -> int:
+    from . import report
+
     if not os.path.exists(args.ledger):
         raise UsageError(f"{args.ledger}: no such ledger")
     if args.format == "csv":
-        sys.stdout.write(report.render_csv(args.ledger))
+        report.write_csv(args.ledger, sys.stdout)
         return 0
     summary = report.summarize(args.ledger)
     if args.format == "json":
         sys.stdout.write(report.render_json(summary) + "\n")
     else:
-        # Never narrower than the report's tables need: a pipe (cron mail, CI log) is 80 wide.
-        out.print(
-            report.render_text(summary, width=max(out.width, 130)), markup=False, highlight=False
-        )
+        # At the console's width (80 in a pipe: cron mail, CI logs); the tables wrap to fit.
+        report.print_text(summary, out)
     return 0
 
 
@@ -516,17 +794,35 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:
+class _PlainConsole:
+    """The little of a rich Console that validate and main's error messages use: lines of text
+    printed as they are (rich would print them the same: soft wrap, no markup). Importing rich
+    would cost `validate` a quarter of its start; the commands that draw tables or progress get
+    real Consoles."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+
+    def print(
+        self, *objects: object, markup: bool | None = None, highlight: bool | None = None
+    ) -> None:
+        print(*objects, file=sys.stderr if self._stderr else sys.stdout)
+
+
+def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) -> int:
     if args.command == "validate":
         return _cmd_validate(args, out)
-    if args.command == "plan":
-        return _cmd_plan(args, out, err)
-    if args.command == "apply":
-        return _cmd_apply(args, out, err)
-    if args.command == "report":
-        return _cmd_report(args, out)
     if args.command == "sandbox":
         return _cmd_sandbox(args)
+    from rich.console import Console
+
+    console, console_err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    if args.command == "plan":
+        return _cmd_plan(args, console, console_err)
+    if args.command == "apply":
+        return _cmd_apply(args, console, console_err)
+    if args.command == "report":
+        return _cmd_report(args, console)
     raise UsageError(f"unknown command {args.command!r}")
 
 
@@ -534,9 +830,14 @@ def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends validate/plan/report as Ctrl-C does: exit 130
 
 
+def _text_writer(stream: TextIO) -> Callable[[bytes], object]:
+    """Bytes (UTF-8 JSON) written to a text stream such as sys.stdout."""
+    return lambda data: stream.write(data.decode())
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    out = Console(soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True)
+    out = _PlainConsole()
+    err = _PlainConsole(stderr=True)
     # `apply` replaces this with its own graceful handling while it runs.
     previous = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
     try:

@@ -1,13 +1,23 @@
 """What a person sees: the plan as a per-chat diff, progress while a run works, the result table.
 
-Progress and tables go through rich; the plan diff is plain text so that it reads the same in a
-terminal, a CI log and a pull-request comment.
+The plan diff is plain text written chat by chat straight to the output stream, so that it reads
+the same in a terminal, a CI log and a pull-request comment, and so that a plan of a million
+operations never becomes one string (through rich it cost 750 MB). rich draws the tables (the
+summary of a large plan, the result table) and the progress bars. Tables wrap long ids rather than
+cut them: a cron mail is 80 columns wide and an id with `…` in it cannot be looked up.
+
+What a plan shows (`PlanView`): chats without changes are counted, not listed, unless
+`show_unchanged`; `detail="summary"` prints totals per account instead of the diff, and `"auto"`
+(the default) does so beyond `AUTO_SUMMARY_LINES` operations, with a note saying how to see all.
 """
 
 from __future__ import annotations
 
+import io
 from collections import Counter
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Final, Literal
 
 from rich.console import Console
 from rich.progress import (
@@ -19,18 +29,48 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from .model import ChatPlan, Outcome, Plan
 
-__all__ = ["ProgressDisplay", "format_duration", "render_outcomes", "render_plan"]
+__all__ = [
+    "AUTO_SUMMARY_LINES",
+    "PlanDetail",
+    "PlanView",
+    "ProgressDisplay",
+    "format_duration",
+    "render_outcomes",
+    "render_plan",
+    "write_plan",
+]
+
+PlanDetail = Literal["auto", "full", "summary"]
+
+# Beyond this many operation lines a diff is no longer read, only scrolled: `auto` summarises.
+AUTO_SUMMARY_LINES: Final = 10_000
+# Accounts listed in a summary; the rest are counted (the JSON plan has every chat).
+_SUMMARY_ACCOUNTS: Final = 50
+_REFUSED: Final = ("failed", "deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanView:
+    """How much of a plan to print (`plan`'s `--summary`, `--full` and `--show-unchanged`)."""
+
+    detail: PlanDetail = "auto"
+    show_unchanged: bool = False
 
 
 def format_duration(seconds: float) -> str:
+    """`about 1h 5m 0s`; from a day on, `about 2d 3h` (seconds no longer matter)."""
     if seconds < 1:
         return "under a second"
     seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
+    if days:
+        return f"about {days}d {hours}h"
     parts = []
     if hours:
         parts.append(f"{hours}h")
@@ -47,6 +87,10 @@ def _who(chat: ChatPlan, user: str | None) -> str:
     return f"{user} ({name})" if name else user
 
 
+def _refused(chat: ChatPlan) -> list[Outcome]:
+    return [o for o in chat.decided if o.status in _REFUSED]
+
+
 def _chat_lines(chat: ChatPlan) -> list[str]:
     title = f"{chat.account} / {chat.chat}"
     if chat.chat_name:
@@ -61,9 +105,8 @@ def _chat_lines(chat: ChatPlan) -> list[str]:
             lines.append(f"  + {_who(chat, op.user)}")
         elif op.action == "leave":
             lines.append("  leave")
-    refused = [o for o in chat.decided if o.status in ("failed", "deferred")]
     skipped = Counter(o.reason for o in chat.decided if o.status == "skipped")
-    for outcome in refused:
+    for outcome in _refused(chat):
         subject = outcome.operation.subject
         what = f"{outcome.operation.action} {subject}" if subject else outcome.operation.action
         detail = f" ({outcome.error.type})" if outcome.error else ""
@@ -79,38 +122,160 @@ def _chat_lines(chat: ChatPlan) -> list[str]:
     return lines
 
 
-def render_plan(plan: Plan, *, estimated_seconds: float | None = None) -> str:
-    """The plan as text: one block per chat, then the totals and the time the run will take."""
-    if not plan.chats:
-        return "Nothing to do: the job (or this shard of it) has no chats."
-    lines: list[str] = []
-    actions: Counter[str] = Counter()
-    refused = 0
-    for chat in plan.chats:
-        lines.extend(_chat_lines(chat))
-        actions.update(op.action for op in chat.to_send)
-        refused += sum(1 for o in chat.decided if o.status in ("failed", "deferred"))
-    total = (
-        f"Plan: {actions['add']} to add, {actions['remove']} to remove, "
-        f"{actions['rename']} to rename, {actions['leave']} to leave "
-        f"in {sum(1 for c in plan.chats if c.to_send)} of {len(plan.chats)} chats"
-    )
-    if refused:
-        total += f"; {refused} operation{'s' if refused != 1 else ''} refused"
-    lines.append("")
-    lines.append(total + ".")
-    if estimated_seconds is not None and plan.has_changes:
-        lines.append(
-            f"At the configured rates, applying it takes {format_duration(estimated_seconds)}."
+@dataclass(slots=True)
+class _AccountTally:
+    chats: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    refused: int = 0
+
+    @property
+    def operations(self) -> int:
+        return self.actions.total() + self.refused
+
+
+@dataclass(slots=True)
+class _PlanTally:
+    """One pass over the plan: what the totals, the summary and the choice of detail need."""
+
+    chats: int = 0
+    changing: int = 0
+    unchanged: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    refused: Counter[tuple[str, str]] = field(default_factory=Counter)
+    accounts: dict[str, _AccountTally] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, plan: Plan) -> _PlanTally:
+        tally = cls()
+        for chat in plan.chats:
+            tally.chats += 1
+            refused = _refused(chat)
+            if not chat.has_changes:
+                tally.unchanged += 1
+                continue
+            account = tally.accounts.setdefault(chat.account, _AccountTally())
+            account.chats += 1
+            if chat.to_send:
+                tally.changing += 1
+                sent = Counter(op.action for op in chat.to_send)
+                tally.actions.update(sent)
+                account.actions.update(sent)
+            account.refused += len(refused)
+            tally.refused.update((o.status, o.reason or "") for o in refused)
+        return tally
+
+    @property
+    def lines(self) -> int:
+        """Operation lines of the full diff (chat titles and counts aside)."""
+        return self.actions.total() + self.refused.total()
+
+    def totals(self) -> str:
+        text = (
+            f"Plan: {self.actions['add']} to add, {self.actions['remove']} to remove, "
+            f"{self.actions['rename']} to rename, {self.actions['leave']} to leave "
+            f"in {self.changing} of {self.chats} chats"
         )
-    return "\n".join(lines)
+        refused = self.refused.total()
+        if refused:
+            text += f"; {refused} operation{'s' if refused != 1 else ''} refused"
+        return text + "."
+
+
+def _summary_table(tally: _PlanTally) -> Table:
+    table = Table(title="Plan by account", title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column("account", overflow="fold")
+    for column in ("chats", "add", "remove", "rename", "leave", "refused"):
+        table.add_column(column, justify="right", no_wrap=True)
+    accounts = sorted(tally.accounts.items(), key=lambda item: -item[1].operations)
+    for account, counts in accounts[:_SUMMARY_ACCOUNTS]:
+        table.add_row(
+            Text(account),
+            str(counts.chats),
+            *(str(counts.actions[a]) for a in ("add", "remove", "rename", "leave")),
+            str(counts.refused),
+        )
+    return table
+
+
+def write_plan(
+    plan: Plan,
+    console: Console,
+    *,
+    estimated_seconds: float | None = None,
+    view: PlanView = PlanView(),
+) -> None:
+    """Print the plan: one block per chat with changes (or the summary), the totals, the time.
+
+    The diff goes to `console.file` chat by chat, as plain text; only the summary uses rich.
+    """
+    out = console.file
+    if not plan.chats:
+        out.write("Nothing to do: the job (or this shard of it) has no chats.\n")
+        return
+    tally = _PlanTally.of(plan)
+    detail = view.detail
+    if detail == "auto":
+        detail = "summary" if tally.lines > AUTO_SUMMARY_LINES else "full"
+    if detail == "full":
+        shown = 0
+        for chat in plan.chats:
+            if chat.has_changes or view.show_unchanged:
+                out.write("\n".join(_chat_lines(chat)) + "\n")
+                shown += 1
+        if shown:
+            out.write("\n")
+        hidden = 0 if view.show_unchanged else tally.unchanged
+        if hidden:
+            chats = "chat" if hidden == 1 else "chats"
+            out.write(
+                f"{hidden} {chats} without changes not shown (--show-unchanged lists them).\n"
+            )
+    else:
+        if view.detail == "auto":
+            out.write(
+                f"The plan has {tally.lines:,} operations: only its summary is shown.\n"
+                "`--full` lists every chat; `--format json` or `--out PLAN.json` keeps all of it."
+                "\n\n"
+            )
+        out.flush()
+        if tally.accounts:
+            console.print(_summary_table(tally), markup=False, highlight=False, crop=False)
+            more = len(tally.accounts) - _SUMMARY_ACCOUNTS
+            if more > 0:
+                out.write(f"... and {more} more accounts with changes.\n")
+        if tally.refused:
+            refused = ", ".join(
+                f"{n} {status} {reason}" for (status, reason), n in sorted(tally.refused.items())
+            )
+            out.write(f"Refused: {refused}.\n")
+        out.write("\n")
+    out.write(tally.totals() + "\n")
+    if estimated_seconds is not None and plan.has_changes:
+        out.write(
+            f"At the configured rates, applying it takes {format_duration(estimated_seconds)}.\n"
+        )
+    out.flush()
+
+
+def render_plan(
+    plan: Plan, *, estimated_seconds: float | None = None, view: PlanView = PlanView()
+) -> str:
+    """The plan as text (what `write_plan` prints), for a small plan or a test."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, color_system=None, force_terminal=False)
+    write_plan(plan, console, estimated_seconds=estimated_seconds, view=view)
+    return buffer.getvalue().rstrip("\n")
 
 
 def render_outcomes(display: ProgressDisplay, console: Console) -> None:
-    """The result table: counts by status and reason, then what failed or was deferred."""
+    """The result table: counts by status and reason, then what failed or was deferred.
+
+    Long ids wrap within their column (never `account_…`): a cron mail or a CI log is 80 columns
+    wide, and what failed must be readable there in full.
+    """
     table = Table(title="Outcomes")
     table.add_column("status")
-    table.add_column("reason")
+    table.add_column("reason", overflow="fold")
     table.add_column("operations", justify="right")
     for (status, reason), count in sorted(display.by_reason.items()):
         table.add_row(status, reason or "-", str(count))
@@ -120,7 +285,8 @@ def render_outcomes(display: ProgressDisplay, console: Console) -> None:
     if problems:
         detail = Table(title="Failed or deferred")
         for column in ("account", "chat", "action", "subject", "status", "reason", "error"):
-            detail.add_column(column)
+            # Actions and statuses are short words: the ids and the error take the wrapping.
+            detail.add_column(column, overflow="fold", no_wrap=column in ("action", "status"))
         for o in problems:
             error = ""
             if o.error is not None:
@@ -128,13 +294,13 @@ def render_outcomes(display: ProgressDisplay, console: Console) -> None:
                 if o.error.req_id:
                     error += f" (req_id {o.error.req_id})"
             detail.add_row(
-                o.operation.account,
-                o.operation.chat,
+                Text(o.operation.account),
+                Text(o.operation.chat),
                 o.operation.action,
-                o.operation.subject or "",
+                Text(o.operation.subject or ""),
                 o.status,
                 o.reason or "",
-                error,
+                Text(error),
             )
         console.print(detail)
         if display.problem_count > len(problems):

@@ -28,13 +28,10 @@ body; nothing here matches on message text.
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
-
-import orjson
 
 from .model import ErrorInfo, Reason
 
@@ -288,6 +285,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils  # here, not at the top: every command would pay for it at start-up
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -317,6 +316,8 @@ def error_from_response(
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     problem: dict[str, object] = {}
     if body:
+        import orjson  # here, like email.utils: `validate` never parses an answer
+
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError:

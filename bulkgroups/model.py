@@ -204,9 +204,19 @@ class Outcome:
 # Rates
 # --------------------------------------------------------------------------------------------
 
-_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# The one rate grammar of flags, job files and the simulator: `N/<unit>` or `N/<k><unit>`.
+_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _MAX_RATE_COUNT = 10**9
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|min|m|h|d)\s*$")
+_RATE_RE = re.compile(r"(\d+)/(\d+(?:\.\d+)?)?(s|min|h|d)")
+_RATE_FORMS = "N/s, N/min, N/h, N/d or N/<k><unit> such as 20/10s"
+# Spellings people reach for, and what to write instead (`2/100ms` is told `2/0.1s`).
+_LOOKS_LIKE_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([A-Za-z]+)\s*")
+_UNIT_SPELLINGS = {
+    **dict.fromkeys(("sec", "secs", "second", "seconds", "S"), "s"),
+    **dict.fromkeys(("m", "mn", "mins", "minute", "minutes", "MIN", "Min"), "min"),
+    **dict.fromkeys(("hr", "hrs", "hour", "hours", "H"), "h"),
+    **dict.fromkeys(("day", "days", "D"), "d"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,24 +240,32 @@ class RateSpec:
         return self.count / self.period
 
     def __str__(self) -> str:
-        for unit, seconds in (("h", 3600.0), ("min", 60.0), ("s", 1.0)):
-            if self.period == seconds:
-                return f"{self.count}/{unit}"
-        return f"{self.count}/{self.period:g}s"
+        """The rate in the grammar `parse_rate` reads, in the largest unit that fits: `2/min`,
+        `20/10s`, `3/2min`, `2/d`."""
+        for unit in ("d", "h", "min"):
+            multiple = self.period / _UNITS[unit]
+            if multiple == int(multiple) and multiple >= 1:
+                return (
+                    f"{self.count}/{unit}" if multiple == 1 else f"{self.count}/{multiple:g}{unit}"
+                )
+        return f"{self.count}/s" if self.period == 1 else f"{self.count}/{self.period:g}s"
 
 
 def parse_rate(text: str) -> RateSpec:
-    """Parse `N/s`, `N/min`, `N/h` or `N/<k><unit>` (e.g. `20/10s`, `3/2min`); N > 0.
+    """Parse a rate: `N/s`, `N/min`, `N/h`, `N/d`, or `N/<k><unit>` with the same units and a
+    positive number k (`20/10s`, `3/2min`, `1/0.5s`); N is a whole number from 1 to 10**9.
 
-    Raises ValueError with a message fit to show a user.
+    Nothing else, so that a rate means one thing everywhere: `2/sec`, `2/m`, `1/ms`, `2/minute`
+    are refused with a hint naming the accepted forms. Raises ValueError with a message fit to
+    show a user.
     """
     if not isinstance(text, str):
         raise ValueError(
             f"expected a rate such as 20/s, 2/min or 20/10s, got {type(text).__name__}"
         )
-    match = _RATE_RE.match(text)
+    match = _RATE_RE.fullmatch(text)
     if match is None:
-        raise ValueError(f"not a rate: {text[:80]!r} (expected N/s, N/min, N/h or N/<k><unit>)")
+        raise ValueError(f"not a rate: {text[:80]!r} (expected {_RATE_FORMS}){_hint(text)}")
     count = int(match.group(1))
     multiplier = float(match.group(2)) if match.group(2) is not None else 1.0
     if count <= 0:
@@ -257,6 +275,19 @@ def parse_rate(text: str) -> RateSpec:
     if multiplier <= 0:
         raise ValueError(f"a rate needs a period > 0: {text[:80]!r}")
     return RateSpec(count, multiplier * _UNITS[match.group(3)])
+
+
+def _hint(text: str) -> str:
+    """`; did you mean 2/s?` for a rate written with another spelling of a unit."""
+    match = _LOOKS_LIKE_RATE.fullmatch(text)
+    if match is None:
+        return ""
+    count, multiple, unit = match.groups()
+    if unit == "ms":
+        seconds = float(multiple or 1) / 1000
+        return f"; milliseconds are not a unit: did you mean {count}/{seconds:g}s?"
+    spelled = unit if unit in _UNITS else _UNIT_SPELLINGS.get(unit)  # `2 / s`: the spaces
+    return f"; did you mean {count}/{multiple or ''}{spelled}?" if spelled else ""
 
 
 # --------------------------------------------------------------------------------------------

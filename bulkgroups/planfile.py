@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import orjson
 from .errors import UsageError
 from .model import ChatPlan, Operation, Outcome, Plan
 
-__all__ = ["PLAN_FORMAT", "dump_plan", "load_plan", "plan_to_dict"]
+__all__ = ["PLAN_FORMAT", "chat_to_dict", "dump_plan", "load_plan", "plan_to_dict", "write_plan"]
 
 PLAN_FORMAT = "bulkgroups-plan/1"
 
@@ -26,45 +27,65 @@ def _operation(op: Operation) -> dict[str, Any]:
     return {"op_id": op.op_id, "action": op.action, "user": op.user, "name": op.name}
 
 
-def plan_to_dict(plan: Plan, *, estimated_seconds: float | None = None) -> dict[str, Any]:
-    """The plan as JSON-ready data (also what `plan --format json` prints)."""
-    chats = []
-    for chat in plan.chats:
-        chats.append(
+def chat_to_dict(chat: ChatPlan) -> dict[str, Any]:
+    """One chat of the plan as JSON-ready data."""
+    mentioned = {op.user for op in chat.to_send} | {o.operation.user for o in chat.decided}
+    return {
+        "account": chat.account,
+        "chat": chat.chat,
+        "chat_name": chat.chat_name,
+        "state_digest": chat.state_digest,
+        "in_place": chat.in_place,
+        "operations": [_operation(op) for op in chat.to_send],
+        "decided": [
             {
-                "account": chat.account,
-                "chat": chat.chat,
-                "chat_name": chat.chat_name,
-                "state_digest": chat.state_digest,
-                "in_place": chat.in_place,
-                "operations": [_operation(op) for op in chat.to_send],
-                "decided": [
-                    {
-                        **_operation(o.operation),
-                        "status": o.status,
-                        "reason": o.reason,
-                        "error": o.error.as_dict() if o.error else None,
-                    }
-                    for o in chat.decided
-                ],
-                "names": {
-                    user: name
-                    for user, name in chat.names.items()
-                    if any(op.user == user for op in chat.to_send)
-                    or any(o.operation.user == user for o in chat.decided)
-                },
+                **_operation(o.operation),
+                "status": o.status,
+                "reason": o.reason,
+                "error": o.error.as_dict() if o.error else None,
             }
-        )
-    data: dict[str, Any] = {
+            for o in chat.decided
+        ],
+        "names": {user: name for user, name in chat.names.items() if user in mentioned},
+    }
+
+
+def _head(plan: Plan) -> dict[str, Any]:
+    return {
         "format": PLAN_FORMAT,
         "job_sha256": plan.job_sha256,
         "owners": dict(plan.owners),
         "has_changes": plan.has_changes,
-        "chats": chats,
     }
+
+
+def plan_to_dict(plan: Plan, *, estimated_seconds: float | None = None) -> dict[str, Any]:
+    """The plan as JSON-ready data (what `write_plan` writes, for a small plan or a test)."""
+    data = _head(plan) | {"chats": [chat_to_dict(chat) for chat in plan.chats]}
     if estimated_seconds is not None:
         data["estimated_seconds"] = round(estimated_seconds, 3)
     return data
+
+
+def _indented(value: object, depth: int) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + b" " * depth)
+
+
+def write_plan(
+    plan: Plan, write: Callable[[bytes], object], *, estimated_seconds: float | None = None
+) -> None:
+    """Write the plan as indented JSON (the document `plan_to_dict` describes) chat by chat,
+    so that a plan of a million operations never becomes one string in memory."""
+    write(b"{\n")
+    for key, value in _head(plan).items():
+        write(b"  " + orjson.dumps(key) + b": " + _indented(value, 2) + b",\n")
+    write(b'  "chats": [')
+    for index, chat in enumerate(plan.chats):
+        write((b"\n    " if index == 0 else b",\n    ") + _indented(chat_to_dict(chat), 4))
+    write(b"\n  ]" if plan.chats else b"]")
+    if estimated_seconds is not None:
+        write(b',\n  "estimated_seconds": ' + orjson.dumps(round(estimated_seconds, 3)))
+    write(b"\n}\n")
 
 
 def dump_plan(
@@ -74,12 +95,8 @@ def dump_plan(
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     try:
-        tmp.write_bytes(
-            orjson.dumps(
-                plan_to_dict(plan, estimated_seconds=estimated_seconds), option=orjson.OPT_INDENT_2
-            )
-            + b"\n"
-        )
+        with tmp.open("wb") as out:
+            write_plan(plan, out.write, estimated_seconds=estimated_seconds)
         os.replace(tmp, target)
     except OSError as error:
         with contextlib.suppress(OSError):

@@ -328,11 +328,17 @@ def _counts_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{status} {n}" for status, n in counts.items())
 
 
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+
+
 def _status_table(title: str, first: str, rows: Iterable[tuple[str, Mapping[str, int]]]) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table = _table(title)
+    # Ids wrap (fold) within their column rather than lose their end to `…`: a cron mail or a
+    # CI log is 80 columns wide, and a cut id cannot be looked up.
     table.add_column(first, overflow="fold")
     for status in STATUSES:
-        table.add_column(status, justify="right")
+        table.add_column(status, justify="right", no_wrap=True)
     for label, counts in rows:
         table.add_row(Text(label), *(str(counts.get(s, 0)) for s in STATUSES))
     return table
@@ -343,14 +349,14 @@ def _line(text: str) -> Text:
     return Text(text, no_wrap=True, overflow="ignore")
 
 
-def _renderables(summary: Summary) -> list[RenderableType]:
-    runs = Table(title="Runs", title_justify="left", show_edge=False, pad_edge=False)
-    runs.add_column("run", no_wrap=True)
-    runs.add_column("job")
-    runs.add_column("started (UTC)", no_wrap=True)
-    runs.add_column("state")
-    for status in STATUSES:
-        runs.add_column(status, justify="right")
+def _runs_table(summary: Summary) -> Table:
+    """When each run started, of which job, how it ended (its counts are the next table: both in
+    one would not fit 80 columns without cutting run ids)."""
+    runs = _table("Runs")
+    runs.add_column("run", overflow="fold")
+    runs.add_column("job", overflow="fold")
+    runs.add_column("started (UTC)", overflow="fold")
+    runs.add_column("state", overflow="fold")
     for run in summary.runs:
         started = run.started_at or "?"
         runs.add_row(
@@ -358,15 +364,22 @@ def _renderables(summary: Summary) -> list[RenderableType]:
             Text((run.job_sha256 or "?")[:8]),
             Text(started[:19].replace("T", " ")),
             Text(run.state + (", resume" if run.resume else "")),
-            *(str(run.counts.get(s, 0)) for s in STATUSES),
         )
+    return runs
+
+
+def _renderables(summary: Summary) -> list[RenderableType]:
     parts: list[RenderableType] = [
         _line(
             f"Ledger {summary.path}: {len(summary.runs)} run(s), {summary.operations} operation(s)"
         ),
         _line(f"Last outcome per operation: {_counts_text(summary.counts)}"),
         Text(""),
-        runs,
+        _runs_table(summary),
+        Text(""),
+        _status_table(
+            "Outcomes per run", "run", ((run.run_id, run.counts) for run in summary.runs)
+        ),
         Text(""),
         _status_table(
             "Accounts (last outcome per operation)", "account", summary.by_account.items()

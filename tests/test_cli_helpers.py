@@ -3,7 +3,7 @@
 `Cli.run(...)` calls `bulkgroups.cli.main` with pytest's capsys, returning the exit code and both
 streams. The environment is cleared of UNIPILE_* so a developer's own settings never leak in.
 `connect(sim, tmp_path)` gives the flags that point a run at a `sim` through a key file, with
-rates within the simulator's 20/s (2 per 100 ms: a second run on a ledger waits 0.1 s, not 1 s)
+rates within the simulator's 20/s (2 per 0.1 s: a second run on a ledger waits 0.1 s, not 1 s)
 and no jitter, so runs are quick and never over its limits.
 """
 
@@ -60,9 +60,9 @@ def connect(sim: Simulator, tmp_path: Path, *, key: str | None = None) -> list[s
         "--api-key-file",
         str(key_file),
         "--rate",
-        "2/100ms",
+        "2/0.1s",
         "--write-rate",
-        "2/100ms",
+        "2/0.1s",
         "--jitter",
         "0",
     ]

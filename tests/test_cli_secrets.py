@@ -109,7 +109,7 @@ def test_the_key_is_in_no_output_and_no_file_the_tool_writes(
 def test_a_key_given_on_the_command_line_or_stdin_is_not_echoed(
     cli: Cli, keyed_sim: Simulator, tmp_path: Path
 ) -> None:
-    job, origin = busy_job(tmp_path), ["--base-url", keyed_sim.url, "--rate", "2/100ms"]
+    job, origin = busy_job(tmp_path), ["--base-url", keyed_sim.url, "--rate", "2/0.1s"]
     runs = [
         cli.run("plan", job, *origin, "--api-key", KEY),
         cli.run("plan", job, *origin, "--api-key-file", "-", stdin=KEY),

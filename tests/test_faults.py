@@ -77,7 +77,7 @@ def test_stopped_accounts_each_stop_at_their_first_such_answer_and_the_others_co
             sim.configure_chat(account, f"c{i}", members=["ACoAA0001"])
             chats.append({"chat": f"c{i}", "account": account, "add": ["ACoAA0002"]})
     # Spaced requests, so that "after the first such answer" is well defined for each account.
-    spaced = {"rate": "1/100ms", "write_rate": "1/100ms"}
+    spaced = {"rate": "1/0.1s", "write_rate": "1/0.1s"}
     job = write_job(tmp_path / "job.yaml", chats, {recruiter: dict(spaced), limited: dict(spaced)})
     key = tmp_path / "key"
     key.write_text(sim.api_key)

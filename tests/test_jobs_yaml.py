@@ -544,7 +544,7 @@ def test_bad_rate_specs_are_errors(tmp_path: Path) -> None:
     assert lines(path) == [
         "job.yaml:4: accounts.a1.rate: a rate needs N > 0: '0/s'",
         "job.yaml:5: accounts.a1.write_rate: not a rate: 'two per minute' (expected N/s, "
-        "N/min, N/h or N/<k><unit>)",
+        "N/min, N/h, N/d or N/<k><unit> such as 20/10s)",
     ]
 
 
