@@ -25,7 +25,7 @@ import orjson
 from rich.console import Console
 
 from . import engine, jobs, planfile, report
-from .client import UnipileClient
+from .client import MAX_PAGE_SIZE, UnipileClient
 from .display import ProgressDisplay, render_outcomes, render_plan
 from .errors import AuthError, BulkGroupsError, JobFileErrors, RunRefused, UsageError, plain_errors
 from .model import Job, Plan, RateSpec, parse_rate
@@ -74,6 +74,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _page_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"a page holds 1..{MAX_PAGE_SIZE} items, got {value}")
+    return value
+
+
 def _removals(text: str) -> int:
     try:
         value = int(text)
@@ -107,7 +114,9 @@ def _jitter(text: str) -> float:
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument(
-        "--base-url", help=f"API origin (env UNIPILE_BASE_URL; default {DEFAULT_BASE_URL})"
+        "--base-url",
+        help="API origin, the same ending in /v2, or a Unipile DSN HOST:PORT "
+        f"(env UNIPILE_BASE_URL or UNIPILE_DSN; default {DEFAULT_BASE_URL})",
     )
     group.add_argument(
         "--api-key-file", metavar="PATH", help="read the API key from PATH ('-' = stdin)"
@@ -118,6 +127,13 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
         help="the API key (visible in ps: prefer the file or UNIPILE_API_KEY)",
     )
     group.add_argument("--sandbox", action="store_true", help="run against the embedded simulator")
+    group.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=MAX_PAGE_SIZE,
+        metavar="N",
+        help=f"items asked per page of a listing (1..{MAX_PAGE_SIZE}; {MAX_PAGE_SIZE})",
+    )
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
@@ -230,7 +246,12 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
         with run_in_thread() as sim:
             yield _Connection(sim.url, sim.api_key)
         return
-    base_url = args.base_url or os.environ.get("UNIPILE_BASE_URL") or DEFAULT_BASE_URL
+    base_url = (
+        args.base_url
+        or os.environ.get("UNIPILE_BASE_URL")
+        or os.environ.get("UNIPILE_DSN")  # what Unipile's dashboard calls it
+        or DEFAULT_BASE_URL
+    )
     if args.api_key_file and args.api_key:
         raise UsageError("give the API key once: --api-key-file or --api-key")
     if args.api_key_file:
@@ -288,7 +309,10 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
     config = _config(args)
     with _connection(args) as conn:
         async with UnipileClient(
-            conn.base_url, api_key=conn.api_key, concurrency=config.concurrency
+            conn.base_url,
+            api_key=conn.api_key,
+            concurrency=config.concurrency,
+            page_size=args.page_size,
         ) as client:
             with ProgressDisplay(err) as progress:
                 plan = await _until_signalled(
@@ -417,7 +441,10 @@ async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console)
 
     with _connection(args) as conn:
         async with UnipileClient(
-            conn.base_url, api_key=conn.api_key, concurrency=config.concurrency
+            conn.base_url,
+            api_key=conn.api_key,
+            concurrency=config.concurrency,
+            page_size=args.page_size,
         ) as client:
             with _Observer(err) as progress:
                 async with anyio.create_task_group() as tg:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ from bulkgroups.errors import (
     TransportError,
     UnsupportedAccount,
 )
-from bulkgroups.model import RateLimitHeaders, RequestKind, parse_rate
+from bulkgroups.model import Participant, RateLimitHeaders, RequestKind, parse_rate
 from bulkgroups.simulator import Simulator
 
 SimFactory = Callable[..., Simulator]  # the `sim_factory` fixture of conftest.py
@@ -43,6 +44,19 @@ async def client(sim: Simulator) -> AsyncIterator[UnipileClient]:
         yield c
 
 
+async def members_of(
+    client: UnipileClient, account: str, chat: str, **kw: Any
+) -> list[Participant]:
+    """A chat's members as the engine reads them: the chat, then every page, with its count."""
+    info = await client.get_chat(account, chat, fresh=True, **kw)
+    return [
+        p
+        async for p in client.participants(
+            account, chat, fresh=True, expected_count=info.participants_count, **kw
+        )
+    ]
+
+
 def participant_pages(sim: Simulator, account: str) -> list[str]:
     return [
         r.path
@@ -54,12 +68,12 @@ def participant_pages(sim: Simulator, account: str) -> list[str]:
 async def test_a_1000_member_chat_lists_exactly_1000_distinct_participants(
     sim: Simulator, client: UnipileClient, account: str
 ) -> None:
-    state = await client.read_chat(account, "big_cohort")
-    ids = [p.user_id for p in state.participants]
+    members = await members_of(client, account, "big_cohort")
+    ids = [p.user_id for p in members]
     assert len(ids) == 1000
     assert len(set(ids)) == 1000
     assert set(ids) == sim.members(account, "big_cohort")
-    assert [p.user_id for p in state.participants if p.is_self] == [sim.owner(account)]
+    assert [p.user_id for p in members if p.is_self] == [sim.owner(account)]
     assert len(participant_pages(sim, account)) == 10
 
 
@@ -125,9 +139,8 @@ async def test_hostile_ids_reach_the_right_resource(
     await client.rename_chat(odd, chat, f"after {hostile}")
 
     assert sim.members(odd, chat) == {sim.owner(odd), "ACoAA0001", f"new {hostile}"}
-    state = await client.read_chat(odd, chat)
-    assert state.info.name == f"after {hostile}"
-    assert state.member_ids() == sim.members(odd, chat)
+    assert (await client.get_chat(odd, chat)).name == f"after {hostile}"
+    assert {p.user_id for p in await members_of(client, odd, chat)} == sim.members(odd, chat)
     # The chat whose id is the bare hostile string was never touched.
     assert sim.members(odd, hostile) == {sim.owner(odd), "ACoAA0002"}
     assert (await client.get_chat(odd, hostile)).name == "neighbour"
@@ -175,8 +188,8 @@ async def test_leaving_turns_the_chat_read_only(
 
 
 async def test_a_1to1_chat_reads_as_not_a_group(client: UnipileClient, account: str) -> None:
-    state = await client.read_chat(account, "1to1_dm")
-    assert (state.info.type, state.info.is_group, state.participants) == ("1to1", False, ())
+    info = await client.get_chat(account, "1to1_dm")
+    assert (info.type, info.is_group) == ("1to1", False)
     with pytest.raises(RequestRejected):
         _ = [p async for p in client.participants(account, "1to1_dm")]
 
@@ -223,8 +236,8 @@ async def test_the_gate_is_entered_for_the_chat_and_each_page(
             return _Entered()
 
     sim.configure_chat(account, "gated", members=[f"ACoAM{i:04d}" for i in range(150)])
-    state = await client.read_chat(account, "gated", gate=Counting())
-    assert len(state.participants) == 151
+    members = await members_of(client, account, "gated", gate=Counting())
+    assert len(members) == 151
     assert kinds == ["read", "read", "read"]
     assert len(sim.requests(account)) == 3
 
@@ -255,7 +268,7 @@ async def test_simulated_faults_are_transient(
 ) -> None:
     sim.set_faults(faults)
     with pytest.raises(TransientError) as raised:
-        await client.read_chat(account, "g1")
+        await members_of(client, account, "g1")
     if expected_type is not None:
         assert raised.value.type == expected_type
     assert raised.value.account == account
@@ -291,5 +304,5 @@ async def test_fresh_reads_skip_the_simulated_cache(sim_factory: SimFactory, acc
         await c.get_chat(account, "g1")
         await c.get_chat(account, "g1")
         await c.get_chat(account, "g1", fresh=True)
-        await c.read_chat(account, "g1")
+        await members_of(c, account, "g1")
     assert [r.cached for r in sim.requests(account)] == [False, True, False, False, False]

@@ -1,0 +1,240 @@
+"""Every request ends: a deadline over the whole exchange and a cap on the body, against servers that
+trickle, never stop, or announce a body no one should read (tests/hostile.py).
+
+No test here measures speed: each asserts what the request ended with. `within` is only a safety
+net, many times the client's own deadline, so that a client without one fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import orjson
+import pytest
+from hostile import (
+    announced_huge,
+    endless_body,
+    hostile,
+    participant,
+    silent_headers,
+    trickle,
+)
+
+from bulkgroups.client import DEFAULT_MAX_BODY_BYTES, UnipileClient
+from bulkgroups.errors import TransientError, TransportError, Unreachable, UsageError
+
+KEY = "sk-test-LIMITS-0123456789abcdef"
+
+
+@asynccontextmanager
+async def within(seconds: float) -> AsyncIterator[None]:
+    """Fails the test (rather than hanging it) if the block outlives `seconds`."""
+    with anyio.fail_after(seconds):
+        yield
+
+
+CHAT = orjson.dumps({"object": "Chat", "id": "chat_1", "name": "Slow", "type": "group"})
+
+
+async def test_a_body_trickling_a_byte_at_a_time_meets_the_request_deadline() -> None:
+    # Each byte comes well within read_timeout: only the deadline over the whole request ends it.
+    async with (
+        hostile(trickle(CHAT, every=0.2)) as server,
+        within(30),
+        UnipileClient(server.url, api_key=KEY, request_timeout=1.0, read_timeout=10.0) as client,
+    ):
+        with pytest.raises(TransportError) as raised:
+            await client.get_chat("acc_1", "chat_1")
+    error = raised.value
+    assert (error.status, error.type, error.account) == (None, "transport/timeout", "acc_1")
+    assert error.detail == (
+        f"GET {server.url}/v2/acc_1/chats/chat_1: no complete answer within 1 s "
+        "(the request's deadline)"
+    )
+    assert error.retryable and not isinstance(error, Unreachable)
+
+
+async def test_a_trickle_that_ends_within_the_deadline_is_read_whole() -> None:
+    async with (
+        hostile(trickle(CHAT, every=0.001)) as server,
+        within(30),
+        UnipileClient(server.url, api_key=KEY, request_timeout=30) as client,
+    ):
+        assert (await client.get_chat("acc_1", "chat_1")).name == "Slow"
+
+
+async def test_headers_that_never_come_meet_the_deadline() -> None:
+    async with (
+        hostile(silent_headers()) as server,
+        within(30),
+        UnipileClient(server.url, api_key=KEY, request_timeout=0.5, read_timeout=10.0) as client,
+    ):
+        with pytest.raises(TransportError) as raised:
+            await client.get_account("acc_1")
+    assert raised.value.type == "transport/timeout"
+
+
+async def test_the_deadline_does_not_count_the_wait_for_the_gate() -> None:
+    # Pacing may hold a request for minutes: only the server's time counts against the deadline.
+    class SlowGate:
+        def __call__(self, account: str, kind: str) -> SlowTurn:
+            return SlowTurn()
+
+    class SlowTurn:
+        async def __aenter__(self) -> SlowTurn:
+            await anyio.sleep(0.6)
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        def observe(self, status: int, headers: object) -> None:
+            return None
+
+    async with (
+        hostile(trickle(CHAT, every=0.0)) as server,
+        within(30),
+        UnipileClient(server.url, api_key=KEY, request_timeout=0.5) as client,
+    ):
+        info = await client.get_chat("acc_1", "chat_1", gate=SlowGate())
+    assert info.name == "Slow"
+
+
+async def test_an_endless_body_is_cut_at_the_cap() -> None:
+    async with (
+        hostile(endless_body()) as server,
+        within(60),
+        UnipileClient(server.url, api_key=KEY, max_body_bytes=256 * 1024) as client,
+    ):
+        with pytest.raises(TransportError) as raised:
+            await client.get_chat("acc_1", "chat_1")
+        with pytest.raises(TransportError):
+            _ = [p async for p in client.participants("acc_1", "chat_1")]
+    error = raised.value
+    assert (error.type, error.account) == ("transport/too_large", "acc_1")
+    assert error.detail == (
+        f"GET {server.url}/v2/acc_1/chats/chat_1: the answer's body is over 256 KiB (the cap)"
+    )
+    assert error.retryable
+
+
+async def test_a_body_announced_too_large_is_refused_before_it_is_read() -> None:
+    # 10 GiB announced, a byte every 50 ms sent: refused at the headers, long before any deadline.
+    async with (
+        hostile(announced_huge()) as server,
+        within(30),
+        UnipileClient(server.url, api_key=KEY, request_timeout=20) as client,
+    ):
+        with pytest.raises(TransportError) as raised:
+            await client.get_chat("acc_1", "chat_1")
+    assert raised.value.type == "transport/too_large"
+    assert "over 4 MiB" in str(raised.value)
+
+
+async def test_a_body_just_under_the_cap_is_read() -> None:
+    async def exactly(request: object) -> object:
+        from aiohttp import web
+
+        padding = b" " * (1000 - len(CHAT))
+        return web.Response(body=CHAT + padding, headers={"Content-Type": "application/json"})
+
+    async with (
+        hostile(exactly) as server,
+        UnipileClient(server.url, api_key=KEY, max_body_bytes=1000) as client,
+    ):  # type: ignore[arg-type]
+        assert (await client.get_chat("acc_1", "chat_1")).name == "Slow"
+        async with UnipileClient(server.url, api_key=KEY, max_body_bytes=999) as client:
+            with pytest.raises(TransportError, match="too_large"):
+                await client.get_chat("acc_1", "chat_1")
+
+
+async def test_an_endless_error_body_still_gives_the_error_of_its_status() -> None:
+    async with (
+        hostile(endless_body(status=503)) as server,
+        within(60),
+        UnipileClient(server.url, api_key=KEY) as client,
+    ):
+        with pytest.raises(TransientError) as raised:
+            await client.get_chat("acc_1", "chat_1")
+    assert (raised.value.status, raised.value.type) == (503, "http/503")
+    assert not isinstance(raised.value, TransportError)  # an answer came: its status says it
+
+
+@pytest.mark.parametrize(
+    "behaviour", [endless_body(), trickle(b'{"object":"ParticipantAdded"}', every=0.5)]
+)
+async def test_a_write_answered_2xx_is_done_whatever_its_body_does(behaviour: object) -> None:
+    # The status is a write's answer: waiting for (or capping) its body would turn a write that
+    # happened into an unknown outcome.
+    async with (
+        hostile(behaviour) as server,
+        within(30),
+        UnipileClient(server.url, api_key=KEY, request_timeout=1.0) as client,
+    ):  # type: ignore[arg-type]
+        await client.add_participant("acc_1", "chat_1", "ACoAA0001")
+    assert [a.method for a in server.arrivals] == ["POST"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"request_timeout": 0},
+        {"connect_timeout": -1},
+        {"read_timeout": 0},
+        {"max_body_bytes": 0},
+        {"max_items": 0},
+        {"page_size": 0},
+        {"page_size": 101},
+    ],
+)
+def test_limits_must_be_positive(settings: dict[str, float]) -> None:
+    with pytest.raises(UsageError):
+        UnipileClient("https://api.unipile.com", api_key=KEY, **settings)  # type: ignore[arg-type]
+
+
+# ---- memory, measured in a process of its own -------------------------------------------------
+
+READ_ENDLESS = """
+import asyncio, json, resource, sys
+from bulkgroups.client import UnipileClient
+from bulkgroups.errors import TransportError
+
+async def main(url: str, key: str) -> None:
+    async with UnipileClient(url, api_key=key, request_timeout=120) as client:
+        try:
+            await client.get_chat("acc_1", "chat_1")
+            outcome = "read"
+        except TransportError as error:
+            outcome = error.type
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"outcome": outcome, "peak_mib": peak / 1024}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def read_endless_in_a_process(url: str, key: str) -> dict[str, object]:
+    result = await anyio.run_process(
+        [sys.executable, "-c", READ_ENDLESS, url, key], check=False, stderr=subprocess.STDOUT
+    )
+    assert result.returncode == 0, result.stdout.decode()
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+async def test_reading_an_endless_body_keeps_peak_memory_under_200_mb() -> None:
+    async with hostile(endless_body()) as server, within(120):
+        measured = await read_endless_in_a_process(server.url, KEY)
+    assert measured["outcome"] == "transport/too_large"
+    assert isinstance(measured["peak_mib"], float) and measured["peak_mib"] < 200
+    assert DEFAULT_MAX_BODY_BYTES == 4 * 1024 * 1024
+
+
+def test_participants_pages_are_far_below_the_cap() -> None:
+    # The default cap leaves room: a full page of 100 participants with long names is ~30 KB.
+    page = {"data": [participant("ACoAA" + "x" * 34) for _ in range(100)], "total_count": 100}
+    assert len(orjson.dumps(page)) * 50 < DEFAULT_MAX_BODY_BYTES
