@@ -8,6 +8,7 @@ net, many times the client's own deadline, so that a client without one fails in
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from hostile import (
 
 from bulkgroups.client import DEFAULT_MAX_BODY_BYTES, UnipileClient
 from bulkgroups.errors import TransientError, TransportError, Unreachable, UsageError
+from bulkgroups.simulator import Simulator
 
 KEY = "sk-test-LIMITS-0123456789abcdef"
 
@@ -200,7 +202,7 @@ def test_limits_must_be_positive(settings: dict[str, float]) -> None:
 # ---- memory, measured in a process of its own -------------------------------------------------
 
 READ_ENDLESS = """
-import asyncio, json, resource, sys
+import asyncio, json, os, resource, sys
 from bulkgroups.client import UnipileClient
 from bulkgroups.errors import TransportError
 
@@ -214,13 +216,16 @@ async def main(url: str, key: str) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"outcome": outcome, "peak_mib": peak / 1024}))
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], os.environ["TEST_API_KEY"]))
 """
 
 
 async def read_endless_in_a_process(url: str, key: str) -> dict[str, object]:
     result = await anyio.run_process(
-        [sys.executable, "-c", READ_ENDLESS, url, key], check=False, stderr=subprocess.STDOUT
+        [sys.executable, "-c", READ_ENDLESS, url],
+        check=False,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "TEST_API_KEY": key},
     )
     assert result.returncode == 0, result.stdout.decode()
     return json.loads(result.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
@@ -232,6 +237,16 @@ async def test_reading_an_endless_body_keeps_peak_memory_under_200_mb() -> None:
     assert measured["outcome"] == "transport/too_large"
     assert isinstance(measured["peak_mib"], float) and measured["peak_mib"] < 200
     assert DEFAULT_MAX_BODY_BYTES == 4 * 1024 * 1024
+
+
+async def test_reading_the_simulators_huge_body_keeps_peak_memory_under_200_mb(
+    sim: Simulator,
+) -> None:
+    sim.set_faults("huge_body=1")
+    with anyio.fail_after(120):
+        measured = await read_endless_in_a_process(sim.url, sim.api_key)
+    assert measured["outcome"] == "transport/too_large"
+    assert isinstance(measured["peak_mib"], float) and measured["peak_mib"] < 200
 
 
 def test_participants_pages_are_far_below_the_cap() -> None:
