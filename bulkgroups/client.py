@@ -17,8 +17,9 @@ what we need as `TransientError` of type `http/invalid_body`; a listing that can
   over connect, headers and body; a server trickling its body byte by byte meets it), or no byte
   for `read_timeout` (30 s);
 - `transport/too_large`: a 2xx body over `max_body_bytes` (4 MiB; a participants page is tens of
-  KB). Bodies are read in chunks against the cap, Content-Length or not. Error bodies are read up
-  to 64 KiB (only their RFC 7807 fields matter); a 2xx write's body is not read at all (its status
+  KB). Bodies are read in chunks against the cap, Content-Length or not, compressed or not (gzip
+  and deflate are inflated here, a step at a time: see `bodies`). Error bodies are read up to
+  64 KiB (only their RFC 7807 fields matter); a 2xx write's body is not read at all (its status
   is the answer);
 - `transport/reset`: the connection broke, or the answer was not HTTP;
 - `Unreachable` (`transport/connect`, `transport/dns`, `transport/tls`): no connection at all,
@@ -42,16 +43,17 @@ import ipaddress
 import re
 import socket
 import ssl
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Final, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
-import anyio
 import orjson
 from yarl import URL
 
+from .bodies import ACCEPT_ENCODING, UnsupportedEncoding, read_capped
 from .errors import (
     ApiError,
     RequestRejected,
@@ -97,7 +99,6 @@ _T = TypeVar("_T")
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 _INVALID_BODY: Final = "http/invalid_body"
 _MAX_ERROR_BODY: Final = 64 * 1024
-_CHUNK: Final = 64 * 1024
 # A Unipile DSN as the dashboard shows it: `api8.unipile.com:13851` (an origin without scheme).
 _DSN: Final = re.compile(
     r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}(?:/.*)?$"
@@ -371,17 +372,6 @@ def rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | None:
     )
 
 
-async def _read_up_to(response: aiohttp.ClientResponse, cap: int) -> bytes:
-    """At most `cap` bytes of the body, read in chunks (never the whole of a huge one)."""
-    body = bytearray()
-    while len(body) < cap:
-        chunk = await response.content.read(min(_CHUNK, cap - len(body)))
-        if not chunk:
-            break
-        body += chunk
-    return bytes(body)
-
-
 def _tls_reason(error: aiohttp.ClientSSLError) -> str:
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         cert = error.certificate_error
@@ -458,9 +448,10 @@ class UnipileClient:
         # Listings whose first page was refused with our `limit` and accepted without it: for the
         # client's lifetime they are asked without one.
         self._limit_refused: set[str] = set()
-        # The whole request's deadline is ours (`request_timeout`, around send and body read).
+        # `total` is aiohttp's deadline over the whole exchange: connect, send, headers and every
+        # read of the body (the body is read inside `session.request`'s context).
         self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+            total=request_timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._session = session
         self._owns_session = session is None
@@ -753,37 +744,40 @@ class UnipileClient:
         if session is None:
             raise RuntimeError("UnipileClient is used outside `async with`")
         url = self._url(segments, query)
-        headers = {"X-API-KEY": self._api_key, "Accept": "application/json"}
+        headers = {
+            "X-API-KEY": self._api_key,
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
         if fresh:
             headers["Cache-Control"] = "no-cache"
         data: bytes | None = None
         if json is not None:
             data = orjson.dumps(json)
             headers["Content-Type"] = "application/json"
-        where = f"{method} {self._origin}{url.raw_path}"[:200]
         turn: RequestTurn = _UNGATED if gate is None else gate(account_id, kind)
         async with turn:
             try:
                 # The deadline starts once the gate lets the request go: waiting for the
                 # account's turn is pacing, not the server's slowness.
-                with anyio.fail_after(self._request_timeout):
-                    # No redirects: following one would carry the key to wherever it points.
-                    async with session.request(
-                        method,
-                        url,
-                        headers=headers,
-                        data=data,
-                        timeout=self._timeout,
-                        allow_redirects=False,
-                    ) as response:
-                        status = response.status
-                        turn.observe(status, rate_limit_headers(response.headers))
-                        body, error_headers = await self._read_answer(
-                            response, kind, where, account_id
-                        )
+                # No redirects: following one would carry the key to wherever it points.
+                async with session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    auto_decompress=False,  # inflated here, within the cap (see `bodies`)
+                ) as response:
+                    status = response.status
+                    turn.observe(status, rate_limit_headers(response.headers))
+                    body, error_headers = await self._read_answer(
+                        response, kind, method, url, account_id
+                    )
             # `from None`: aiohttp's exceptions carry request info, headers (the key) included.
             except BaseException as error:
-                transport = self._transport_error(error, where, account_id)
+                transport = self._transport_error(error, method, url, account_id)
                 if transport is None:
                     raise
                 raise transport from None
@@ -792,39 +786,64 @@ class UnipileClient:
         return status, body
 
     async def _read_answer(
-        self, response: aiohttp.ClientResponse, kind: RequestKind, where: str, account_id: str
+        self,
+        response: aiohttp.ClientResponse,
+        kind: RequestKind,
+        method: str,
+        url: URL,
+        account_id: str,
     ) -> tuple[bytes, dict[str, str] | None]:
         """The body (and, for an error, the headers) of an answer, within the caps."""
         status = response.status
         if not 200 <= status < 300:
-            # Only the RFC 7807 fields matter: the rest of a proxy's 50 MB page is left unread.
-            return await _read_up_to(response, _MAX_ERROR_BODY), dict(response.headers)
+            # Only the RFC 7807 fields matter: the rest of a proxy's 50 MB page is left unread,
+            # and a body that cannot be decoded leaves the status alone to speak.
+            try:
+                error_body, _ = await read_capped(response, _MAX_ERROR_BODY)
+            except (UnsupportedEncoding, zlib.error):
+                error_body = b""
+            return error_body, dict(response.headers)
         if kind == "write":
             return b"", None  # the status is the answer; its body would only be waited for
-        too_large = TransportError(
+        length = response.content_length
+        if length is None or length <= self._max_body:
+            if length is not None and "Content-Encoding" not in response.headers:
+                # Announced within the cap, as sent: aiohttp reads exactly that much.
+                return await response.read(), None
+            # Chunked, or compressed (a small body may inflate a thousandfold): count what comes.
+            try:
+                body, over = await read_capped(response, self._max_body)
+            except (UnsupportedEncoding, zlib.error) as error:
+                raise _invalid_body(
+                    status, f"the body cannot be decoded ({type(error).__name__})", account_id
+                ) from None
+            if not over:
+                return body, None
+        # Announced over the cap (not a byte of it is read), or past it as it came.
+        raise TransportError(
             "too_large",
-            detail=f"{where}: the answer's body is over {_size(self._max_body)} (the cap)",
+            detail=f"{self._where(method, url)}: the answer's body is over "
+            f"{_size(self._max_body)} (the cap)",
             account=account_id,
         )
-        length = response.content_length
-        if length is not None and length > self._max_body:
-            raise too_large  # announced: not a byte of it is read
-        body = await _read_up_to(response, self._max_body + 1)
-        if len(body) > self._max_body:
-            raise too_large  # not announced (chunked) or announced wrong: the cap is the bytes
-        return body, None
+
+    def _where(self, method: str, url: URL) -> str:
+        return f"{method} {self._origin}{url.raw_path}"[:200]
 
     def _transport_error(
-        self, error: BaseException, where: str, account_id: str
+        self, error: BaseException, method: str, url: URL, account_id: str
     ) -> TransportError | None:
         """The transport failure an exception of aiohttp (or of the deadline) means, or None for
         anything else (a bug, a cancellation, an error of ours), which propagates unchanged."""
         if isinstance(error, ApiError):
             return None
         if isinstance(error, aiohttp.ConnectionTimeoutError):
+            # aiohttp reports the whole deadline passing while connecting the same way.
+            waited = min(self._connect_timeout, self._request_timeout)
             return self._unreachable(
-                "connect", f"connection timed out after {self._connect_timeout:g} s", account_id
+                "connect", f"connection timed out after {waited:g} s", account_id
             )
+        where = self._where(method, url)
         if isinstance(error, aiohttp.ServerTimeoutError):
             detail = f"{where}: no data for {self._read_timeout:g} s"
             return TransportError("timeout", detail=detail, account=account_id)

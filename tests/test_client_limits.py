@@ -11,13 +11,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
 import orjson
 import pytest
+from aiohttp import web
 from hostile import (
+    Handler,
     announced_huge,
     endless_body,
     hostile,
@@ -27,7 +30,7 @@ from hostile import (
 )
 
 from bulkgroups.client import DEFAULT_MAX_BODY_BYTES, UnipileClient
-from bulkgroups.errors import TransientError, TransportError, Unreachable, UsageError
+from bulkgroups.errors import NotFound, TransientError, TransportError, Unreachable, UsageError
 from bulkgroups.simulator import Simulator
 
 KEY = "sk-test-LIMITS-0123456789abcdef"
@@ -213,8 +216,19 @@ async def main(url: str, key: str) -> None:
             outcome = "read"
         except TransportError as error:
             outcome = error.type
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"outcome": outcome, "peak_mib": peak / 1024}))
+    print(json.dumps({"outcome": outcome, "peak_mib": peak_kib() / 1024}))
+
+def peak_kib() -> int:
+    # This process image's own high-water mark: ru_maxrss would include the parent's peak
+    # (Linux carries it across fork and exec), and the parent here is a whole test session.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 asyncio.run(main(sys.argv[1], os.environ["TEST_API_KEY"]))
 """
@@ -247,6 +261,102 @@ async def test_reading_the_simulators_huge_body_keeps_peak_memory_under_200_mb(
         measured = await read_endless_in_a_process(sim.url, sim.api_key)
     assert measured["outcome"] == "transport/too_large"
     assert isinstance(measured["peak_mib"], float) and measured["peak_mib"] < 200
+
+
+def gzip(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+def deflate(data: bytes, *, raw: bool = False) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+def encoded(body: bytes, encoding: str, *, status: int = 200, chunked: bool = False) -> Handler:
+    async def reply(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+        if not chunked:
+            return web.Response(status=status, body=body, headers=headers)
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        for i in range(0, len(body), 1000):
+            await response.write(body[i : i + 1000])
+        return response
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip),
+        ("x-gzip", gzip),
+        ("deflate", deflate),
+        ("deflate", lambda data: deflate(data, raw=True)),  # as some servers send it
+        ("identity", lambda data: data),
+    ],
+)
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_compressed_answers_are_read_and_decoded(
+    encoding: str, encode: Callable[[bytes], bytes], chunked: bool
+) -> None:
+    page = {"data": [participant(f"ACoAA{i:04d}") for i in range(100)], "total_count": 100}
+    body = encode(orjson.dumps(page))
+    async with (
+        hostile(encoded(body, encoding, chunked=chunked)) as server,
+        UnipileClient(server.url, api_key=KEY) as client,
+    ):
+        found = [p async for p in client.participants("acc_1", "chat_1")]
+    assert len(found) == 100
+    assert server.arrivals[0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+async def test_a_compressed_error_answer_still_names_its_type() -> None:
+    problem = orjson.dumps({"type": "api/resource_not_found", "status": 404, "detail": "gone"})
+    async with (
+        hostile(encoded(gzip(problem), "gzip", status=404)) as server,
+        UnipileClient(server.url, api_key=KEY) as client,
+    ):
+        with pytest.raises(NotFound) as raised:
+            await client.get_chat("acc_1", "chat_1")
+    assert raised.value.detail == "gone"
+
+
+async def test_a_small_gzip_body_inflating_past_the_cap_is_too_large() -> None:
+    bomb = gzip(b'{"data":[' + b" " * (64 * 1024 * 1024))  # 64 KB on the wire
+    async with (
+        hostile(encoded(bomb, "gzip")) as server,
+        UnipileClient(server.url, api_key=KEY) as client,
+    ):
+        with pytest.raises(TransportError) as raised:
+            await client.get_chat("acc_1", "chat_1")
+    assert raised.value.type == "transport/too_large"
+
+
+async def test_a_gzip_bomb_keeps_peak_memory_under_200_mb() -> None:
+    # 250 KB on the wire, 256 MiB inflated: read whole, it would pass the 200 MB on its own.
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = compressor.compress(b'{"data":[')
+    zeros = b" " * (1024 * 1024)
+    for _ in range(256):
+        bomb += compressor.compress(zeros)
+    bomb += compressor.flush()
+    async with hostile(encoded(bomb, "gzip")) as server, within(120):
+        measured = await read_endless_in_a_process(server.url, KEY)
+    assert measured["outcome"] == "transport/too_large"
+    assert isinstance(measured["peak_mib"], float) and measured["peak_mib"] < 200
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress"])
+async def test_an_encoding_not_asked_for_is_an_invalid_body(encoding: str) -> None:
+    async with (
+        hostile(encoded(b"\x00\x01binary", encoding, chunked=True)) as server,
+        UnipileClient(server.url, api_key=KEY) as client,
+    ):
+        with pytest.raises(TransientError) as raised:
+            await client.get_chat("acc_1", "chat_1")
+    assert raised.value.type == "http/invalid_body"
 
 
 def test_participants_pages_are_far_below_the_cap() -> None:
