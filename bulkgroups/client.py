@@ -44,7 +44,8 @@ import re
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from types import TracebackType
 from typing import Final, Literal, TypeVar
 from urllib.parse import quote
@@ -543,7 +544,7 @@ class UnipileClient:
         a count says more exist (then the next page is asked by `offset`). Each page is one
         request through the gate; nothing is held across a `yield`.
         """
-        async for participant in self._listing(
+        listing = self._listing(
             f"participants of chat {chat_id}",
             "participants",
             account_id,
@@ -555,8 +556,10 @@ class UnipileClient:
             fresh=fresh,
             gate=gate,
             page_size=page_size,
-        ):
-            yield participant
+        )
+        async with aclosing(listing):  # a caller stopping early closes the listing at once
+            async for participant in listing:
+                yield participant
 
     async def chats(
         self,
@@ -571,7 +574,7 @@ class UnipileClient:
         `GET /v2/{account}/chats?type=...`, paged with the same safety as `participants`.
 
         The type is also checked here: a server that ignores the filter lists every chat."""
-        async for chat in self._listing(
+        listing = self._listing(
             "chats",
             "chats",
             account_id,
@@ -583,9 +586,11 @@ class UnipileClient:
             fresh=fresh,
             gate=gate,
             page_size=page_size,
-        ):
-            if type is None or chat.type == type:
-                yield chat
+        )
+        async with aclosing(listing):
+            async for chat in listing:
+                if type is None or chat.type == type:
+                    yield chat
 
     async def add_participant(
         self, account_id: str, chat_id: str, user_id: str, *, gate: Gate | None = None
@@ -643,7 +648,7 @@ class UnipileClient:
         fresh: bool,
         gate: Gate | None,
         page_size: int | None,
-    ) -> AsyncIterator[_T]:
+    ) -> AsyncGenerator[_T, None]:
         """Each item of a paged listing once, or a `PaginationError` when it cannot be trusted."""
         if page_size is not None and page_size < 1:
             raise ValueError(f"page_size must be at least 1, got {page_size}")

@@ -174,7 +174,7 @@ class Operation:
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """What the API (or the transport) said when an operation failed; `status` is None only for
-    transport failures (`transport/timeout`, `transport/reset`)."""
+    transport failures (`transport/timeout`, `reset`, `too_large`, `connect`, `dns`, `tls`)."""
 
     status: int | None
     type: str

@@ -225,3 +225,14 @@ def test_an_honest_listing_of_any_shape_is_read_whole_without_error(
         page_number += 1
         assert page_number <= total + 1
     assert got == everyone
+
+
+async def test_a_caller_stopping_early_sends_no_further_page() -> None:
+    async with (
+        hostile(listing(people(250))) as server,
+        UnipileClient(server.url, api_key=KEY) as client,
+    ):
+        async for participant in client.participants("acc_1", "chat_1"):
+            assert participant.user_id == people(1)[0]
+            break
+        assert len(server.arrivals) == 1

@@ -16,7 +16,7 @@ Spec syntax (CONTRACT.md): comma-separated `KIND=PROBABILITY` pairs plus an opti
 | `ignored` | writes only: 200 as if accepted, but nothing changes (re-read to verify) |
 | `fresh_cursor` | listings only: the page as usual, but its `next_cursor` is one never handed out before, on every page and past the end too (a listing that never ends) |
 | `short_page` | listings only: the page cut to its first half (rounded down) and no `next_cursor`, `total_count` unchanged (a truncated listing; asking on by `offset` works) |
-| `trickle` | the answer as usual (a write takes effect), its body sent one byte per `TRICKLE_INTERVAL` (1 s) |
+| `trickle` | the answer as usual (a write takes effect), its body sent one byte per `TRICKLE_INTERVAL` (1 s; `SimConfig.trickle_interval`) |
 | `huge_body` | the answer's status, then an endless JSON body (chunked, no length; cut at 1 GiB or when the client hangs up); a write takes effect |
 
 Faults meet account-scoped requests (`/v2/{account}/...`), reads and writes alike (the writes-only
