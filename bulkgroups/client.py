@@ -38,6 +38,7 @@ removes the key in every form a server may echo it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import re
@@ -808,9 +809,16 @@ class UnipileClient:
             except (UnsupportedEncoding, zlib.error):
                 error_body = b""
             return error_body, dict(response.headers)
-        if kind == "write":
-            return b"", None  # the status is the answer; its body would only be waited for
         length = response.content_length
+        if kind == "write":
+            # The status is the answer. A small body announced as sent is read all the same, so
+            # that the connection can carry the next request; whatever becomes of that read
+            # (a trickle meeting the deadline, a reset), the write was done.
+            small = length is not None and length <= _MAX_ERROR_BODY
+            if small and "Content-Encoding" not in response.headers:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    await response.read()
+            return b"", None
         if length is None or length <= self._max_body:
             if length is not None and "Content-Encoding" not in response.headers:
                 # Announced within the cap, as sent: aiohttp reads exactly that much.
