@@ -14,7 +14,7 @@ Conventions (everything is created on first use, deterministically, from the ids
 
 - People: a pool `ACoAA0001` .. `ACoAA0500` with distinct names (`person(id)`); anyone else gets a
   name derived from sha256 of the id. Everyone has a public identifier (the slug of their profile
-  URL, `https://www.linkedin.com/in/<slug>`): pool member n is `first-last-000n` (`ACoAA0161` is
+  URL, `https://www.linkedin.com/in/<slug>`): pool member n is `first-last-NNNN` (`ACoAA0161` is
   Ann Kim, `ann-kim-0161`), anyone else `first-last-<8 hex of sha256(id)>`.
 - Known people (whom an add accepts): anyone whose id has a LinkedIn provider id's shape (`ACo`
   then letters, digits, `_`, `-`: the pool, `big` members, owners, real ids), anyone ever in a chat
