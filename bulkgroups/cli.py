@@ -41,6 +41,7 @@ T = TypeVar("T")
 
 DEFAULT_BASE_URL = "https://api.unipile.com"
 SANDBOX_RATE = "20/s"  # the simulator's own limit (simulator.DEFAULT_RATE; a test keeps them equal)
+MAX_PAGE_SIZE = 100  # client.MAX_PAGE_SIZE, without importing the client (a test keeps them equal)
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"  # engine.DEFAULT_LEDGER, without importing the engine
 
 
@@ -135,6 +136,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _page_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"a page holds 1..{MAX_PAGE_SIZE} items, got {value}")
+    return value
+
+
 def _removals(text: str) -> int:
     try:
         value = int(text)
@@ -170,7 +178,8 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--base-url",
         metavar="URL",
-        help=f"API origin (default: $UNIPILE_BASE_URL, else {DEFAULT_BASE_URL})",
+        help="API origin, the same ending in /v2, or a Unipile DSN HOST:PORT "
+        f"(default: $UNIPILE_BASE_URL or $UNIPILE_DSN, else {DEFAULT_BASE_URL})",
     )
     group.add_argument(
         "--api-key-file",
@@ -187,6 +196,13 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
         "--sandbox",
         action="store_true",
         help="run against the embedded simulator on 127.0.0.1, started afresh (default: off)",
+    )
+    group.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=MAX_PAGE_SIZE,
+        metavar="N",
+        help=f"items asked per page of a listing, 1..{MAX_PAGE_SIZE} (default: {MAX_PAGE_SIZE})",
     )
 
 
@@ -444,7 +460,12 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
         with run_in_thread() as sim:
             yield _Connection(sim.url, sim.api_key)
         return
-    base_url = args.base_url or os.environ.get("UNIPILE_BASE_URL") or DEFAULT_BASE_URL
+    base_url = (
+        args.base_url
+        or os.environ.get("UNIPILE_BASE_URL")
+        or os.environ.get("UNIPILE_DSN")  # what Unipile's dashboard calls it
+        or DEFAULT_BASE_URL
+    )
     if args.api_key_file and args.api_key:
         raise UsageError("give the API key once: --api-key-file or --api-key")
     if args.api_key_file:
@@ -538,7 +559,10 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
     _warn_if_slow(err, "reading the job's chats", forecast.read_seconds(job, config))
     with _connection(args) as conn:
         async with UnipileClient(
-            conn.base_url, api_key=conn.api_key, concurrency=config.concurrency
+            conn.base_url,
+            api_key=conn.api_key,
+            concurrency=config.concurrency,
+            page_size=args.page_size,
         ) as client:
             with ProgressDisplay(err) as progress:
                 plan = await _until_signalled(
@@ -688,7 +712,10 @@ async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console)
 
     with _connection(args) as conn:
         async with UnipileClient(
-            conn.base_url, api_key=conn.api_key, concurrency=config.concurrency
+            conn.base_url,
+            api_key=conn.api_key,
+            concurrency=config.concurrency,
+            page_size=args.page_size,
         ) as client:
             with _Observer(err) as progress:
                 async with anyio.create_task_group() as tg:

@@ -1,47 +1,87 @@
 """The Unipile v2 HTTP client: requests, pagination and error mapping. Knows nothing of jobs.
 
     async with UnipileClient(base_url, api_key=key) as client:
-        account = await client.get_account("acc_1")
-        state = await client.read_chat("acc_1", "chat_1")          # fresh chat GET + every member
+        account = await client.get_account("acc_1")                  # always fresh
+        chat = await client.get_chat("acc_1", "chat_1", fresh=True)
+        members = [p async for p in client.participants(
+            "acc_1", "chat_1", fresh=True, expected_count=chat.participants_count)]
         await client.add_participant("acc_1", "chat_1", "ACoAA1", gate=pacer.gate)
 
 Every HTTP request goes through one private `_request()`, made entirely (send and read the body)
 inside `gate(account, kind)`, so pacing sees exactly one entry per request. Failures come out as the
-`errors.ApiError` tree: answers through `errors.error_from_response`, timeouts as
-`TransportError("timeout")`, broken connections as `TransportError("reset")`, a 2xx read whose
-body lacks what we need as `TransientError` of type `http/invalid_body`, and a participants cursor
-the server hands out twice as `PaginationError` (type `http/repeated_cursor`).
+`errors.ApiError` tree: answers through `errors.error_from_response`; a 2xx read whose body lacks
+what we need as `TransientError` of type `http/invalid_body`; a listing that cannot be trusted as
+`PaginationError` (type `client/pagination`, see `paging`); no usable answer as `TransportError`:
+
+- `transport/timeout`: no complete answer within the request's deadline (`request_timeout`, 60 s,
+  over connect, headers and body; a server trickling its body byte by byte meets it), or no byte
+  for `read_timeout` (30 s);
+- `transport/too_large`: a 2xx body over `max_body_bytes` (4 MiB; a participants page is tens of
+  KB). Bodies are read in chunks against the cap, Content-Length or not, compressed or not (gzip
+  and deflate are inflated here, a step at a time: see `bodies`). Error bodies are read up to
+  64 KiB (only their RFC 7807 fields matter); a 2xx write's body is not read at all (its status
+  is the answer);
+- `transport/reset`: the connection broke, or the answer was not HTTP;
+- `Unreachable` (`transport/connect`, `transport/dns`, `transport/tls`): no connection at all,
+  "cannot reach https://host:port: connection refused"; nothing was sent.
+
+Either limit ends the attempt; retrying it is the caller's (the retry policy).
+
+The base URL may be an origin (`https://host[:port]`, optionally with a proxy's path prefix), the
+same ending in `/v2` (as Unipile's docs write it), or a Unipile DSN `host:port` (https assumed);
+requests go to `{origin}/v2/...`, never `/v2/v2/...`. Plain http is refused but to loopback.
 
 The API key is sent only in the `X-API-KEY` header of each request. It is never put on the session,
-in a URL, in a repr or in an exception: server-supplied error text that echoes it is scrubbed.
+in a URL, in a repr or in an exception: what a server says back is passed through `redact`, which
+removes the key in every form a server may echo it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import ipaddress
-from collections.abc import AsyncIterator, Mapping
+import re
+import socket
+import ssl
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from types import TracebackType
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 from yarl import URL
 
-from .errors import PaginationError, TransientError, TransportError, UsageError, error_from_response
+from .bodies import ACCEPT_ENCODING, UnsupportedEncoding, read_capped
+from .errors import (
+    ApiError,
+    RequestRejected,
+    TransientError,
+    TransportError,
+    Unreachable,
+    UsageError,
+    error_from_response,
+)
 from .model import (
     AccountInfo,
     ChatInfo,
-    ChatState,
     Gate,
     Participant,
     RateLimitHeaders,
     RequestKind,
     RequestTurn,
+    UserProfile,
 )
+from .paging import Listing, NextPage
+from .redact import KeyRedactor
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_ITEMS",
     "MAX_PAGE_SIZE",
     "UnipileClient",
     "quote_segment",
@@ -49,15 +89,33 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.unipile.com"
-# Unipile's (documented-by-decision) maximum `limit` of the participants listing.
+# Unipile's (documented-by-decision) maximum `limit` of a listing; also the default page size.
 MAX_PAGE_SIZE: Final = 100
+DEFAULT_MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+# More distinct items than this in one listing is a server gone wrong (a group chat holds 50).
+DEFAULT_MAX_ITEMS: Final = 10_000
 
 _Method = Literal["GET", "POST", "PATCH", "DELETE"]
+_T = TypeVar("_T")
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
-# Shorter keys are not worth garbling server messages for (every "k" of a one-letter key...).
-_MIN_SCRUBBED_KEY: Final = 8
 _INVALID_BODY: Final = "http/invalid_body"
+_MAX_ERROR_BODY: Final = 64 * 1024
+# A Unipile DSN as the dashboard shows it: `api8.unipile.com:13851` (an origin without scheme).
+_DSN: Final = re.compile(
+    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}(?:/.*)?$"
+)
+_BASE_URL_HINT: Final = (
+    "give https://HOST[:PORT] (optionally ending in /v2) or a Unipile DSN HOST:PORT"
+)
+_CONNECT_REASONS: Final = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.ECONNRESET: "connection reset while connecting",
+    errno.EADDRNOTAVAIL: "address not available",
+}
 
 
 def quote_segment(value: str) -> str:
@@ -77,24 +135,41 @@ def quote_segment(value: str) -> str:
 
 
 def _check_base_url(base_url: str) -> str:
-    """The base URL without its trailing `/`; refuses plain http to anything but loopback."""
-    base = base_url.rstrip("/")
+    """The base URL as requests are built from it: `scheme://host[:port][/prefix]`, without a
+    trailing `/` or `/v2`. Accepts an origin, the same ending in `/v2`, or a DSN `host:port`;
+    refuses plain http to anything but loopback."""
+    if not isinstance(base_url, str):
+        raise UsageError(f"the base URL must be a string; {_BASE_URL_HINT}")
+    text = base_url.strip()
+    if "://" not in text:
+        if not _DSN.match(text):
+            raise UsageError(f"not an API origin or a Unipile DSN: {text[:80]!r}; {_BASE_URL_HINT}")
+        text = "https://" + text  # a DSN: Unipile serves only https
     try:
-        url = URL(base)
+        url = URL(text)
+        host, _ = url.host, url.port  # yarl checks the port lazily
     except (ValueError, TypeError) as e:
-        raise UsageError(f"not a URL: {base_url[:80]!r}") from e
-    if url.scheme not in ("http", "https") or not url.host:
-        raise UsageError(f"the base URL must be http(s)://HOST[:PORT][/PREFIX], got {base[:80]!r}")
+        raise UsageError(f"not a URL: {text[:80]!r}; {_BASE_URL_HINT}") from e
+    if url.scheme not in ("http", "https") or not host:
+        raise UsageError(f"not an http(s) URL: {text[:80]!r}; {_BASE_URL_HINT}")
     if url.user is not None or url.password is not None or url.query_string or url.fragment:
-        raise UsageError("the base URL must not carry credentials, a query or a fragment")
-    if url.scheme == "http" and not _is_loopback(url.host):
         raise UsageError(
-            f"refusing plain http:// to {url.host!r}: the API key would travel in clear; "
+            f"the base URL must not carry credentials, a query or a fragment; {_BASE_URL_HINT}"
+        )
+    if url.scheme == "http" and not _is_loopback(host):
+        raise UsageError(
+            f"refusing plain http:// to {host!r}: the API key would travel in clear; "
             "use https:// (http is allowed only for 127.0.0.0/8, ::1 and localhost)"
         )
-    # yarl's encoded form: a prefix such as `/my proxy` must reach the wire as `/my%20proxy`,
-    # since request URLs are assembled from it already encoded.
-    return str(url).rstrip("/")
+    # Encoded segments: a prefix such as `/my proxy` must reach the wire as `/my%20proxy`, since
+    # request URLs are assembled from it already encoded.
+    segments = [s for s in url.raw_path.split("/") if s]
+    while segments and segments[-1].lower() == "v2":
+        segments.pop()  # requests add /v2 themselves: /v2/v2/... must never happen
+    if any(s.lower() == "v2" for s in segments):
+        raise UsageError(f"/v2 may only end the base URL, got {text[:80]!r}; {_BASE_URL_HINT}")
+    prefix = "".join("/" + s for s in segments)
+    return str(url.origin()) + prefix
 
 
 def _is_loopback(host: str) -> bool:
@@ -115,6 +190,13 @@ def _check_api_key(api_key: str) -> str:
             "the API key contains whitespace, control or non-ASCII characters (not shown)"
         )
     return api_key
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
 
 
 def _invalid_body(status: int, detail: str, account: str) -> TransientError:
@@ -139,6 +221,18 @@ def _bool(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def _count(value: object) -> int | None:
+    """A count the API gave: an int, or a float with an integral value (the SDK types counts as
+    numbers); anything else is no count."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
 def _account_info(doc: Mapping[str, object], account_id: str, status: int) -> AccountInfo:
     owner = _str(doc.get("user_id"))
     state = _str(doc.get("status"))
@@ -161,7 +255,6 @@ def _chat_info(doc: Mapping[str, object], chat_id: str) -> ChatInfo:
         # Infer from the flags so a drifting response does not turn a group into "not a group".
         flags = (("group", "is_group"), ("1to1", "is_1to1"), ("channel", "is_channel"))
         type_ = next((t for t, flag in flags if doc.get(flag) is True), "unknown")
-    count = doc.get("participants_count")
     # v1 called it `read_only`; accept it when the v2 field is absent.
     readonly = _bool(doc.get("is_readonly"))
     if readonly is None:
@@ -172,10 +265,15 @@ def _chat_info(doc: Mapping[str, object], chat_id: str) -> ChatInfo:
         type=type_,
         is_group=is_group if is_group is not None else type_ == "group",
         is_readonly=bool(readonly),
-        participants_count=count
-        if isinstance(count, int) and not isinstance(count, bool)
-        else None,
+        participants_count=_count(doc.get("participants_count")),
     )
+
+
+def _listed_chat(item: object) -> ChatInfo | None:
+    if not isinstance(item, dict):
+        return None
+    chat_id = _str(item.get("id"))
+    return _chat_info(item, chat_id) if chat_id else None
 
 
 def _participant(item: object) -> Participant | None:
@@ -195,7 +293,22 @@ def _participant(item: object) -> Participant | None:
     )
 
 
-def _next_cursor(page: Mapping[str, object], status: int, account: str) -> str | None:
+def _user_profile(doc: Mapping[str, object], account_id: str, status: int) -> UserProfile:
+    user_id = _str(doc.get("id"))
+    if not user_id:
+        # The provider id is what add and remove take: a profile without it resolves nothing.
+        raise _invalid_body(status, "user: id is required", account_id)
+    return UserProfile(
+        user_id=user_id,
+        display_name=_str(doc.get("display_name")) or "",
+        public_identifier=_str(doc.get("public_identifier")) or None,
+        profile_url=_str(doc.get("profile_url")) or None,
+        first_name=_str(doc.get("first_name")) or None,
+        last_name=_str(doc.get("last_name")) or None,
+    )
+
+
+def _next_cursor(page: Mapping[str, object], status: int, account: str, what: str) -> str | None:
     cursor = page.get("next_cursor")
     if cursor is None or cursor == "":
         return None
@@ -203,7 +316,7 @@ def _next_cursor(page: Mapping[str, object], status: int, account: str) -> str |
         return cursor
     if isinstance(cursor, int) and not isinstance(cursor, bool):
         return str(cursor)
-    raise _invalid_body(status, "participants: next_cursor is not a string", account)
+    raise _invalid_body(status, f"{what}: next_cursor is not a string", account)
 
 
 class _Ungated:
@@ -261,14 +374,45 @@ def rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | None:
     )
 
 
+def _tls_reason(error: aiohttp.ClientSSLError) -> str:
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        cert = error.certificate_error
+        if isinstance(cert, ssl.SSLCertVerificationError) and cert.verify_message:
+            return f"certificate verify failed: {cert.verify_message}"
+        return "certificate verify failed"
+    os_error = error.os_error
+    if isinstance(os_error, ssl.SSLError) and os_error.reason:
+        return os_error.reason.lower().replace("_", " ")
+    return os_error.strerror or type(os_error).__name__
+
+
 class UnipileClient:
     """An async context manager owning one `aiohttp.ClientSession` to the Unipile v2 API.
 
     `concurrency` sizes the connection pool (pacing, via the gate, decides what is in flight).
+    `request_timeout` bounds each request whole (connect, headers, body), `connect_timeout` its
+    connection and `read_timeout` any silence; `max_body_bytes` caps a body. `page_size` is the
+    `limit` asked of listings (1..100); `max_items` caps the distinct items of one listing.
     Pass `session` to share one (tests, proxies); it must have no `base_url` and is not closed here.
     """
 
-    __slots__ = ("_api_key", "_base_url", "_concurrency", "_owns_session", "_session", "_timeout")
+    __slots__ = (
+        "_api_key",
+        "_base_url",
+        "_concurrency",
+        "_connect_timeout",
+        "_limit_refused",
+        "_max_body",
+        "_max_items",
+        "_origin",
+        "_owns_session",
+        "_page_size",
+        "_read_timeout",
+        "_redactor",
+        "_request_timeout",
+        "_session",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -278,18 +422,38 @@ class UnipileClient:
         concurrency: int = 64,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        request_timeout: float = 60.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        page_size: int = MAX_PAGE_SIZE,
+        max_items: int = DEFAULT_MAX_ITEMS,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
-        if connect_timeout <= 0 or read_timeout <= 0:
+        if min(connect_timeout, read_timeout, request_timeout) <= 0:
             raise UsageError("timeouts must be positive")
+        if max_body_bytes < 1 or max_items < 1:
+            raise UsageError("max_body_bytes and max_items must be at least 1")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise UsageError(f"the page size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
         self._base_url = _check_base_url(base_url)
+        self._origin = str(URL(self._base_url).origin())
         self._api_key = _check_api_key(api_key)
+        self._redactor = KeyRedactor(self._api_key)
         self._concurrency = concurrency
-        # total=None: a large page on a slow link is fine as long as bytes keep coming.
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._request_timeout = request_timeout
+        self._max_body = max_body_bytes
+        self._max_items = max_items
+        self._page_size = page_size
+        # Listings whose first page was refused with our `limit` and accepted without it: for the
+        # client's lifetime they are asked without one.
+        self._limit_refused: set[str] = set()
+        # `total` is aiohttp's deadline over the whole exchange: connect, send, headers and every
+        # read of the body (the body is read inside `session.request`'s context).
         self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+            total=request_timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._session = session
         self._owns_session = session is None
@@ -330,20 +494,38 @@ class UnipileClient:
     # ----------------------------------------------------------------------------------------
 
     async def get_account(self, account_id: str, *, gate: Gate | None = None) -> AccountInfo:
-        """`GET /v2/accounts/{id}`: the owner's user id (for leave and the owner rule) and status."""
+        """`GET /v2/accounts/{id}`: the owner's user id (for leave and the owner rule) and status.
+
+        Always fresh (`Cache-Control: no-cache`): a cached `running` may hide a disconnection."""
         status, body = await self._request(
-            "GET", account_id, ("accounts", account_id), kind="core", gate=gate
+            "GET", account_id, ("accounts", account_id), kind="core", gate=gate, fresh=True
         )
         return _account_info(_object(body, status, account_id, "account"), account_id, status)
 
     async def get_chat(
         self, account_id: str, chat_id: str, *, fresh: bool = False, gate: Gate | None = None
     ) -> ChatInfo:
-        """`GET /v2/{account}/chats/{chat}`: name, type and read-only flag (not membership)."""
+        """`GET /v2/{account}/chats/{chat}`: name, type, read-only flag and participants count
+        (not membership: that is `participants`)."""
         status, body = await self._request(
             "GET", account_id, (account_id, "chats", chat_id), kind="read", gate=gate, fresh=fresh
         )
         return _chat_info(_object(body, status, account_id, "chat"), chat_id)
+
+    async def get_user(
+        self, account_id: str, identifier: str, *, fresh: bool = False, gate: Gate | None = None
+    ) -> UserProfile:
+        """`GET /v2/{account}/users/{identifier}`: the profile of a person named by the slug of
+        their profile URL or by provider id (`me`: the account owner); 404 raises `NotFound`."""
+        status, body = await self._request(
+            "GET",
+            account_id,
+            (account_id, "users", identifier),
+            kind="read",
+            gate=gate,
+            fresh=fresh,
+        )
+        return _user_profile(_object(body, status, account_id, "user"), account_id, status)
 
     async def participants(
         self,
@@ -352,62 +534,64 @@ class UnipileClient:
         *,
         fresh: bool = False,
         gate: Gate | None = None,
-        page_size: int = MAX_PAGE_SIZE,
+        page_size: int | None = None,
+        expected_count: int | None = None,
     ) -> AsyncIterator[Participant]:
-        """Every participant of a chat, each user once, following `next_cursor` to the end.
+        """Every participant of a chat, each user once, page by page (see `paging.Listing`).
 
-        A short page is not the end (servers may return fewer than asked); only an absent, null or
-        empty cursor is. A cursor seen before raises `PaginationError` instead of looping. Each
-        page is one request through the gate; nothing is held across a `yield`.
+        Pass the chat's `participants_count` as `expected_count`: a listing ending with fewer is
+        a failed read (`PaginationError`), as is one that loops. A short page is not the end
+        (servers may return fewer than asked); only an absent, null or empty cursor is, unless
+        a count says more exist (then the next page is asked by `offset`). Each page is one
+        request through the gate; nothing is held across a `yield`.
         """
-        if page_size < 1:
-            raise ValueError(f"page_size must be at least 1, got {page_size}")
-        limit = str(min(page_size, MAX_PAGE_SIZE))
-        path = (account_id, "chats", chat_id, "participants")
-        seen_users: set[str] = set()
-        seen_cursors: set[str] = set()
-        cursor: str | None = None
-        while True:
-            query = {"limit": limit} if cursor is None else {"cursor": cursor, "limit": limit}
-            status, body = await self._request(
-                "GET", account_id, path, kind="read", gate=gate, fresh=fresh, query=query
-            )
-            page = _object(body, status, account_id, "participants")
-            items = page.get("data")
-            if not isinstance(items, list):
-                raise _invalid_body(status, "participants: data is not a list", account_id)
-            for item in items:
-                participant = _participant(item)
-                if participant is None:
-                    # A member we cannot name would be re-added or never removed: do not guess.
-                    raise _invalid_body(status, "participants: an item has no user.id", account_id)
-                if participant.user_id not in seen_users:
-                    seen_users.add(participant.user_id)
-                    yield participant
-            cursor = _next_cursor(page, status, account_id)
-            if cursor is None:
-                return
-            if cursor in seen_cursors:
-                raise PaginationError(
-                    status=status,
-                    type="http/repeated_cursor",
-                    detail=f"participants of chat {chat_id}: the server repeated a cursor",
-                    account=account_id,
-                )
-            seen_cursors.add(cursor)
+        listing = self._listing(
+            f"participants of chat {chat_id}",
+            "participants",
+            account_id,
+            (account_id, "chats", chat_id, "participants"),
+            parse=_participant,
+            identity=lambda p: p.user_id,
+            expected_count=expected_count,
+            query={},
+            fresh=fresh,
+            gate=gate,
+            page_size=page_size,
+        )
+        async with aclosing(listing):  # a caller stopping early closes the listing at once
+            async for participant in listing:
+                yield participant
 
-    async def read_chat(
-        self, account_id: str, chat_id: str, *, fresh: bool = True, gate: Gate | None = None
-    ) -> ChatState:
-        """The chat and all its participants, fresh by default: this is what plans are made from.
+    async def chats(
+        self,
+        account_id: str,
+        *,
+        type: str | None = "group",
+        fresh: bool = False,
+        gate: Gate | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[ChatInfo]:
+        """The account's chats of one `type` (`group`, `1to1`, `channel`; None: all), each once:
+        `GET /v2/{account}/chats?type=...`, paged with the same safety as `participants`.
 
-        A chat that is not a group is returned without participants: listing them is a 400 there.
-        """
-        info = await self.get_chat(account_id, chat_id, fresh=fresh, gate=gate)
-        if info.type != "group" or not info.is_group:
-            return ChatState(account=account_id, chat=chat_id, info=info, participants=())
-        members = [p async for p in self.participants(account_id, chat_id, fresh=fresh, gate=gate)]
-        return ChatState(account=account_id, chat=chat_id, info=info, participants=tuple(members))
+        The type is also checked here: a server that ignores the filter lists every chat."""
+        listing = self._listing(
+            "chats",
+            "chats",
+            account_id,
+            (account_id, "chats"),
+            parse=_listed_chat,
+            identity=lambda c: c.chat_id,
+            expected_count=None,
+            query={} if type is None else {"type": type},
+            fresh=fresh,
+            gate=gate,
+            page_size=page_size,
+        )
+        async with aclosing(listing):
+            async for chat in listing:
+                if type is None or chat.type == type:
+                    yield chat
 
     async def add_participant(
         self, account_id: str, chat_id: str, user_id: str, *, gate: Gate | None = None
@@ -448,6 +632,97 @@ class UnipileClient:
         )
 
     # ----------------------------------------------------------------------------------------
+    # Listings
+    # ----------------------------------------------------------------------------------------
+
+    async def _listing(
+        self,
+        what: str,
+        listing_kind: str,
+        account_id: str,
+        segments: tuple[str, ...],
+        *,
+        parse: Callable[[object], _T | None],
+        identity: Callable[[_T], str],
+        expected_count: int | None,
+        query: Mapping[str, str],
+        fresh: bool,
+        gate: Gate | None,
+        page_size: int | None,
+    ) -> AsyncGenerator[_T, None]:
+        """Each item of a paged listing once, or a `PaginationError` when it cannot be trusted."""
+        if page_size is not None and page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        limit = str(min(page_size or self._page_size, MAX_PAGE_SIZE))
+        listing = Listing(what, account_id, self._max_items, expected=expected_count)
+        next_page: NextPage | None = NextPage()
+        while next_page is not None:
+            status, page = await self._page(
+                what,
+                listing_kind,
+                account_id,
+                segments,
+                {**query, **next_page.query()},
+                limit=limit,
+                first=listing.pages == 0,
+                fresh=fresh,
+                gate=gate,
+            )
+            items = page.get("data")
+            if not isinstance(items, list):
+                raise _invalid_body(status, f"{what}: data is not a list", account_id)
+            parsed: list[_T] = []
+            for item in items:
+                value = parse(item)
+                if value is None:
+                    # An item we cannot name would be re-added or never removed: do not guess.
+                    raise _invalid_body(status, f"{what}: an item has no id", account_id)
+                parsed.append(value)
+            fresh_positions, next_page = listing.take(
+                (identity(v) for v in parsed),
+                total_count=_count(page.get("total_count")),
+                next_cursor=_next_cursor(page, status, account_id, what),
+                status=status,
+            )
+            for position in fresh_positions:
+                yield parsed[position]
+
+    async def _page(
+        self,
+        what: str,
+        listing_kind: str,
+        account_id: str,
+        segments: tuple[str, ...],
+        query: Mapping[str, str],
+        *,
+        limit: str,
+        first: bool,
+        fresh: bool,
+        gate: Gate | None,
+    ) -> tuple[int, dict[str, object]]:
+        """One page; a first page refused for its `limit` is asked once more without it."""
+        with_limit = listing_kind not in self._limit_refused
+        try:
+            status, body = await self._request(
+                "GET",
+                account_id,
+                segments,
+                kind="read",
+                gate=gate,
+                fresh=fresh,
+                query={**query, "limit": limit} if with_limit else query,
+            )
+        except RequestRejected as error:
+            # v2 declares no maximum `limit`: a server refusing ours would fail every read.
+            if not (first and with_limit and error.type == "api/invalid_parameters"):
+                raise
+            status, body = await self._request(
+                "GET", account_id, segments, kind="read", gate=gate, fresh=fresh, query=query
+            )
+            self._limit_refused.add(listing_kind)
+        return status, _object(body, status, account_id, what)
+
+    # ----------------------------------------------------------------------------------------
     # The one place that speaks HTTP
     # ----------------------------------------------------------------------------------------
 
@@ -475,7 +750,11 @@ class UnipileClient:
         if session is None:
             raise RuntimeError("UnipileClient is used outside `async with`")
         url = self._url(segments, query)
-        headers = {"X-API-KEY": self._api_key, "Accept": "application/json"}
+        headers = {
+            "X-API-KEY": self._api_key,
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
         if fresh:
             headers["Cache-Control"] = "no-cache"
         data: bytes | None = None
@@ -485,6 +764,8 @@ class UnipileClient:
         turn: RequestTurn = _UNGATED if gate is None else gate(account_id, kind)
         async with turn:
             try:
+                # The deadline starts once the gate lets the request go: waiting for the
+                # account's turn is pacing, not the server's slowness.
                 # No redirects: following one would carry the key to wherever it points.
                 async with session.request(
                     method,
@@ -493,45 +774,135 @@ class UnipileClient:
                     data=data,
                     timeout=self._timeout,
                     allow_redirects=False,
+                    auto_decompress=False,  # inflated here, within the cap (see `bodies`)
                 ) as response:
                     status = response.status
-                    body = await response.read()
                     turn.observe(status, rate_limit_headers(response.headers))
-                    # Only an error needs the headers (Retry-After, x-request-id).
-                    response_headers = {} if 200 <= status < 300 else dict(response.headers)
+                    body, error_headers = await self._read_answer(
+                        response, kind, method, url, account_id
+                    )
             # `from None`: aiohttp's exceptions carry request info, headers (the key) included.
-            except TimeoutError as e:
-                raise TransportError(
-                    "timeout",
-                    detail=self._scrub(f"{method} {type(e).__name__}"),
-                    account=account_id,
-                ) from None
-            except (aiohttp.ClientError, ConnectionError) as e:
-                raise TransportError(
-                    "reset",
-                    detail=self._scrub(f"{method} {type(e).__name__}: {e}"),
-                    account=account_id,
-                ) from None
-        if not 200 <= status < 300:
-            raise error_from_response(
-                status,
-                self._scrub_bytes(body),
-                {k: self._scrub(v) for k, v in response_headers.items()},
-                account=account_id,
-            )
+            except BaseException as error:
+                transport = self._transport_error(error, method, url, account_id)
+                if transport is None:
+                    raise
+                raise transport from None
+        if error_headers is not None:
+            raise self._error(status, body, error_headers, account_id)
         return status, body
 
-    def _scrub(self, text: str) -> str:
-        if len(self._api_key) < _MIN_SCRUBBED_KEY:
-            return text
-        return text.replace(self._api_key, "***")
+    async def _read_answer(
+        self,
+        response: aiohttp.ClientResponse,
+        kind: RequestKind,
+        method: str,
+        url: URL,
+        account_id: str,
+    ) -> tuple[bytes, dict[str, str] | None]:
+        """The body (and, for an error, the headers) of an answer, within the caps."""
+        status = response.status
+        if not 200 <= status < 300:
+            # Only the RFC 7807 fields matter: the rest of a proxy's 50 MB page is left unread,
+            # and a body that cannot be decoded leaves the status alone to speak.
+            try:
+                error_body, _ = await read_capped(response, _MAX_ERROR_BODY)
+            except (UnsupportedEncoding, zlib.error):
+                error_body = b""
+            return error_body, dict(response.headers)
+        length = response.content_length
+        if kind == "write":
+            # The status is the answer. A small body announced as sent is read all the same, so
+            # that the connection can carry the next request; whatever becomes of that read
+            # (a trickle meeting the deadline, a reset), the write was done.
+            small = length is not None and length <= _MAX_ERROR_BODY
+            if small and "Content-Encoding" not in response.headers:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    await response.read()
+            return b"", None
+        if length is None or length <= self._max_body:
+            if length is not None and "Content-Encoding" not in response.headers:
+                # Announced within the cap, as sent: aiohttp reads exactly that much.
+                return await response.read(), None
+            # Chunked, or compressed (a small body may inflate a thousandfold): count what comes.
+            try:
+                body, over = await read_capped(response, self._max_body)
+            except (UnsupportedEncoding, zlib.error) as error:
+                raise _invalid_body(
+                    status, f"the body cannot be decoded ({type(error).__name__})", account_id
+                ) from None
+            if not over:
+                return body, None
+        # Announced over the cap (not a byte of it is read), or past it as it came.
+        raise TransportError(
+            "too_large",
+            detail=f"{self._where(method, url)}: the answer's body is over "
+            f"{_size(self._max_body)} (the cap)",
+            account=account_id,
+        )
 
-    def _scrub_bytes(self, body: bytes) -> bytes:
-        """An error body with the key removed, should a server or proxy echo it back."""
-        if len(self._api_key) < _MIN_SCRUBBED_KEY:
-            return body
-        key = self._api_key.encode()
-        # Inside a JSON string the key may also appear escaped (`"`, `\\`, or `/` as `\\/`).
-        for form in (key, orjson.dumps(self._api_key)[1:-1], key.replace(b"/", b"\\/")):
-            body = body.replace(form, b"***")
-        return body
+    def _where(self, method: str, url: URL) -> str:
+        return f"{method} {self._origin}{url.raw_path}"[:200]
+
+    def _transport_error(
+        self, error: BaseException, method: str, url: URL, account_id: str
+    ) -> TransportError | None:
+        """The transport failure an exception of aiohttp (or of the deadline) means, or None for
+        anything else (a bug, a cancellation, an error of ours), which propagates unchanged."""
+        if isinstance(error, ApiError):
+            return None
+        if isinstance(error, aiohttp.ConnectionTimeoutError):
+            # aiohttp reports the whole deadline passing while connecting the same way.
+            waited = min(self._connect_timeout, self._request_timeout)
+            return self._unreachable(
+                "connect", f"connection timed out after {waited:g} s", account_id
+            )
+        where = self._where(method, url)
+        if isinstance(error, aiohttp.ServerTimeoutError):
+            detail = f"{where}: no data for {self._read_timeout:g} s"
+            return TransportError("timeout", detail=detail, account=account_id)
+        if isinstance(error, TimeoutError):
+            detail = (
+                f"{where}: no complete answer within {self._request_timeout:g} s "
+                "(the request's deadline)"
+            )
+            return TransportError("timeout", detail=detail, account=account_id)
+        if isinstance(error, aiohttp.ClientSSLError):
+            return self._unreachable("tls", f"TLS: {_tls_reason(error)}", account_id)
+        if isinstance(error, aiohttp.ClientConnectorError):
+            os_error = error.os_error
+            if isinstance(os_error, socket.gaierror):
+                return self._unreachable("dns", f"name not resolved ({error.host})", account_id)
+            reason = _CONNECT_REASONS.get(os_error.errno or -1) or (
+                os_error.strerror or str(os_error) or type(os_error).__name__
+            )
+            return self._unreachable("connect", reason, account_id)
+        if isinstance(error, aiohttp.ClientError | ConnectionError):
+            detail = self._redactor.text(f"{where}: {type(error).__name__}: {error}")
+            return TransportError("reset", detail=detail, account=account_id)
+        return None
+
+    def _unreachable(self, kind: str, reason: str, account_id: str) -> Unreachable:
+        detail = self._redactor.text(f"cannot reach {self._origin}: {reason}")
+        return Unreachable(kind, base_url=self._origin, detail=detail, account=account_id)
+
+    def _error(
+        self, status: int, body: bytes, headers: Mapping[str, str], account_id: str
+    ) -> ApiError:
+        """The error an answer means, built from what the server said with the key removed."""
+        redact = self._redactor.text
+        try:
+            problem = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            problem = None
+        # Only an RFC 7807 object's top-level strings are ever read (type, title, detail, req_id).
+        fields = (
+            {k: redact(v) for k, v in problem.items() if isinstance(v, str)}
+            if isinstance(problem, dict)
+            else {}
+        )
+        return error_from_response(
+            status,
+            orjson.dumps(fields) if fields else b"",
+            {k: redact(v) for k, v in headers.items()},
+            account=account_id,
+        )

@@ -8,9 +8,10 @@
     └── ApiError                    an answer (or no answer) from Unipile; carries status, type,
         │                           detail, req_id and account, never the API key
         ├── TransientError          5xx: retry with backoff; a write's outcome is unknown
-        │   ├── TransportError      timeout / connection reset (status None)
-        │   ├── PaginationError     the server repeated a participants cursor (a loop)
+        │   ├── TransportError      no answer: timeout, reset, a body over the cap (status None)
+        │   │   └── Unreachable     no connection at all (connect, dns, tls): nothing was sent
         │   └── RateLimited         429 api/too_many_requests: pause the account for retry_after
+        ├── PaginationError         a listing that cannot be trusted (loops, truncated): read failed
         ├── ProviderRateLimited     429 provider/too_many_requests: stop writing for the account
         ├── AuthError               the API key is wrong: stop the whole run
         ├── AccountError            stop this account only (reason says why)
@@ -54,6 +55,7 @@ __all__ = [
     "RunRefused",
     "TransientError",
     "TransportError",
+    "Unreachable",
     "UnsupportedAccount",
     "UsageError",
     "error_from_response",
@@ -162,17 +164,48 @@ class TransientError(ApiError):
 
 
 class TransportError(TransientError):
-    """No HTTP answer at all: a timeout or a reset connection (`transport/timeout|reset`)."""
+    """No usable HTTP answer: `transport/timeout` (no complete answer within the request's
+    deadline), `transport/reset` (the connection broke), `transport/too_large` (a body over the
+    client's cap); `Unreachable` for no connection at all. The status is None."""
 
     def __init__(self, kind: str, *, detail: str | None = None, account: str | None = None) -> None:
         super().__init__(status=None, type=f"transport/{kind}", detail=detail, account=account)
 
 
-class PaginationError(TransientError):
-    """The server handed back a cursor it had already given: following it would loop forever.
+class Unreachable(TransportError):
+    """No connection to the API could be made (`transport/connect`, `transport/dns`,
+    `transport/tls`): nothing of the request was sent, so a write did not happen.
 
-    Transient because a re-read from the first page usually gets a consistent listing.
+    Retryable like any transport failure (a bounded retry is the caller's); when every account's
+    lookup ends in this, the API itself is unreachable from here, not one request unlucky.
+    `base_url` is where the client tried to go (the detail names it too).
     """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        base_url: str,
+        detail: str | None = None,
+        account: str | None = None,
+    ) -> None:
+        self.base_url = base_url
+        super().__init__(kind, detail=detail, account=account)
+
+
+class PaginationError(ApiError):
+    """A listing that cannot be trusted, type `client/pagination`: the server repeated a cursor,
+    sent a page that added no one while asking for more, needed more pages or items than its own
+    count allows, or ended with fewer than the count it gave. The read failed: planning on it
+    could add or remove the wrong people. Not retryable: a server that loops once loops again.
+    """
+
+    TYPE: ClassVar[str] = "client/pagination"
+
+    def __init__(
+        self, detail: str, *, status: int | None = None, account: str | None = None
+    ) -> None:
+        super().__init__(status=status, type=self.TYPE, detail=detail, account=account)
 
 
 class RateLimited(TransientError):

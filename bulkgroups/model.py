@@ -41,6 +41,7 @@ __all__ = [
     "RequestKind",
     "RequestTurn",
     "Status",
+    "UserProfile",
     "op_digest",
     "op_id",
     "parse_rate",
@@ -173,7 +174,7 @@ class Operation:
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     """What the API (or the transport) said when an operation failed; `status` is None only for
-    transport failures (`transport/timeout`, `transport/reset`)."""
+    transport failures (`transport/timeout`, `reset`, `too_large`, `connect`, `dns`, `tls`)."""
 
     status: int | None
     type: str
@@ -395,6 +396,22 @@ class ChatInfo:
     is_group: bool
     is_readonly: bool
     participants_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """The fields of `GET /v2/{account}/users/{identifier}` that bulkgroups uses.
+
+    `user_id` is the provider id (the API's `id`), what add and remove take; `public_identifier`
+    is the slug of the profile URL (`linkedin.com/in/<slug>`), which people know them by.
+    """
+
+    user_id: str
+    display_name: str = ""
+    public_identifier: str | None = None
+    profile_url: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,8 @@ import re
 import pytest
 from test_cli_helpers import Cli
 
-from bulkgroups import __version__, display, engine, pacing, simulator
-from bulkgroups.cli import DEFAULT_LEDGER, SANDBOX_RATE, build_parser
+from bulkgroups import __version__, client, display, engine, pacing, simulator
+from bulkgroups.cli import DEFAULT_LEDGER, MAX_PAGE_SIZE, SANDBOX_RATE, build_parser
 
 COMMANDS = ("validate", "plan", "apply", "report", "sandbox")
 
@@ -63,7 +63,7 @@ def test_every_flag_of_every_command_is_explained_with_its_default(command: str)
         ("plan", "(default: 100; -1 = no limit)"),
         ("apply", "--ledger PATH the JSON Lines ledger to append to "
          "(default: bulkgroups-ledger.jsonl)"),
-        ("apply", "(default: $UNIPILE_BASE_URL, else https://api.unipile.com)"),
+        ("apply", "(default: $UNIPILE_BASE_URL or $UNIPILE_DSN, else https://api.unipile.com)"),
         ("report", "(default: text)"),
         ("sandbox", "--rate SPEC each account's limit; beyond it 429 with Retry-After "
          "(default: 20/s)"),
@@ -89,6 +89,7 @@ def test_the_defaults_shown_are_the_ones_used() -> None:
     assert str(pacing.DEFAULT_WRITE_RATE) == "1/min"
     assert str(simulator.DEFAULT_RATE) == SANDBOX_RATE
     assert DEFAULT_LEDGER == engine.DEFAULT_LEDGER
+    assert MAX_PAGE_SIZE == client.MAX_PAGE_SIZE
     defaults = {a.dest: a.default for a in subparsers()["plan"]._actions}
     assert (defaults["concurrency"], defaults["max_removals"]) == (64, 100)
     assert defaults["rate"] is None and defaults["jitter"] is None  # resolved per connection

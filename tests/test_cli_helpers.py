@@ -1,7 +1,8 @@
 """Helpers for the CLI tests (no tests here): run `bulkgroups` in-process and see what it printed.
 
 `Cli.run(...)` calls `bulkgroups.cli.main` with pytest's capsys, returning the exit code and both
-streams. The environment is cleared of UNIPILE_* so a developer's own settings never leak in.
+streams. The environment is cleared of UNIPILE_* (key, base URL, DSN) so a developer's own
+settings never leak in.
 `connect(sim, tmp_path)` gives the flags that point a run at a `sim` through a key file, with
 rates within the simulator's 20/s (2 per 0.1 s: a second run on a ledger waits 0.1 s, not 1 s)
 and no jitter, so runs are quick and never over its limits.
@@ -35,7 +36,7 @@ class Cli:
     def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
         self.capsys = capsys
         self.monkeypatch = monkeypatch
-        for name in ("UNIPILE_API_KEY", "UNIPILE_BASE_URL"):
+        for name in ("UNIPILE_API_KEY", "UNIPILE_BASE_URL", "UNIPILE_DSN"):
             monkeypatch.delenv(name, raising=False)
 
     def run(self, *args: str | Path, stdin: str | None = None) -> Run:

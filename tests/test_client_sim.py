@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import anyio
 import pytest
 
 from bulkgroups.client import UnipileClient
@@ -18,6 +20,7 @@ from bulkgroups.errors import (
     AuthError,
     Conflict,
     NotFound,
+    PaginationError,
     PermissionDenied,
     RateLimited,
     RequestRejected,
@@ -25,8 +28,8 @@ from bulkgroups.errors import (
     TransportError,
     UnsupportedAccount,
 )
-from bulkgroups.model import RateLimitHeaders, RequestKind, parse_rate
-from bulkgroups.simulator import Simulator
+from bulkgroups.model import Participant, RateLimitHeaders, RequestKind, UserProfile, parse_rate
+from bulkgroups.simulator import Simulator, parse_faults
 
 SimFactory = Callable[..., Simulator]  # the `sim_factory` fixture of conftest.py
 
@@ -43,6 +46,19 @@ async def client(sim: Simulator) -> AsyncIterator[UnipileClient]:
         yield c
 
 
+async def members_of(
+    client: UnipileClient, account: str, chat: str, **kw: Any
+) -> list[Participant]:
+    """A chat's members as the engine reads them: the chat, then every page, with its count."""
+    info = await client.get_chat(account, chat, fresh=True, **kw)
+    return [
+        p
+        async for p in client.participants(
+            account, chat, fresh=True, expected_count=info.participants_count, **kw
+        )
+    ]
+
+
 def participant_pages(sim: Simulator, account: str) -> list[str]:
     return [
         r.path
@@ -54,12 +70,12 @@ def participant_pages(sim: Simulator, account: str) -> list[str]:
 async def test_a_1000_member_chat_lists_exactly_1000_distinct_participants(
     sim: Simulator, client: UnipileClient, account: str
 ) -> None:
-    state = await client.read_chat(account, "big_cohort")
-    ids = [p.user_id for p in state.participants]
+    members = await members_of(client, account, "big_cohort")
+    ids = [p.user_id for p in members]
     assert len(ids) == 1000
     assert len(set(ids)) == 1000
     assert set(ids) == sim.members(account, "big_cohort")
-    assert [p.user_id for p in state.participants if p.is_self] == [sim.owner(account)]
+    assert [p.user_id for p in members if p.is_self] == [sim.owner(account)]
     assert len(participant_pages(sim, account)) == 10
 
 
@@ -119,15 +135,15 @@ async def test_hostile_ids_reach_the_right_resource(
     odd, chat = f"{account} {hostile}", f"chat {hostile}"
     sim.configure_chat(odd, chat, members=["ACoAA0001", hostile], name="before")
     sim.configure_chat(odd, hostile, members=["ACoAA0002"], name="neighbour")
+    sim.register_people(f"new {hostile}")  # no provider id's shape: unknown until registered
 
     await client.remove_participant(odd, chat, hostile)
     await client.add_participant(odd, chat, f"new {hostile}")
     await client.rename_chat(odd, chat, f"after {hostile}")
 
     assert sim.members(odd, chat) == {sim.owner(odd), "ACoAA0001", f"new {hostile}"}
-    state = await client.read_chat(odd, chat)
-    assert state.info.name == f"after {hostile}"
-    assert state.member_ids() == sim.members(odd, chat)
+    assert (await client.get_chat(odd, chat)).name == f"after {hostile}"
+    assert {p.user_id for p in await members_of(client, odd, chat)} == sim.members(odd, chat)
     # The chat whose id is the bare hostile string was never touched.
     assert sim.members(odd, hostile) == {sim.owner(odd), "ACoAA0002"}
     assert (await client.get_chat(odd, hostile)).name == "neighbour"
@@ -175,8 +191,8 @@ async def test_leaving_turns_the_chat_read_only(
 
 
 async def test_a_1to1_chat_reads_as_not_a_group(client: UnipileClient, account: str) -> None:
-    state = await client.read_chat(account, "1to1_dm")
-    assert (state.info.type, state.info.is_group, state.participants) == ("1to1", False, ())
+    info = await client.get_chat(account, "1to1_dm")
+    assert (info.type, info.is_group) == ("1to1", False)
     with pytest.raises(RequestRejected):
         _ = [p async for p in client.participants(account, "1to1_dm")]
 
@@ -223,8 +239,8 @@ async def test_the_gate_is_entered_for_the_chat_and_each_page(
             return _Entered()
 
     sim.configure_chat(account, "gated", members=[f"ACoAM{i:04d}" for i in range(150)])
-    state = await client.read_chat(account, "gated", gate=Counting())
-    assert len(state.participants) == 151
+    members = await members_of(client, account, "gated", gate=Counting())
+    assert len(members) == 151
     assert kinds == ["read", "read", "read"]
     assert len(sim.requests(account)) == 3
 
@@ -255,7 +271,7 @@ async def test_simulated_faults_are_transient(
 ) -> None:
     sim.set_faults(faults)
     with pytest.raises(TransientError) as raised:
-        await client.read_chat(account, "g1")
+        await members_of(client, account, "g1")
     if expected_type is not None:
         assert raised.value.type == expected_type
     assert raised.value.account == account
@@ -291,5 +307,121 @@ async def test_fresh_reads_skip_the_simulated_cache(sim_factory: SimFactory, acc
         await c.get_chat(account, "g1")
         await c.get_chat(account, "g1")
         await c.get_chat(account, "g1", fresh=True)
-        await c.read_chat(account, "g1")
+        await members_of(c, account, "g1")
     assert [r.cached for r in sim.requests(account)] == [False, True, False, False, False]
+
+
+# ---- what export and profile URLs need --------------------------------------------------------
+
+
+async def test_a_fresh_account_lists_its_group_chats(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    listed = [c async for c in client.chats(account, page_size=2)]
+    groups = [c for c in sim.chats(account) if not c.startswith("1to1_")]
+    assert [c.chat_id for c in listed] == groups
+    assert all(c.is_group and c.type == "group" and c.participants_count for c in listed)
+    assert all(c.name == sim.chat(account, c.chat_id).name for c in listed)
+    everything = [c.chat_id async for c in client.chats(account, type=None)]
+    assert everything == list(sim.chats(account))
+    assert [c.chat_id async for c in client.chats(account, type="1to1")] == [
+        c for c in sim.chats(account) if c.startswith("1to1_")
+    ]
+
+
+async def test_a_profile_resolves_by_slug_or_id(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    by_slug = await client.get_user(account, "ann-kim-0161")
+    assert by_slug == UserProfile(
+        user_id="ACoAA0161",
+        display_name="Ann Kim",
+        public_identifier="ann-kim-0161",
+        profile_url="https://www.linkedin.com/in/ann-kim-0161",
+        first_name="Ann",
+        last_name="Kim",
+    )
+    assert await client.get_user(account, "ACoAA0161") == by_slug
+    assert (await client.get_user(account, "me")).user_id == sim.owner(account)
+    with pytest.raises(NotFound):
+        await client.get_user(account, "nobody-of-that-name")
+
+
+async def test_adding_a_profile_url_as_a_user_id_is_rejected(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    url = "https://www.linkedin.com/in/ann-kim-0161"
+    with pytest.raises(RequestRejected) as raised:
+        await client.add_participant(account, "g1", url)
+    assert raised.value.type == "api/invalid_parameters"
+    assert url not in sim.members(account, "g1")
+
+
+async def test_a_disconnected_account_is_account_disconnected(
+    client: UnipileClient, account: str
+) -> None:
+    with pytest.raises(AccountDisconnected) as raised:
+        await client.get_chat(f"{account}_disconnected", "g1")
+    assert (raised.value.status, raised.value.type) == (401, "provider/invalid_authorization")
+
+
+# ---- the simulator's faults against the client's limits ----------------------------------------
+
+
+async def test_fresh_cursors_end_in_a_failed_read_not_a_loop(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    sim.configure_chat(account, "loop", members=[f"ACoAM{i:04d}" for i in range(30)])
+    sim.set_faults("fresh_cursor=1")
+    with pytest.raises(PaginationError) as raised:
+        await members_of(client, account, "loop")
+    assert "a page brought no new item yet asked for more" in str(raised.value)
+    assert len(participant_pages(sim, account)) == 2  # the only page, then the same end again
+    with pytest.raises(PaginationError):
+        _ = [c async for c in client.chats(account)]
+
+
+async def test_pages_always_cut_short_end_in_a_failed_read(
+    sim: Simulator, client: UnipileClient, account: str
+) -> None:
+    sim.configure_chat(account, "cut", members=[f"ACoAM{i:04d}" for i in range(11)])
+    sim.set_faults("short_page=1")
+    with pytest.raises(PaginationError) as raised:
+        await members_of(client, account, "cut")
+    assert "of the 12 items the API counts (truncated)" in str(raised.value)
+
+
+async def test_pages_sometimes_cut_short_are_completed_by_offset(
+    sim_factory: SimFactory,
+) -> None:
+    # A fixed account and seed: the dice cut some pages, the client asks on by offset.
+    sim = sim_factory(faults=parse_faults("short_page=0.5"), seed=0)
+    sim.configure_chat("acc_offsets", "cut", members=[f"ACoAM{i:04d}" for i in range(250)])
+    async with UnipileClient(sim.url, api_key=sim.api_key) as c:
+        found = await members_of(c, "acc_offsets", "cut")
+    assert {p.user_id for p in found} == sim.members("acc_offsets", "cut")
+    pages = [
+        r for r in sim.requests("acc_offsets") if r.path.split("?")[0].endswith("/participants")
+    ]
+    assert [r.fault for r in pages] == ["short_page", None, "short_page", None]
+    assert [dict(r.query).get("offset") for r in pages] == [None, "50", None, "200"]
+
+
+async def test_a_trickling_answer_ends_at_the_clients_deadline(
+    sim: Simulator, account: str
+) -> None:
+    sim.set_faults("trickle=1")
+    async with UnipileClient(sim.url, api_key=sim.api_key, request_timeout=1.0) as c:
+        with anyio.fail_after(30):
+            with pytest.raises(TransportError) as raised:
+                await c.get_chat(account, "g1")
+    assert raised.value.type == "transport/timeout"
+
+
+async def test_an_endless_answer_ends_at_the_clients_cap(sim: Simulator, account: str) -> None:
+    sim.set_faults("huge_body=1")
+    async with UnipileClient(sim.url, api_key=sim.api_key) as c:
+        with anyio.fail_after(60):
+            with pytest.raises(TransportError) as raised:
+                _ = [p async for p in c.participants(account, "g1")]
+    assert raised.value.type == "transport/too_large"

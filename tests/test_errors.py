@@ -30,6 +30,7 @@ from bulkgroups.errors import (
     RequestRejected,
     TransientError,
     TransportError,
+    Unreachable,
     UnsupportedAccount,
     error_from_response,
     parse_retry_after,
@@ -100,7 +101,8 @@ def test_each_documented_error_maps_to_its_class(
 def test_only_transient_errors_are_retryable() -> None:
     retryable = {cls for _, _, cls in TABLE if cls.retryable}
     assert retryable == {RateLimited, TransientError}
-    assert TransportError.retryable and PaginationError.retryable
+    assert TransportError.retryable and Unreachable.retryable
+    assert not PaginationError.retryable  # a server that loops once loops again
     assert not ProviderRateLimited.retryable  # LinkedIn's limiter has no reliable window
 
 

@@ -381,12 +381,12 @@ async def test_an_account_not_running_at_preflight_sends_nothing_more(
 @pytest.mark.parametrize(
     ("account", "change", "reason", "error"),
     [
-        # Disconnected after the preflight: 401 provider/invalid_credentials on its first read.
+        # Disconnected after the preflight: 401 provider/invalid_authorization on its first read.
         (
             "acc_a",
             {"status": "disconnected"},
             "account_auth",
-            (401, "provider/invalid_credentials"),
+            (401, "provider/invalid_authorization"),
         ),
         # Subscription lapsed after the preflight: 403 api/inactive_subscription.
         ("acc_a", {"status": "paused"}, "account_restricted", (403, "api/inactive_subscription")),
@@ -447,7 +447,7 @@ async def test_an_account_disconnected_between_its_writes_fails_its_remaining_op
     ]
     assert [(w.status, w.error_type) for w in writes(sim, A)] == [
         (200, None),
-        (401, "provider/invalid_credentials"),
+        (401, "provider/invalid_authorization"),
     ]
     assert scoped(sim, A)[-1].status == 401  # nothing after it
     assert [r["attempts"] for r in records] == [1, 1, 0]

@@ -210,6 +210,7 @@ async def test_hostile_ids_reach_the_right_resource(
     sim: Simulator, http: Http, identifier: str
 ) -> None:
     account, chat = f"acc {identifier}", f"chat/{identifier}"
+    sim.register_people(identifier)  # no provider id's shape: unknown until registered
     chat_answer = await http.get(sim, f"/v2/{segment(account)}/chats/{segment(chat)}")
     assert chat_answer.json()["id"] == chat
     added = await http.post(sim, participants_path(account, chat), {"user_id": identifier})
@@ -342,7 +343,7 @@ async def test_products_without_group_messaging_are_refused(
 @pytest.mark.parametrize(
     ("account", "status", "type_"),
     [
-        ("acc_disconnected", 401, "provider/invalid_credentials"),
+        ("acc_disconnected", 401, "provider/invalid_authorization"),
         ("acc_paused", 403, "api/inactive_subscription"),
         ("acc_errored", 503, "provider/server_error"),
     ],

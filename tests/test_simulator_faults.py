@@ -10,7 +10,7 @@ import pytest
 from conftest import Http, SimFactory
 
 from bulkgroups.model import parse_rate
-from bulkgroups.simulator import FaultSpec, Simulator, parse_faults
+from bulkgroups.simulator import FaultSpec, Simulator, parse_faults, pool_id
 from bulkgroups.simulator.faults import FaultDice
 
 PARTICIPANTS = "/v2/acc_1/chats/chat_1/participants"
@@ -187,3 +187,88 @@ async def test_latency_delays_answers_globally_and_per_account(sim: Simulator, h
     started = time.monotonic()
     assert (await http.get(sim, "/v2/acc_slow/chats/c")).status == 200
     assert time.monotonic() - started >= 0.25
+
+
+# ---- listing and body faults (for the client's limits) -------------------------------------------
+
+
+async def test_fresh_cursor_hands_out_a_new_cursor_on_every_page_even_past_the_end(
+    sim: Simulator, http: Http
+) -> None:
+    sim.configure_chat("acc_1", "c", members=[pool_id(n) for n in range(1, 6)], with_owner=False)
+    sim.set_faults("fresh_cursor=1")
+    cursors, ids, query = [], [], "?limit=2"
+    for _ in range(6):
+        page = (await http.get(sim, f"/v2/acc_1/chats/c/participants{query}")).json()
+        ids += [item["user"]["id"] for item in page["data"]]
+        cursors.append(page["next_cursor"])
+        query = f"?limit=2&cursor={page['next_cursor']}"
+    assert ids == [pool_id(n) for n in range(1, 6)]  # the data stays right: only the end is lost
+    assert len(set(cursors)) == 6 and None not in cursors
+    assert {e.fault for e in sim.requests()} == {"fresh_cursor"}
+
+
+async def test_short_page_cuts_a_page_in_half_without_a_cursor(sim: Simulator, http: Http) -> None:
+    people = [pool_id(n) for n in range(1, 13)]
+    sim.configure_chat("acc_1", "c", members=people, with_owner=False)
+    sim.set_faults("short_page=1")
+    page = (await http.get(sim, "/v2/acc_1/chats/c/participants?limit=100")).json()
+    assert [i["user"]["id"] for i in page["data"]] == people[:6]
+    assert (page["total_count"], page["next_cursor"]) == (12, None)
+    chats = (await http.get(sim, "/v2/acc_1/chats?type=group")).json()
+    assert chats["next_cursor"] is None and len(chats["data"]) < chats["total_count"]
+
+
+async def test_listing_faults_pass_over_everything_but_listings(sim: Simulator, http: Http) -> None:
+    sim.set_faults("fresh_cursor=0.5,short_page=0.5")
+    assert (await http.get(sim, "/v2/acc_1/chats/chat_1")).status == 200
+    assert (await http.get(sim, "/v2/acc_1/users/me")).status == 200
+    added = await http.post(sim, PARTICIPANTS, {"user_id": "ACoAA0499"})
+    assert added.status == 200
+    assert [e.fault for e in sim.requests()] == [None, None, None]
+
+
+async def test_trickle_sends_the_usual_answer_a_byte_at_a_time(
+    sim_factory: SimFactory, http: Http
+) -> None:
+    sim = sim_factory(faults=parse_faults("trickle=1"), trickle_interval=0.01)
+    answer = await http.get(sim, "/v2/acc_1/chats/chat_1")
+    assert (answer.status, answer.json()["id"]) == (200, "chat_1")
+    assert int(answer.headers["Content-Length"]) == len(answer.body)
+    added = await http.post(sim, PARTICIPANTS, {"user_id": "ACoAA0499"})
+    assert added.status == 200
+    assert "ACoAA0499" in sim.members("acc_1", "chat_1")  # a write takes effect
+    assert [e.fault for e in sim.requests()] == ["trickle", "trickle"]
+
+
+async def test_huge_body_never_ends_until_the_client_hangs_up(sim: Simulator) -> None:
+    sim.set_faults("huge_body=1")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            sim.url + "/v2/acc_1/chats/chat_1", headers={"X-API-KEY": sim.api_key}
+        ) as response,
+    ):
+        assert response.status == 200
+        assert response.content_length is None
+        received = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            received += len(chunk)
+            if received > 8 * 1024 * 1024:
+                break
+    assert received > 8 * 1024 * 1024
+    assert sim.requests()[-1].fault == "huge_body"
+
+
+@pytest.mark.parametrize("kind", ["fresh_cursor", "short_page", "trickle", "huge_body"])
+def test_the_new_kinds_parse_in_the_faults_syntax(kind: str) -> None:
+    spec = parse_faults(f"{kind}=0.25,500=0.1")
+    assert dict(spec.rates) == {kind: 0.25, "500": 0.1}
+    assert parse_faults(str(spec)) == spec
+
+
+def test_listing_kinds_roll_the_dice_on_every_request_but_meet_only_listings() -> None:
+    dice = FaultDice(parse_faults("short_page=1"), seed=0)
+    assert dice.roll("acc_1", is_write=False) is None
+    assert dice.roll("acc_1", is_write=False, is_listing=True) == "short_page"
+    assert dice.roll("acc_1", is_write=True) is None

@@ -10,18 +10,21 @@ for tests in other processes and for poking at `bulkgroups sandbox` with curl:
     GET  /_sim/accounts/{account}                      account settings and owner
     POST /_sim/accounts/{account}                      configure_account (JSON body, same names)
     GET  /_sim/accounts/{account}/timeline             {"timeline": [arrival times]}
+    GET  /_sim/accounts/{account}/chats                {"chats": [chat ids, as listed]}
     GET  /_sim/accounts/{account}/chats/{chat}         chat snapshot, members included
     POST /_sim/accounts/{account}/chats/{chat}         configure_chat (JSON body, same names)
     GET  /_sim/accounts/{account}/chats/{chat}/members {"members": [sorted ids]}
     GET  /_sim/requests[?account=ID]                   {"requests": [log entries]}
     GET  /_sim/violations                              {"total": N, "accounts": {...}}
     POST /_sim/faults                                  {"faults": "500=0.1", "seed": 1}
+    POST /_sim/people                                  register_people: {"people": [ids]}
     POST /_sim/reset-log
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from typing import Any
 from urllib.parse import unquote
@@ -29,6 +32,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
+from bulkgroups.simulator.faults import HUGE_BODY_LIMIT
 from bulkgroups.simulator.replies import Problem, Reply, json_reply, problem_reply
 from bulkgroups.simulator.service import SimRequest, Simulator
 
@@ -36,6 +40,15 @@ __all__ = ["create_app"]
 
 _SIMULATOR_KEY = web.AppKey("simulator", Simulator)
 _MAX_BODY = 1024 * 1024
+_ENDLESS_ITEM = orjson.dumps(
+    {
+        "object": "GroupParticipant",
+        "user": {"object": "User", "id": "ACoAZ0000", "type": "individual", "display_name": "Z"},
+        "is_self": False,
+        "is_admin": False,
+    }
+)
+_ENDLESS_CHUNK = b",".join([_ENDLESS_ITEM] * (64 * 1024 // (len(_ENDLESS_ITEM) + 1))) + b","
 
 
 def create_app(simulator: Simulator) -> web.Application:
@@ -81,7 +94,35 @@ async def _handle(request: web.Request) -> web.StreamResponse:
             request.transport.abort()
         # Nothing reaches the client: the transport is gone; aiohttp drops this quietly.
         return web.Response(status=500)
+    if reply.trickle > 0 or reply.endless:
+        return await _streamed(request, reply)
     return _response(reply)
+
+
+async def _streamed(request: web.Request, reply: Reply) -> web.StreamResponse:
+    """The `trickle` and `huge_body` faults: a body a byte at a time, or one that does not end.
+
+    Either stops as soon as the client hangs up (a write to a closed transport fails), and the
+    server's shutdown cancels it; `huge_body` also stops at HUGE_BODY_LIMIT bytes.
+    """
+    response = web.StreamResponse(status=reply.status)
+    if reply.content_type is not None:
+        response.content_type = reply.content_type
+    for name, value in reply.headers:
+        response.headers[name] = value
+    if reply.trickle > 0:
+        response.content_length = len(reply.body)
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionError):
+        if reply.trickle > 0:
+            for index in range(len(reply.body)):
+                await response.write(reply.body[index : index + 1])
+                await asyncio.sleep(reply.trickle)
+        else:
+            await response.write(b'{"data":[')
+            for _ in range(HUGE_BODY_LIMIT // len(_ENDLESS_CHUNK)):
+                await response.write(_ENDLESS_CHUNK)
+    return response
 
 
 def _response(reply: Reply) -> web.Response:
@@ -134,6 +175,8 @@ def _inspect_route(
             return json_reply({"ok": True})
         case ("accounts", account, "timeline") if method == "GET":
             return json_reply({"timeline": list(simulator.timeline(account))})
+        case ("accounts", account, "chats") if method == "GET":
+            return json_reply({"chats": list(simulator.chats(account))})
         case ("accounts", account, "chats", chat) if method == "GET":
             chat_snapshot = simulator.chat(account, chat)
             return json_reply(
@@ -169,6 +212,12 @@ def _inspect_route(
         case ("faults",) if method == "POST":
             payload = _object(body)
             simulator.set_faults(str(payload.get("faults", "")), seed=payload.get("seed"))
+            return json_reply({"ok": True})
+        case ("people",) if method == "POST":
+            people = _object(body).get("people")
+            if not isinstance(people, list) or not all(isinstance(p, str) for p in people):
+                raise Problem(400, "api/invalid_parameters", "people must be a list of ids")
+            simulator.register_people(*people)
             return json_reply({"ok": True})
         case ("reset-log",) if method == "POST":
             simulator.reset_log()

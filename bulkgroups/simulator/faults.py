@@ -14,9 +14,14 @@ Spec syntax (CONTRACT.md): comma-separated `KIND=PROBABILITY` pairs plus an opti
 | `applied500` | writes only: the write takes effect, then 500 `api/internal_error` |
 | `appliedreset` | writes only: the write takes effect, then the connection is closed |
 | `ignored` | writes only: 200 as if accepted, but nothing changes (re-read to verify) |
+| `fresh_cursor` | listings only: the page as usual, but its `next_cursor` is one never handed out before, on every page and past the end too (a listing that never ends) |
+| `short_page` | listings only: the page cut to its first half (rounded down) and no `next_cursor`, `total_count` unchanged (a truncated listing; asking on by `offset` works) |
+| `trickle` | the answer as usual (a write takes effect), its body sent one byte per `TRICKLE_INTERVAL` (1 s; `SimConfig.trickle_interval`) |
+| `huge_body` | the answer's status, then an endless JSON body (chunked, no length; cut at 1 GiB or when the client hangs up); a write takes effect |
 
 Faults meet account-scoped requests (`/v2/{account}/...`), reads and writes alike (the writes-only
-kinds pass over reads), and only those that got past the rate limiter; never the core account GET.
+kinds pass over reads, the listing kinds over anything but `GET .../participants` and
+`GET .../chats`), and only those that got past the rate limiter; never the core account GET.
 Latency (`5ms`, `0.2s`) is added to every answer, the account GET included.
 
 Each account rolls its own dice, seeded from `f"{seed}/{account}"`: the faults an account meets
@@ -32,6 +37,9 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 __all__ = [
+    "HUGE_BODY_LIMIT",
+    "LISTING_FAULTS",
+    "TRICKLE_INTERVAL",
     "WRITE_ONLY_FAULTS",
     "FaultDice",
     "FaultKind",
@@ -41,10 +49,27 @@ __all__ = [
 ]
 
 FaultKind = Literal[
-    "429", "500", "502", "503", "504", "reset", "applied500", "appliedreset", "ignored"
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "reset",
+    "applied500",
+    "appliedreset",
+    "ignored",
+    "fresh_cursor",
+    "short_page",
+    "trickle",
+    "huge_body",
 ]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 WRITE_ONLY_FAULTS: frozenset[str] = frozenset({"applied500", "appliedreset", "ignored"})
+LISTING_FAULTS: frozenset[str] = frozenset({"fresh_cursor", "short_page"})
+# `trickle`: seconds between two bytes of a body (well under any sane read timeout, so that only
+# a deadline over the whole request ends it). `huge_body`: bytes sent at most.
+TRICKLE_INTERVAL = 1.0
+HUGE_BODY_LIMIT = 1024**3
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*$")
 
@@ -119,7 +144,10 @@ class FaultDice:
     seed: int = 0
     _rngs: dict[str, random.Random] = field(default_factory=dict)
 
-    def roll(self, account: str, *, is_write: bool) -> FaultKind | None:
+    def roll(self, account: str, *, is_write: bool, is_listing: bool = False) -> FaultKind | None:
+        """The fault this request meets, if any: one roll per eligible request, whether or not
+        the kind rolled applies to it (so an account's sequence of faults does not depend on
+        which of its requests are listings)."""
         if not self.spec.rates:
             return None
         rng = self._rngs.get(account)
@@ -128,6 +156,10 @@ class FaultDice:
         point = rng.random()
         for kind, p in self.spec.rates:
             if point < p:
-                return None if kind in WRITE_ONLY_FAULTS and not is_write else kind
+                if kind in WRITE_ONLY_FAULTS and not is_write:
+                    return None
+                if kind in LISTING_FAULTS and not is_listing:
+                    return None
+                return kind
             point -= p
         return None

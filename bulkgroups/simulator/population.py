@@ -1,4 +1,4 @@
-"""Who lives in the simulated LinkedIn: deterministic accounts, people and initial chat members.
+"""Who lives in the simulated LinkedIn: deterministic accounts, people, chats and their members.
 
 Everything here is a pure function of the ids, so a job file written today names the same members
 tomorrow, and a test can compute what a chat starts with instead of hard-coding it.
@@ -7,6 +7,7 @@ tomorrow, and a test can compute what a chat starts with instead of hard-coding 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,9 +20,13 @@ __all__ = [
     "account_status",
     "chat_kind",
     "initial_members",
+    "is_provider_id",
     "owner_id",
     "person",
     "pool_id",
+    "pool_slug_owner",
+    "starter_chat_name",
+    "starter_chats",
 ]
 
 Product = Literal["classic", "recruiter", "salesnav", "company"]
@@ -42,9 +47,21 @@ _LAST = (
 )  # fmt: skip
 
 
+_TOPICS = (
+    "Project team", "Alumni circle", "Hiring panel", "Book club", "Sales huddle", "Mentors",
+    "Design critique", "Weekly sync", "Product council", "Founders", "Study group", "Launch crew",
+)  # fmt: skip
+
+# A LinkedIn provider id as the simulator accepts one without having seen it: `ACo` and then
+# letters, digits, `_` or `-` (the pool `ACoAA0001`, `big` members `ACoAB0001`, owners
+# `ACoAO1A2B3C4D`, and real ids such as `ACoAAAcDMMQBODyLwZrRcgYhrkCafURGqva0U4E`).
+_PROVIDER_ID = re.compile(r"ACo[A-Za-z0-9_-]{1,253}")
+_POOL_SLUG = re.compile(r"[a-z]+-[a-z]+-(\d{4})")
+
+
 @dataclass(frozen=True, slots=True)
 class Person:
-    """A LinkedIn member as the participants endpoint describes them."""
+    """A LinkedIn member as the participants and users endpoints describe them."""
 
     user_id: str
     display_name: str
@@ -53,6 +70,14 @@ class Person:
     @property
     def profile_url(self) -> str:
         return f"https://www.linkedin.com/in/{self.public_identifier}"
+
+    @property
+    def first_name(self) -> str:
+        return self.display_name.partition(" ")[0]
+
+    @property
+    def last_name(self) -> str:
+        return self.display_name.partition(" ")[2]
 
 
 def _digest(text: str) -> bytes:
@@ -83,6 +108,44 @@ def person(user_id: str) -> Person:
     digest = _digest(user_id)
     first, last = _FIRST[digest[0] % len(_FIRST)], _LAST[digest[1] % len(_LAST)]
     return Person(user_id, f"{first} {last}", f"{first}-{last}-{digest.hex()[:8]}".lower())
+
+
+def is_provider_id(user_id: str) -> bool:
+    """Whether `user_id` has the shape of a LinkedIn provider id (`ACo...`): a profile URL, a
+    slug or free text does not."""
+    return _PROVIDER_ID.fullmatch(user_id) is not None
+
+
+def pool_slug_owner(slug: str) -> str | None:
+    """The pool member whose public identifier is `slug` (any case), if any: `ann-lee-0001` is
+    `ACoAA0001`."""
+    match = _POOL_SLUG.fullmatch(slug.lower())
+    if match is None:
+        return None
+    number = int(match.group(1))
+    if not 1 <= number <= POOL_SIZE:
+        return None
+    user = pool_id(number)
+    return user if person(user).public_identifier == slug.lower() else None
+
+
+def starter_chats(account: str) -> tuple[str, ...]:
+    """The chats every account has from the start, in creation order: 3..6 group chats
+    `chat_<8 hex>` then one 1to1 chat `1to1_<8 hex>`, the hex from sha256(f"{account}/starter/i").
+
+    They make a listing of a fresh account show something; their members are `initial_members`.
+    """
+    count = 3 + _digest(f"{account}/starter")[0] % 4
+    groups = tuple(f"chat_{_digest(f'{account}/starter/{i}').hex()[:8]}" for i in range(count))
+    return (*groups, f"1to1_{_digest(f'{account}/starter/1to1').hex()[:8]}")
+
+
+def starter_chat_name(account: str, chat: str) -> str | None:
+    """The name of a starter group chat (a topic, "Project team" ...), None for any other chat."""
+    chats = starter_chats(account)[:-1]
+    if chat not in chats:
+        return None
+    return _TOPICS[(_digest(account)[1] + chats.index(chat)) % len(_TOPICS)]
 
 
 def account_status(account: str) -> AccountStatus:

@@ -47,7 +47,9 @@ class Problem(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One answer. `reset` drops the connection instead of answering; `delay` is added latency."""
+    """One answer. `reset` drops the connection instead of answering; `delay` is added latency;
+    `trickle` > 0 sends the body one byte per that many seconds; `endless` sends the status, then
+    a JSON body that does not end (see `faults`)."""
 
     status: int
     body: bytes = b""
@@ -56,6 +58,8 @@ class Reply:
     reset: bool = False
     delay: float = 0.0
     fault: str | None = None
+    trickle: float = 0.0
+    endless: bool = False
 
     def with_headers(self, *headers: tuple[str, str]) -> Reply:
         return replace(self, headers=self.headers + headers)

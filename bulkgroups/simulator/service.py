@@ -36,11 +36,17 @@ from typing import Any, Literal, get_args
 import orjson
 
 from bulkgroups.model import RateSpec, RequestKind, parse_rate
-from bulkgroups.simulator.faults import FaultDice, FaultSpec, parse_faults
+from bulkgroups.simulator.faults import (
+    TRICKLE_INTERVAL,
+    FaultDice,
+    FaultKind,
+    FaultSpec,
+    parse_faults,
+)
 from bulkgroups.simulator.limits import AccountLimits
 from bulkgroups.simulator.population import AccountStatus, Product
 from bulkgroups.simulator.replies import Problem, Reply, html_reply, json_reply, problem_reply
-from bulkgroups.simulator.world import DEFAULT_MEMBER_CAP, ChatType, World
+from bulkgroups.simulator.world import DEFAULT_MEMBER_CAP, ChatType, ListingFault, World
 
 __all__ = [
     "DEFAULT_RATE",
@@ -56,13 +62,16 @@ __all__ = [
 DEFAULT_RATE = RateSpec(20, 1.0)
 _WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
 
-Endpoint = Literal["account", "chat", "participants", "participant"]
+Endpoint = Literal["account", "chats", "chat", "participants", "participant", "user"]
 _METHODS: dict[Endpoint, frozenset[str]] = {
     "account": frozenset({"GET"}),
+    "chats": frozenset({"GET"}),
     "chat": frozenset({"GET", "PATCH"}),
     "participants": frozenset({"GET", "POST"}),
     "participant": frozenset({"DELETE"}),
+    "user": frozenset({"GET"}),
 }
+_LISTINGS: frozenset[Endpoint] = frozenset({"chats", "participants"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +88,7 @@ class SimConfig:
     member_cap: int = DEFAULT_MEMBER_CAP
     short_pages: bool = False  # pages of 1..limit items even when more exist (still correct)
     log_limit: int = 200_000  # oldest log entries are dropped beyond this
+    trickle_interval: float = TRICKLE_INTERVAL  # seconds between bytes under the `trickle` fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +108,8 @@ class SimRequest:
 class LoggedRequest:
     """One request as the simulator saw it. `at` is the monotonic arrival time; `status` is None
     when the connection was reset; `kind` is None for requests that reached no endpoint; `user`
-    is the user of the path, or of the body of an add (POST participants)."""
+    is the user of the path, or of the body of an add (POST participants); `query` its query
+    parameters (the path has none)."""
 
     seq: int
     req_id: str
@@ -114,6 +125,7 @@ class LoggedRequest:
     cached: bool = False
     violation: bool = False
     error_type: str | None = None
+    query: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_write(self) -> bool:
@@ -136,6 +148,7 @@ class LoggedRequest:
             "cached": self.cached,
             "violation": self.violation,
             "error_type": self.error_type,
+            "query": dict(self.query),
         }
 
 
@@ -190,6 +203,10 @@ def _route(segments: tuple[str, ...]) -> _Route | None:
     match segments[1:]:
         case ("accounts", account):
             return _Route("account", account)
+        case (account, "chats"):
+            return _Route("chats", account)
+        case (account, "users", identifier):
+            return _Route("user", account, user=identifier)
         case (account, "chats", chat):
             return _Route("chat", account, chat)
         case (account, "chats", chat, "participants"):
@@ -263,6 +280,7 @@ class Simulator:
                 user=None,
                 kind=None,
                 status=None,
+                query=tuple(request.query.items()),
             )
             reply, entry = self._answer(request, now, req_id, entry)
             reply = reply.with_headers(("x-request-id", req_id))
@@ -395,9 +413,17 @@ class Simulator:
                     "provider/too_many_requests",
                     "LinkedIn refused the action: too many requests, try again later",
                 )
-        fault = self._dice.roll(route.account, is_write=kind == "write")
+        fault = self._dice.roll(
+            route.account,
+            is_write=kind == "write",
+            is_listing=route.endpoint in _LISTINGS and kind == "read",
+        )
         if fault is None:
             return json_reply(self._dispatch(request, route, apply=True))
+        if fault in ("fresh_cursor", "short_page"):
+            return replace(json_reply(self._dispatch(request, route, listing=fault)), fault=fault)
+        if fault in ("trickle", "huge_body"):
+            return self._slow_or_endless(request, route, fault, req_id)
         if fault == "ignored":
             return replace(json_reply(self._dispatch(request, route, apply=False)), fault=fault)
         if fault not in ("applied500", "appliedreset"):
@@ -408,18 +434,53 @@ class Simulator:
             return replace(_fault_reply("500", req_id), fault=fault)
         return Reply(0, reset=True, fault=fault)
 
-    def _dispatch(self, request: SimRequest, route: _Route, *, apply: bool) -> dict[str, Any]:
-        assert route.chat is not None
+    def _slow_or_endless(
+        self, request: SimRequest, route: _Route, fault: FaultKind, req_id: str
+    ) -> Reply:
+        """The usual answer (a write takes effect), delivered a byte at a time or followed by a
+        body that does not end."""
+        try:
+            reply = json_reply(self._dispatch(request, route, apply=True))
+        except Problem as problem:
+            reply = problem.reply(req_id)
+        if fault == "trickle":
+            return replace(reply, trickle=self.config.trickle_interval, fault=fault)
+        return replace(reply, endless=True, fault=fault)
+
+    def _dispatch(
+        self,
+        request: SimRequest,
+        route: _Route,
+        *,
+        apply: bool = True,
+        listing: ListingFault | None = None,
+    ) -> dict[str, Any]:
         world = self._world
         method = request.method
+        query = request.query
+        if route.endpoint == "chats":
+            return world.chats_page(
+                route.account,
+                type=query.get("type"),
+                limit=query.get("limit"),
+                cursor=query.get("cursor"),
+                offset=query.get("offset"),
+                fault=listing,
+            )
+        if route.endpoint == "user":
+            assert route.user is not None
+            return world.user_profile(route.account, route.user)
+        assert route.chat is not None
         if route.endpoint == "chat" and method == "GET":
             return world.get_chat(route.account, route.chat)
         if route.endpoint == "participants" and method == "GET":
             return world.participants_page(
                 route.account,
                 route.chat,
-                limit=request.query.get("limit"),
-                cursor=request.query.get("cursor"),
+                limit=query.get("limit"),
+                cursor=query.get("cursor"),
+                offset=query.get("offset"),
+                fault=listing,
             )
         if route.endpoint == "participant":
             assert route.user is not None
@@ -442,7 +503,11 @@ class Simulator:
         return limits
 
     def _invalidate(self, account: str, chat: str | None) -> None:
-        for key in [k for k in self._cache if k[0] == account and (chat is None or k[1] == chat)]:
+        """A write drops its chat's answers and the account's chats listings (whose counts and
+        dates it changed)."""
+        for key in [
+            k for k in self._cache if k[0] == account and (chat is None or k[1] in (chat, None))
+        ]:
             del self._cache[key]
 
     # ---- inspection and configuration (thread-safe) ------------------------------------------
@@ -485,6 +550,18 @@ class Simulator:
 
     def owner(self, account: str) -> str:
         return self.account(account).owner
+
+    def chats(self, account: str) -> tuple[str, ...]:
+        """The account's chat ids as its listing shows them (creation order, deleted left out):
+        its starter chats from the start, then every chat used since."""
+        with self._lock:
+            return self._world.chat_ids(account)
+
+    def register_people(self, *users: str) -> None:
+        """Make people known (ids an add accepts) that have no provider id's shape, e.g. odd ids
+        for encoding tests: `ACo...` ids and anyone ever in a chat are known already."""
+        with self._lock:
+            self._world.register_people(users)
 
     def requests(self, account: str | None = None) -> tuple[LoggedRequest, ...]:
         """The request log, oldest first (optionally one account's)."""
