@@ -214,15 +214,25 @@ async def test_the_budget_counts_backoff_only_not_the_time_a_call_takes() -> Non
 # --------------------------------------------------------------------------------------- 429
 
 
-async def test_a_429_pauses_and_slows_the_account_and_retries_without_backoff() -> None:
+async def test_a_429_pauses_the_account_and_retries_without_backoff_or_lasting_slow_down() -> None:
     h = Harness()
     assert await h.run([rate_limited(3.0), "ok"]) == "ok"
     assert h.attempts.count == 2
     assert all(s == 0 for s in h.sleeps)  # the pacer holds the account, not tenacity
     assert h.pacer.paused_until == h.clock.now + 3.0
-    # Slowed down by the 429, then a little recovered by the success.
-    assert h.pacer.factor == pytest.approx(2.0 - h.pacer.policy.recovery)
+    # A pause, not a slow-down: whether the limit is lower is the pacer's to judge from the
+    # answer (the gate's `observe`), not the retry loop's.
+    assert h.pacer.current_rate("read") == RateSpec(10, 1.0)
+    assert h.pacer.current_rate("write") == h.pacer.policy.write_rate
     assert h.attempts.outcome_unknown is False  # a 429 was refused before it did anything
+
+
+async def test_transient_failures_slow_nothing_down() -> None:
+    h = Harness()
+    assert await h.run([server_error(), TransportError("reset"), TransportError("timeout"), "ok"])
+    assert h.pacer.current_rate("read") == RateSpec(10, 1.0)
+    assert h.pacer.current_rate("write") == h.pacer.policy.write_rate
+    assert h.pacer.paused_until == float("-inf")
 
 
 async def test_a_429_without_a_usable_retry_after_pauses_the_default() -> None:
