@@ -796,8 +796,8 @@ def test_pacing_needs_at_least_one_slot() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_backoff_doubles_from_initial_with_jitter_that_only_adds_and_is_capped() -> None:
-    policy = RetryPolicy(initial=0.5, maximum=30.0, jitter=0.5)
+def test_backoff_grows_from_initial_with_jitter_that_only_adds_and_is_capped() -> None:
+    policy = RetryPolicy(initial=0.5, multiplier=2.0, maximum=30.0, jitter=0.5)
     rng = random.Random(3)
     for attempt in range(1, 12):
         base = min(30.0, 0.5 * 2 ** (attempt - 1))
@@ -808,9 +808,23 @@ def test_backoff_doubles_from_initial_with_jitter_that_only_adds_and_is_capped()
 
 
 def test_backoff_without_jitter_is_exactly_exponential() -> None:
-    policy = RetryPolicy(initial=1.0, maximum=100.0, jitter=0.0)
+    policy = RetryPolicy(initial=1.0, multiplier=2.0, maximum=100.0, jitter=0.0)
     rng = random.Random(0)
     assert [policy.backoff(a, rng) for a in range(1, 9)] == [1, 2, 4, 8, 16, 32, 64, 100]
+    huge = RetryPolicy(initial=1.0, multiplier=1e6, maximum=100.0, jitter=0.0)
+    assert huge.backoff(10**6, rng) == 100.0  # no OverflowError on the way
+
+
+def test_default_backoff_retries_an_isolated_fault_at_once_and_still_spans_an_outage() -> None:
+    """Issue #12: a few faults on one chat's chain of requests cost seconds when the first
+    backoff was 0.5 s; now a tenth of one, while the six attempts still wait out ~12 s."""
+    policy = RetryPolicy()
+    rng = random.Random(0)
+    assert policy.backoff(1, rng) <= 0.15
+    without_jitter = RetryPolicy(jitter=0.0)
+    waits = [without_jitter.backoff(a, rng) for a in range(1, policy.attempts)]
+    assert waits == pytest.approx([0.1, 0.3, 0.9, 2.7, 8.1])
+    assert sum(waits) >= 12.0
 
 
 def test_backoff_jitter_really_varies() -> None:
@@ -821,7 +835,13 @@ def test_backoff_jitter_really_varies() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"attempts": 0}, {"budget": -1.0}, {"initial": -0.1}, {"initial": 5.0, "maximum": 1.0}],
+    [
+        {"attempts": 0},
+        {"budget": -1.0},
+        {"initial": -0.1},
+        {"initial": 5.0, "maximum": 1.0},
+        {"multiplier": 0.5},
+    ],
 )
 def test_nonsensical_retry_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -50,7 +50,9 @@ class Harness:
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.clock = FakeClock()
         self.pacer = AccountPacer(PacingPolicy(rate=RateSpec(10, 1.0)), clock=self.clock)
-        self.policy = policy or RetryPolicy(attempts=5, budget=60.0, initial=1.0, maximum=8.0)
+        self.policy = policy or RetryPolicy(
+            attempts=5, budget=60.0, initial=1.0, multiplier=2.0, maximum=8.0
+        )
         self.sleeps: list[float] = []
         self.attempts = Attempts()
         self.transients: list[ApiError] = []
@@ -162,7 +164,9 @@ async def test_bugs_are_not_retried() -> None:
 
 
 async def test_backoff_doubles_with_jitter_and_is_capped() -> None:
-    policy = RetryPolicy(attempts=7, budget=1000.0, initial=1.0, maximum=8.0, jitter=0.5)
+    policy = RetryPolicy(
+        attempts=7, budget=1000.0, initial=1.0, multiplier=2.0, maximum=8.0, jitter=0.5
+    )
     h = Harness(policy)
     with pytest.raises(TransientError):
         await h.run([server_error() for _ in range(7)])
@@ -175,7 +179,9 @@ async def test_backoff_doubles_with_jitter_and_is_capped() -> None:
 
 async def test_the_budget_stops_before_a_backoff_would_exceed_it() -> None:
     # Sleeps of 1, 2, 4 (no jitter): 1 + 2 = 3 fits a budget of 3.5, 1 + 2 + 4 would not.
-    policy = RetryPolicy(attempts=10, budget=3.5, initial=1.0, maximum=30.0, jitter=0.0)
+    policy = RetryPolicy(
+        attempts=10, budget=3.5, initial=1.0, multiplier=2.0, maximum=30.0, jitter=0.0
+    )
     h = Harness(policy)
     errors = [server_error() for _ in range(10)]
     with pytest.raises(TransientError) as raised:
