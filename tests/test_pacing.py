@@ -13,7 +13,7 @@ import itertools
 import math
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from window_helpers import max_in_any_window
 
 from bulkgroups.model import AccountSettings, RateLimitHeaders, RateSpec, RequestKind
 from bulkgroups.pacing import AccountPacer, Pacing, PacingPolicy, RetryPolicy
@@ -92,18 +93,6 @@ class VirtualTime:
 # --------------------------------------------------------------------------------------------
 # What "never over the limit" means
 # --------------------------------------------------------------------------------------------
-
-
-def max_in_any_window(times: Iterable[float], period: float) -> int:
-    """The most send times any closed interval [a, a + period] holds."""
-    ordered = sorted(times)
-    best = 0
-    start = 0
-    for end, t in enumerate(ordered):
-        while t - ordered[start] > period:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def assert_within(policy: PacingPolicy, stamps: Sequence[tuple[float, RequestKind]]) -> None:
