@@ -38,27 +38,32 @@ What the answers teach (`AccountPacer.observe`, fed by the gate with every answe
   (as the simulator sends), so it is taken for the general window when L equals that window's
   known limit, else for the write window.
 - `X-RateLimit-Remaining: 0` holds that window until `X-RateLimit-Reset` seconds from the answer,
-  unless the account's own log explains it (it holds at least as many of the account's requests
-  in the last period as the server counted): then the log already holds the next request until
-  that window has passed, to the millisecond rather than to a Reset rounded up to whole seconds.
+  unless the account's own log explains it: it holds at least as many of the account's requests
+  in the last period as the server counted, and Reset is within the configured period (rounded
+  up to whole seconds, as Reset is). Then the log already holds the next request until that
+  window has passed, to the millisecond rather than to a Reset rounded up to a whole second.
 - Inconsistent headers are not trusted: Remaining above Limit discards the set; a Limit of 0 is
   ignored; a Reset above `max_hold` (e.g. an epoch timestamp) or absent makes the hold one
   configured period instead (1 s for an account without limits). Every hold is bounded.
 - A 429 (Retry-After is honoured by the retry loop, `attempts`, as a pause of the whole account):
   * with headers showing room left (Remaining > 0): bad luck, not our pace — the pause only;
   * with headers advertising a Limit (or Remaining 0): calibrated by the headers, as above;
-  * without usable headers, judged by the log: if the server refused while the log held h
-    requests in the window, and no request the server accepted in the last two windows had
-    found as many (the account has not shown it can send h), the real limit is lower: the
-    window's count is lowered to h − 1 — by at most half per 429, never below
-    1/`max_slowdown` of the configured rate. Otherwise it was bad luck: the pause only.
+  * without usable headers, judged by the answers of the last period: if the server refused
+    while it held h of them (this one included), and no answer it accepted in the last two
+    periods had found as many (the account has not shown it can send h), the real limit is
+    lower: the window's count is lowered to h − 1 — by at most half per 429, never below
+    1/`max_slowdown` of the configured rate (rounded down to whole requests a period).
+    Otherwise it was bad luck: the pause only.
 - `slow_down()` (the engine's consecutive-failure streak: a limiter hidden behind 5xx) divides
   the rate of the window writes are paced by by `slowdown`, down to 1/`max_slowdown`. Single
   5xx, resets and timeouts slow nothing: they are retried per operation with backoff.
 - Recovery in time, not in successes: a lowered window stays at its level for the first half of
   `recovery_windows` clean windows (configured periods without a new lowering), then climbs in
   equal steps, back at the configured rate after `recovery_windows` of them — whatever the
-  request rate, an idle account included. Below one request per period, the period lengthens.
+  request rate, an idle account included. A lowering that interrupts a climb (the probe met the
+  limit again) holds twice as long next time, at most four times: a real limit below the
+  configured one costs a 429 ever more rarely, and any lowering is over within 2.5 ×
+  `recovery_windows` windows. Below one request per period, the period lengthens.
 
 Pauses (Retry-After, cross-run pacing from the ledger) hold every rate-limited request of the
 account until a monotonic time. Jitter only ever adds delay. Every constraint is a lower bound on
@@ -235,7 +240,7 @@ class _Window:
         self.advertised: int | None = None
         self.lowest_share = 1.0  # the share of the configured rate set by the last lowering
         self.lowered_at = _NEVER
-        self.strikes = 0  # lowerings in a row that interrupted a recovery
+        self.strikes = 0  # lowerings in a row that interrupted a climb back
         self.held_until = _NEVER
         self.count = spec.count
         self.period = self.base_period
@@ -343,7 +348,10 @@ class _Window:
         again) doubles the windows held next time, up to four times."""
         floor = 1.0 / self.policy.max_slowdown
         current = self.share(now)
-        self.strikes = min(self.strikes + 1, _MAX_STRIKES) if current < 1.0 else 0
+        if current >= 1.0:
+            self.strikes = 0
+        elif current > self.lowest_share:  # it was climbing back
+            self.strikes = min(self.strikes + 1, _MAX_STRIKES)
         self.lowest_share = max(floor, min(current, share))
         self.lowered_at = now
         self._refresh(now)

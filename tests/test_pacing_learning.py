@@ -340,6 +340,37 @@ def test_a_lowered_limit_is_back_in_full_after_recovery_windows_clean_windows(bu
     assert steps == [10, 10, 10, 10, 12, 15, 17, 20]
 
 
+def test_the_refusals_of_one_burst_lower_once() -> None:
+    clock = Clock()
+    pacer = AccountPacer(POLICY, clock=clock)
+    for _ in range(10):
+        answer(pacer, clock)
+    for _ in range(4):  # the 11th to the 14th were in flight together
+        answer(pacer, clock, 429)
+    lowered_at = clock.now
+    assert pacer.current_rate("read") == RateSpec(10, 1.0)
+    clock.now = lowered_at + POLICY.recovery_windows * window_length()
+    assert pacer.current_rate("read") == CONFIGURED
+
+
+def test_a_climb_that_meets_the_limit_again_holds_twice_as_long_next_time() -> None:
+    clock = Clock()
+    pacer = AccountPacer(POLICY, clock=clock)
+    for _ in range(10):
+        answer(pacer, clock)
+    answer(pacer, clock, 429)
+    clock.now += 5 * window_length()
+    assert pacer.current_rate("read") == RateSpec(12, 1.0)  # climbing back: a probe
+    for _ in range(10):
+        answer(pacer, clock)
+    answer(pacer, clock, 429)  # the 11th again
+    again = clock.now
+    clock.now = again + 8 * window_length()
+    assert pacer.current_rate("read") == RateSpec(10, 1.0)  # held 8 windows, not 4
+    clock.now = again + 9 * window_length()
+    assert pacer.current_rate("read") == RateSpec(12, 1.0)
+
+
 def test_no_recovery_windows_means_no_lasting_lowering() -> None:
     pacer = AccountPacer(PacingPolicy(rate=CONFIGURED, write_rate=None, recovery_windows=0))
     pacer.slow_down()
