@@ -472,19 +472,22 @@ class AccountPacer:
 
     def earliest(self, kind: RequestKind) -> float:
         """The monotonic time from which the next request of this kind may be sent."""
+        return self._earliest(kind, self._clock())
+
+    def ready(self, kind: RequestKind) -> bool:
+        """Whether a request of this kind may be sent now."""
+        now = self._clock()
+        return self._earliest(kind, now) <= now
+
+    def _earliest(self, kind: RequestKind, now: float) -> float:
         if kind == "core":
             return _NEVER  # the core account GET is not limited by Unipile
-        now = self._clock()
         at = self._general.ready_at(now) if self._general is not None else _NEVER
         if kind == "write" and self._writes is not None:
             at = max(at, self._writes.ready_at(now))
             if at != _NEVER:
                 at += self._write_extra
         return max(at, self._paused_until)
-
-    def ready(self, kind: RequestKind) -> bool:
-        """Whether a request of this kind may be sent now."""
-        return self.earliest(kind) <= self._clock()
 
     def stamp(self, kind: RequestKind) -> None:
         """Record that a request of this kind is being sent now (counted from its send time)."""
@@ -497,9 +500,13 @@ class AccountPacer:
 
     def answered(self, sent: _Sent | None) -> None:
         """The answer to a request came back: count it from now (see `_Sent`)."""
+        if sent is not None and not sent.done:
+            self._answered_at(sent, self._clock())
+
+    def _answered_at(self, sent: _Sent | None, now: float) -> None:
         if sent is None or sent.done:
             return
-        sent.at = max(sent.at, self._clock())
+        sent.at = max(sent.at, now)
         sent.done = True
         if self._answered is not None:
             self._answered.set()
@@ -566,14 +573,14 @@ class AccountPacer:
         Retry-After asks for is the caller's (`pause_for`), as it is in the error."""
         if kind == "core":
             return
-        self.answered(sent)
         now = self._clock()
+        self._answered_at(sent, now)
         accepted = status != 429
         general = self._general
         writes = self._writes if kind == "write" and self._writes is not general else None
         held = general.heard(now, accepted=accepted) if general is not None else 0
         held_writes = writes.heard(now, accepted=accepted) if writes is not None else 0
-        if headers is not None and self._learn(kind, headers):
+        if headers is not None and self._learn(kind, headers, now):
             return  # a 429 included: room left was bad luck, none is calibrated by the headers
         if not accepted:
             if general is not None:
@@ -581,7 +588,7 @@ class AccountPacer:
             if writes is not None:
                 writes.refused(held_writes, now)
 
-    def _learn(self, kind: RequestKind, headers: RateLimitHeaders) -> bool:
+    def _learn(self, kind: RequestKind, headers: RateLimitHeaders, now: float) -> bool:
         """Calibrate from X-RateLimit-* headers; False when they say nothing that is trusted:
         neither Limit nor Remaining, or Remaining above Limit (a Limit of 0 would pace at
         nothing: ignored; a Reset beyond `max_hold`, an epoch timestamp perhaps: as absent)."""
@@ -596,12 +603,11 @@ class AccountPacer:
             return False
         window = self._described(kind, limit)
         if window is not None and limit is not None and limit != window.advertised:
-            window.advertise(limit, self._clock())
+            window.advertise(limit, now)
         if remaining == 0:
             reset = headers.reset
             if reset is not None and not 0.0 <= reset <= self.policy.max_hold:
                 reset = None
-            now = self._clock()
             if window is not None:
                 window.hold(limit, reset, now)
             else:
