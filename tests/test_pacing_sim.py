@@ -98,3 +98,27 @@ async def test_an_account_whose_real_limit_is_half_the_configured_one_is_paced_a
         assert sum(1 for r in log if r.status == 429) <= 2
         later = [r.at for r in log if r.at >= log[0].at + real.period]
         assert max_in_any_window(later, real.period) <= real.count
+
+
+async def test_a_write_window_that_an_answer_shows_spent_is_waited_out_without_a_429(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    """Configured 5 writes a tenth of a second, Unipile allows 1 every 2 s: the first write's
+    answer says so (Limit 1, Remaining 0, Reset 2), and the next write waits for the Reset
+    instead of meeting a 429 (before: a 429, then the pause its Retry-After asked for)."""
+    sim = sim_factory(rate=RateSpec(100, 1.0))
+    account = "acc_spent"
+    for chat in ("c1", "c2"):
+        sim.configure_chat(account, chat, members=["ACoAA0001"])
+    chats = [{"chat": chat, "account": account, "add": ["ACoAA0002"]} for chat in ("c1", "c2")]
+    sim.configure_account(account, write_rate="1/2s")
+    job = load_job(write_job(tmp_path / "job.yaml", chats))
+    fast = RateSpec(5, 0.1)
+    config = EngineConfig(rate=fast, write_rate=fast, verify=False, max_removals=-1)
+    async with UnipileClient(sim.url, api_key=sim.api_key) as client:
+        result = await apply_job(job, client, ledger=tmp_path / "ledger.jsonl", config=config)
+
+    assert result.exit_code == 0
+    writes = [r for r in sim.requests(account) if r.kind == "write"]
+    assert [r.status for r in writes] == [200, 200]
+    assert sim.violations(account) == 0
