@@ -38,7 +38,6 @@ def headers(limit: int | None, remaining: int | None, reset: float | None) -> Ra
 
 def answer(
     pacer: AccountPacer,
-    clock: Clock,
     status: int = 200,
     sent_headers: RateLimitHeaders | None = None,
     kind: RequestKind = "read",
@@ -138,12 +137,12 @@ def window_length(policy: PacingPolicy = POLICY) -> float:
 def test_an_advertised_limit_lowers_the_pace_at_once() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
-    answer(pacer, clock, 200, headers(10, 9, 1.0))
+    answer(pacer, 200, headers(10, 9, 1.0))
     assert pacer.current_rate("read") == RateSpec(10, 1.0)
     # ... and the very next burst holds 10, counting the request already sent.
     sends = 1
     while pacer.ready("read"):
-        answer(pacer, clock)
+        answer(pacer)
         sends += 1
     assert sends == 10
 
@@ -151,20 +150,20 @@ def test_an_advertised_limit_lowers_the_pace_at_once() -> None:
 def test_an_advertised_limit_never_raises_the_pace_above_the_configured_one() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
-    answer(pacer, clock, 200, headers(500, 499, 1.0))
+    answer(pacer, 200, headers(500, 499, 1.0))
     assert pacer.current_rate("read") == CONFIGURED
 
 
 def test_the_latest_advertised_limit_wins_up_to_the_configured_one() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
-    answer(pacer, clock, 200, headers(5, 4, 1.0))
+    answer(pacer, 200, headers(5, 4, 1.0))
     assert pacer.current_rate("read") == RateSpec(5, 1.0)
     clock.now += 2.0
-    answer(pacer, clock, 200, headers(15, 14, 1.0))
+    answer(pacer, 200, headers(15, 14, 1.0))
     assert pacer.current_rate("read") == RateSpec(15, 1.0)
     clock.now += 2.0
-    answer(pacer, clock, 200, headers(60, 59, 1.0))
+    answer(pacer, 200, headers(60, 59, 1.0))
     assert pacer.current_rate("read") == CONFIGURED
 
 
@@ -174,10 +173,10 @@ def test_a_writes_headers_describe_the_general_window_when_they_advertise_its_li
     policy = PacingPolicy(rate=RateSpec(20, 1.0), write_rate=RateSpec(10, 1.0))
     clock = Clock()
     pacer = AccountPacer(policy, clock=clock)
-    answer(pacer, clock, 200, headers(20, 5, 1.0), kind="write")
+    answer(pacer, 200, headers(20, 5, 1.0), kind="write")
     assert pacer.current_rate("write") == RateSpec(10, 1.0)
     assert pacer.current_rate("read") == RateSpec(20, 1.0)
-    answer(pacer, clock, 200, headers(4, 3, 1.0), kind="write")
+    answer(pacer, 200, headers(4, 3, 1.0), kind="write")
     assert pacer.current_rate("write") == RateSpec(4, 1.0)
     assert pacer.current_rate("read") == RateSpec(20, 1.0)  # reads are not held to it
 
@@ -186,7 +185,7 @@ def test_remaining_zero_holds_the_account_until_reset() -> None:
     policy = PacingPolicy(rate=RateSpec(20, 10.0), write_rate=None)
     clock = Clock()
     pacer = AccountPacer(policy, clock=clock)
-    answer(pacer, clock, 200, headers(20, 0, 5.0))  # someone else spent the window
+    answer(pacer, 200, headers(20, 0, 5.0))  # someone else spent the window
     assert pacer.earliest("read") == clock.now + 5.0
     assert pacer.earliest("write") == clock.now + 5.0
     clock.now += 5.0
@@ -197,7 +196,7 @@ def test_remaining_zero_on_a_write_window_holds_writes_but_not_reads() -> None:
     policy = PacingPolicy(rate=RateSpec(20, 1.0), write_rate=RateSpec(5, 60.0))
     clock = Clock()
     pacer = AccountPacer(policy, clock=clock)
-    answer(pacer, clock, 200, headers(5, 0, 42.0), kind="write")
+    answer(pacer, 200, headers(5, 0, 42.0), kind="write")
     assert pacer.earliest("write") == clock.now + 42.0
     assert pacer.ready("read")
 
@@ -210,9 +209,9 @@ def test_remaining_zero_that_the_log_explains_leaves_the_wait_to_the_log() -> No
     pacer = AccountPacer(POLICY, clock=clock)
     first = clock.now
     for remaining in range(19, 0, -1):
-        answer(pacer, clock, 200, headers(20, remaining, 1.0))
+        answer(pacer, 200, headers(20, remaining, 1.0))
         clock.now += 0.01
-    answer(pacer, clock, 200, headers(20, 0, 1.0))  # the 20th, 0.19 s later: Reset 0.81 -> 1
+    answer(pacer, 200, headers(20, 0, 1.0))  # the 20th, 0.19 s later: Reset 0.81 -> 1
     assert pacer.earliest("read") == pytest.approx(first + window_length())
     assert pacer.earliest("read") < clock.now + 1.0
 
@@ -220,7 +219,7 @@ def test_remaining_zero_that_the_log_explains_leaves_the_wait_to_the_log() -> No
 def test_a_reset_longer_than_the_configured_window_holds_even_when_the_log_explains_it() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
-    answer(pacer, clock, 200, headers(1, 0, 30.0))  # the window is 30 s, not 1 s
+    answer(pacer, 200, headers(1, 0, 30.0))  # the window is 30 s, not 1 s
     assert pacer.earliest("read") == clock.now + 30.0
 
 
@@ -233,15 +232,15 @@ def test_remaining_zero_without_a_trusted_reset_holds_one_configured_window(
 ) -> None:
     clock = Clock()
     pacer = AccountPacer(PacingPolicy(rate=RateSpec(20, 10.0), write_rate=None), clock=clock)
-    answer(pacer, clock, 200, headers(20, 0, reset))
+    answer(pacer, 200, headers(20, 0, reset))
     assert pacer.earliest("read") == pytest.approx(clock.now + 10.0 * 1.02 + 0.002), why
 
 
 def test_inconsistent_headers_are_not_trusted() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
-    answer(pacer, clock, 200, headers(5, 9, 30.0))  # Remaining above Limit
-    answer(pacer, clock, 200, headers(0, 3, 30.0))  # a Limit of 0 would pace at nothing
+    answer(pacer, 200, headers(5, 9, 30.0))  # Remaining above Limit
+    answer(pacer, 200, headers(0, 3, 30.0))  # a Limit of 0 would pace at nothing
     assert pacer.current_rate("read") == CONFIGURED
     assert pacer.ready("read")
 
@@ -249,7 +248,7 @@ def test_inconsistent_headers_are_not_trusted() -> None:
 def test_an_account_without_limits_still_honours_remaining_zero_for_a_bounded_time() -> None:
     clock = Clock()
     pacer = AccountPacer(PacingPolicy(rate=None, write_rate=None), clock=clock)
-    answer(pacer, clock, 200, headers(100, 0, None))
+    answer(pacer, 200, headers(100, 0, None))
     assert pacer.earliest("read") == clock.now + 1.0
     assert pacer.current_rate("read") is None
 
@@ -263,8 +262,8 @@ def test_a_429_with_room_left_in_its_window_is_bad_luck() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
     for _ in range(3):
-        answer(pacer, clock, 200, headers(20, 17, 1.0))
-    answer(pacer, clock, 429, headers(20, 16, 1.0))
+        answer(pacer, 200, headers(20, 17, 1.0))
+    answer(pacer, 429, headers(20, 16, 1.0))
     assert pacer.current_rate("read") == CONFIGURED
 
 
@@ -272,22 +271,22 @@ def test_a_429_without_headers_below_the_limit_lowers_the_count_to_what_the_wind
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
     for _ in range(12):
-        answer(pacer, clock)
+        answer(pacer)
         clock.now += 0.01
-    answer(pacer, clock, 429)  # the 13th in the window: the real limit is 12
+    answer(pacer, 429)  # the 13th in the window: the real limit is 12
     assert pacer.current_rate("read") == RateSpec(12, 1.0)
 
 
 def test_a_429_lowers_by_at_most_half_at_a_time_and_never_below_the_floor() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
-    answer(pacer, clock)
-    answer(pacer, clock, 429)  # the window held 1: "the limit is 1"? halve instead
+    answer(pacer)
+    answer(pacer, 429)  # the window held 1: "the limit is 1"? halve instead
     assert pacer.current_rate("read") == RateSpec(10, 1.0)
     for _ in range(10):
         clock.now += 2.0
-        answer(pacer, clock)
-        answer(pacer, clock, 429)
+        answer(pacer)
+        answer(pacer, 429)
     # 1/16 of 20/s, rounded down to whole requests a period
     assert pacer.current_rate("read") == RateSpec(1, 1.0)
 
@@ -295,7 +294,7 @@ def test_a_429_lowers_by_at_most_half_at_a_time_and_never_below_the_floor() -> N
 def test_a_429_alone_in_its_window_says_nothing_about_our_pace() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
-    answer(pacer, clock, 429)
+    answer(pacer, 429)
     assert pacer.current_rate("read") == CONFIGURED
 
 
@@ -303,13 +302,13 @@ def test_a_429_at_a_count_the_server_just_accepted_is_bad_luck() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
     for _ in range(15):  # a window of 15, all accepted
-        answer(pacer, clock)
+        answer(pacer)
         clock.now += 0.01
     clock.now += 1.1
     for _ in range(9):
-        answer(pacer, clock)
+        answer(pacer)
         clock.now += 0.01
-    answer(pacer, clock, 429)  # the 10th: but 15 went through a moment ago
+    answer(pacer, 429)  # the 10th: but 15 went through a moment ago
     assert pacer.current_rate("read") == CONFIGURED
 
 
@@ -323,8 +322,8 @@ def test_a_lowered_limit_is_back_in_full_after_recovery_windows_clean_windows(bu
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
     for _ in range(6):
-        answer(pacer, clock)
-    answer(pacer, clock, 429)  # lowered to 10/s (half: no lower in one step)
+        answer(pacer)
+    answer(pacer, 429)  # lowered to 10/s (half: no lower in one step)
     lowered_at = clock.now
     steps: list[int] = []
     server = Server(CONFIGURED)
@@ -344,9 +343,9 @@ def test_the_refusals_of_one_burst_lower_once() -> None:
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
     for _ in range(10):
-        answer(pacer, clock)
+        answer(pacer)
     for _ in range(4):  # the 11th to the 14th were in flight together
-        answer(pacer, clock, 429)
+        answer(pacer, 429)
     lowered_at = clock.now
     assert pacer.current_rate("read") == RateSpec(10, 1.0)
     clock.now = lowered_at + POLICY.recovery_windows * window_length()
@@ -357,13 +356,13 @@ def test_a_climb_that_meets_the_limit_again_holds_twice_as_long_next_time() -> N
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
     for _ in range(10):
-        answer(pacer, clock)
-    answer(pacer, clock, 429)
+        answer(pacer)
+    answer(pacer, 429)
     clock.now += 5 * window_length()
     assert pacer.current_rate("read") == RateSpec(12, 1.0)  # climbing back: a probe
     for _ in range(10):
-        answer(pacer, clock)
-    answer(pacer, clock, 429)  # the 11th again
+        answer(pacer)
+    answer(pacer, 429)  # the 11th again
     again = clock.now
     clock.now = again + 8 * window_length()
     assert pacer.current_rate("read") == RateSpec(10, 1.0)  # held 8 windows, not 4
