@@ -68,11 +68,16 @@ class Sandbox:
 
 
 @contextmanager
-def sandbox_process(rate: str = "1000000/s") -> Iterator[Sandbox]:
-    """`python -m bulkgroups sandbox --port 0 --rate RATE` in its own process, so its CPU time is
-    not this process's; stopped with SIGTERM (then killed) on exit."""
+def sandbox_process(
+    rate: str = "1000000/s", *, faults: str = "", seed: int = 0
+) -> Iterator[Sandbox]:
+    """`python -m bulkgroups sandbox --port 0 --rate RATE [--faults SPEC --seed N]` in its own
+    process, so its CPU time is not this process's; stopped with SIGTERM (then killed) on exit."""
+    command = [sys.executable, "-m", "bulkgroups", "sandbox", "--port", "0", "--rate", rate]
+    if faults:
+        command += ["--faults", faults, "--seed", str(seed)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bulkgroups", "sandbox", "--port", "0", "--rate", rate],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

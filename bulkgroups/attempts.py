@@ -6,8 +6,12 @@ the pacer: at a write rate of 1/min a write may wait minutes for its turn), the 
 re-raised, and an injectable sleep so tests do not wait.
 
 A 429 from Unipile does not back off here: the whole account is paused in its pacer until the
-Retry-After has passed and slowed down, so the retry waits for its turn like any other request.
+Retry-After has passed, so the retry waits for its turn like any other request. A pause, not a
+lasting slow-down: whether the 429 also means the account's real limit is lower is for the pacer
+to judge, from the answer's headers and its own log (`AccountPacer.observe`, fed by the gate).
 A Retry-After longer than the budget would mean sleeping for hours: it becomes `DeferAccount`.
+5xx, timeouts and resets back off per operation and slow nothing down; a streak of them across an
+account (a limiter hidden behind failures) is the run's to watch (`on_transient` / `on_success`).
 """
 
 from __future__ import annotations
@@ -101,7 +105,6 @@ async def call_with_retry(
             retry_after = (
                 error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
             )
-            pacer.slow_down()
             if retry_after > policy.budget:
                 raise DeferAccount(error) from error
             pacer.pause_for(retry_after)
@@ -111,7 +114,6 @@ async def call_with_retry(
                 attempts.outcome_unknown = True
             on_transient(error)
             raise
-        pacer.succeeded()
         on_success()
         return result
 

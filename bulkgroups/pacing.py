@@ -1,35 +1,73 @@
-"""Per-account pacing that never exceeds a limit, by construction; and the retry policy.
+"""Per-account pacing that never exceeds a limit, by construction; rate control that learns from
+the server's answers; and the retry policy.
 
-Unipile counts an account's requests in rolling fixed windows (`unipile-v2.md`, "Rate limits"): a
-client is safe only if no interval of length T ever holds more than N of its requests. Every
-account therefore gets an `AccountPacer` that keeps, per limit, a sliding log of its last N
-requests: a request may go once the oldest of those is a full (effective) period old. That is
-exact — N requests at once, then the next as soon as the first leaves the window — so a backlog is
-sent at the full configured rate (M requests take ⌊(M-1)/N⌋ effective periods, plus a round trip
-per window, below) while no window can ever hold N + 1. Writes are logged against both `rate` and
-`write_rate`.
+The safety core. Unipile counts an account's requests in rolling fixed windows (`unipile-v2.md`,
+"Rate limits"): a client is safe only if no interval of length T ever holds more than N of its
+requests. Every account therefore gets an `AccountPacer` that keeps, per limit, a sliding log of
+its last N requests: a request may go once the n-th most recent of them is a full (effective)
+period old, where n ≤ N is the count currently paced (below). That is exact — n requests at once,
+then the next as soon as the first leaves the window — so a backlog is sent at the full rate
+(M requests take ⌊(M-1)/n⌋ effective periods, plus a round trip per window) while no window can
+ever hold N + 1. Whatever is learnt only ever lowers n or lengthens the period, so it can never
+weaken that guarantee. Writes are logged against both `rate` and `write_rate`.
 
-Why not aiolimiter: `AsyncLimiter(N, T)` is a leaky bucket that lets N go at once and N more
-before T has passed (nearly 2N in one window, which Unipile rejects with 429); `AsyncLimiter(1, T/N)`
-is safe but can neither pause (Retry-After) nor slow down, and forbids the initial burst of N
-that the limit allows. The sliding log is about 40 lines, pure, and tested against a fake clock.
+Decision — no aiolimiter (it was a declared dependency, never imported, and is now removed):
+`AsyncLimiter(N, T)` is a leaky bucket that lets N go at once and N more before T has passed
+(nearly 2N in one window, which Unipile rejects with 429); `AsyncLimiter(1, T/N)` is safe but
+forbids the initial burst of N the limit allows, and its rate is fixed at creation: it can neither
+pause (Retry-After, `Remaining: 0`) nor lower its count and recover. The sliding log does all of
+that in a few dozen lines, pure, and tested against a fake clock.
 
 Arrival, not send: Unipile counts a request when it arrives, and two requests N apart can take
 different times to get there (a busy event loop, a slow proxy). So a request sent through
 `Pacing.gate` counts from when its answer came back, an upper bound of its arrival, and while
 its answer is outstanding a request that needs it out of the window waits (`_Sent`). Safe by
-construction whatever the latency; the cost is one round trip per window, negligible at 1/min
-and a few milliseconds at 20/s on a near server.
+construction whatever the latency; the cost is one round trip per window.
 
 Safety margin: on top of that a period T is paced as T·(1 + margin) + min_margin, by default
 T·1.02 + 2 ms, for clock granularity and the server's own scheduling.
 
-Slow-down (after a 429 or a hidden limiter): every period is multiplied by `factor`, and while
-`factor > 1` requests are also spread evenly (one per period·factor/N) rather than in bursts,
-because whatever answered 429 disliked what we sent. Each success takes `recovery` off the
-factor, back to 1. Pauses (Retry-After, cross-run pacing from the ledger) hold every
-rate-limited request of the account until a monotonic time. Jitter only ever adds delay, so none
-of this can weaken the guarantee: every constraint is a lower bound on the next send time.
+What the answers teach (`AccountPacer.observe`, fed by the gate with every answer's status and
+`X-RateLimit-*` headers; README "Rate control" says the same for users):
+
+- Advertised limit. `X-RateLimit-Limit: L` caps the window it describes at L requests per its
+  *configured* period: the headers carry no window length, and the configured period is the
+  user's statement of it. The latest answer wins (a server that raises L back is followed, never
+  above the configured N). A read's answer describes the general window (reads count against no
+  other); a write's answer describes the tighter of the two windows a write counts against
+  (as the simulator sends), so it is taken for the general window when L equals that window's
+  known limit, else for the write window.
+- `X-RateLimit-Remaining: 0` holds that window until `X-RateLimit-Reset` seconds from the answer,
+  unless the account's own log explains it: it holds at least as many of the account's requests
+  in the last period as the server counted, and Reset is within the configured period (rounded
+  up to whole seconds, as Reset is). Then the log already holds the next request until that
+  window has passed, to the millisecond rather than to a Reset rounded up to a whole second.
+- Inconsistent headers are not trusted: Remaining above Limit discards the set; a Limit of 0 is
+  ignored; a Reset above `max_hold` (e.g. an epoch timestamp) or absent makes the hold one
+  configured period instead (1 s for an account without limits). Every hold is bounded.
+- A 429 (Retry-After is honoured by the retry loop, `attempts`, as a pause of the whole account):
+  * with headers showing room left (Remaining > 0): bad luck, not our pace — the pause only;
+  * with headers advertising a Limit (or Remaining 0): calibrated by the headers, as above;
+  * without usable headers, judged by the answers of the last period: if the server refused
+    while it held h of them (this one included), and no answer it accepted in the last two
+    periods had found as many (the account has not shown it can send h), the real limit is
+    lower: the window's count is lowered to h − 1 — by at most half per 429, never below
+    1/`max_slowdown` of the configured rate (rounded down to whole requests a period).
+    Otherwise it was bad luck: the pause only.
+- `slow_down()` (the engine's consecutive-failure streak: a limiter hidden behind 5xx) divides
+  the rate of the window writes are paced by by `slowdown`, down to 1/`max_slowdown`. Single
+  5xx, resets and timeouts slow nothing: they are retried per operation with backoff.
+- Recovery in time, not in successes: a lowered window stays at its level for the first half of
+  `recovery_windows` clean windows (configured periods without a new lowering), then climbs in
+  equal steps, back at the configured rate after `recovery_windows` of them — whatever the
+  request rate, an idle account included. A lowering that interrupts a climb (the probe met the
+  limit again) holds twice as long next time, at most four times: a real limit below the
+  configured one costs a 429 ever more rarely, and any lowering is over within 2.5 ×
+  `recovery_windows` windows. Below one request per period, the period lengthens.
+
+Pauses (Retry-After, cross-run pacing from the ledger) hold every rate-limited request of the
+account until a monotonic time. Jitter only ever adds delay. Every constraint is a lower bound on
+the next send time.
 
 Order in `Pacing.gate` (STYLE pattern 5): in the account's queue (one for reads, one for writes),
 wait for the account's turn, then take a global in-flight slot, re-check the turn and stamp — so an
@@ -69,25 +107,35 @@ _NEVER = -math.inf  # "nothing holds this request back"
 DEFAULT_RATE = RateSpec(1, 1.0)
 DEFAULT_WRITE_RATE = RateSpec(1, 60.0)
 
+# How long `Remaining: 0` holds an account that has no configured limit, without a usable Reset.
+_UNCONFIGURED_HOLD = 1.0
+
+# A lowered window holds its level at most 2**_MAX_STRIKES times longer than after a first lowering.
+_MAX_STRIKES = 2
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PacingPolicy:
-    """How one account is paced: its limits, jitter, safety margin and slow-down."""
+    """How one account is paced: its limits, jitter, safety margin, and how far and for how long
+    what the answers teach may lower them (module docstring)."""
 
     rate: RateSpec | None = DEFAULT_RATE  # None = unlimited (limits off)
     write_rate: RateSpec | None = DEFAULT_WRITE_RATE  # None = only `rate` applies to writes
     jitter: float = 0.0  # 0..F of the write interval added as random extra delay
     margin: float = 0.02  # relative safety margin on every period
     min_margin: float = 0.002  # absolute seconds added to every period
-    slowdown: float = 2.0  # factor applied to the periods by each slow_down()
-    max_slowdown: float = 16.0
-    recovery: float = 0.05  # taken off the factor by each success
+    slowdown: float = 2.0  # each slow_down() divides the write rate by this
+    max_slowdown: float = 16.0  # learning never lowers a rate below 1/max_slowdown of it
+    recovery_windows: int = 8  # clean windows after which a lowered rate is configured again
+    max_hold: float = 120.0  # the longest X-RateLimit-Reset trusted, in seconds
 
     def __post_init__(self) -> None:
-        if self.jitter < 0 or self.margin < 0 or self.min_margin < 0 or self.recovery < 0:
-            raise ValueError("jitter, margins and recovery cannot be negative")
+        if self.jitter < 0 or self.margin < 0 or self.min_margin < 0 or self.max_hold < 0:
+            raise ValueError("jitter, margins and max_hold cannot be negative")
         if self.slowdown < 1 or self.max_slowdown < 1:
             raise ValueError("a slow-down factor is at least 1")
+        if self.recovery_windows < 0:
+            raise ValueError("recovery_windows cannot be negative")
 
     @property
     def strictest_period(self) -> float:
@@ -151,27 +199,191 @@ class _Sent:
 
 
 class _Window:
-    """The sliding log of one limit: the last `count` requests it covers."""
+    """One limit of one account: the sliding log of its last N requests, and what the answers
+    taught about it — the advertised limit, a hold until the server's window resets, and a
+    lowered share of the configured rate that recovers window by window.
 
-    __slots__ = ("count", "log", "period")
+    `count` and `period` are what is paced now (n ≤ N requests per period ≥ the configured one);
+    they are recomputed when something is learnt and when the recovery takes its next step
+    (`next_change`), so the hot path reads two attributes.
+    """
 
-    def __init__(self, spec: RateSpec, period: float) -> None:
-        self.count = spec.count
-        self.period = period
+    __slots__ = (
+        "advertised",
+        "answers",
+        "base_count",
+        "base_period",
+        "count",
+        "held_until",
+        "log",
+        "lowered_at",
+        "lowest_share",
+        "next_change",
+        "period",
+        "policy",
+        "shown",
+        "spec",
+        "strikes",
+    )
+
+    def __init__(self, spec: RateSpec, policy: PacingPolicy) -> None:
+        self.spec = spec
+        self.policy = policy
+        self.base_count = spec.count
+        self.base_period = policy.effective_period(spec)
         self.log: deque[_Sent] = deque(maxlen=spec.count)
+        # Answer times within the last period; and (time, answers the window held) of accepted
+        # answers, each holding more than every later one: its head is the most the server
+        # was shown to accept (a sliding maximum, trimmed to the last two periods when read).
+        self.answers: deque[float] = deque()
+        self.shown: deque[tuple[float, int]] = deque()
+        self.advertised: int | None = None
+        self.lowest_share = 1.0  # the share of the configured rate set by the last lowering
+        self.lowered_at = _NEVER
+        self.strikes = 0  # lowerings in a row that interrupted a climb back
+        self.held_until = _NEVER
+        self.count = spec.count
+        self.period = self.base_period
+        self.next_change = math.inf
 
-    def ready_at(self, factor: float) -> float:
+    # --- what is paced now -------------------------------------------------------------------
+
+    def ready_at(self, now: float) -> float:
+        """When the next request may go by this window (inf: when an answer comes back)."""
+        if now >= self.next_change:
+            self._refresh(now)
         log = self.log
-        if not log:
-            return _NEVER
-        period = self.period * factor
-        at = _NEVER
-        if len(log) == self.count:
-            oldest = log[0]
-            at = oldest.at + period if oldest.done else math.inf
-        if factor > 1.0:
-            at = max(at, log[-1].at + period / self.count)
+        count = self.count
+        at = self.held_until
+        if len(log) >= count:
+            oldest = log[-count]
+            if not oldest.done:
+                return math.inf
+            at = max(at, oldest.at + self.period)
         return at
+
+    def share(self, now: float) -> float:
+        """The lowered share of the configured rate at `now`, after recovery (1.0 = none):
+        held for the first half of `recovery_windows` clean windows (twice or four times that
+        after lowerings that interrupted a recovery), then back in equal steps."""
+        low = self.lowest_share
+        if low >= 1.0:
+            return 1.0
+        hold, climb = self._recovery()
+        clean = self._clean_windows(now)
+        if clean >= hold + climb:
+            return 1.0
+        if clean <= hold:
+            return low
+        return low + (1.0 - low) * (clean - hold) / climb
+
+    def _recovery(self) -> tuple[int, int]:
+        """Windows held at the lowered level, and windows of the climb back."""
+        windows = self.policy.recovery_windows
+        return (windows // 2) << self.strikes, windows - windows // 2
+
+    def _clean_windows(self, now: float) -> int:
+        # (the epsilon: a window that ends at `now` has ended, whatever the float rounding)
+        return math.floor((now - self.lowered_at) / self.base_period + 1e-9)
+
+    def current(self, now: float) -> RateSpec:
+        """The limit paced now, in the configured terms (period without the margin)."""
+        if now >= self.next_change:
+            self._refresh(now)
+        return RateSpec(self.count, self.spec.period * self.period / self.base_period)
+
+    def _refresh(self, now: float) -> None:
+        share = self.share(now)
+        if share >= 1.0:
+            self.lowest_share = 1.0
+            self.next_change = math.inf
+        else:
+            step = max(self._clean_windows(now), self._recovery()[0]) + 1
+            self.next_change = self.lowered_at + step * self.base_period
+        rate = self.base_count * share
+        if self.advertised is not None and self.advertised < rate:
+            rate = float(self.advertised)
+        if rate >= 1.0:
+            self.count = min(self.base_count, math.floor(rate + 1e-9))
+            self.period = self.base_period
+        else:
+            self.count = 1
+            self.period = self.base_period / rate
+
+    # --- what the answers teach --------------------------------------------------------------
+
+    def advertise(self, limit: int, now: float) -> None:
+        """The server says this window allows `limit` per period (the latest answer wins)."""
+        self.advertised = limit
+        self._refresh(now)
+
+    def hold(self, limit: int | None, reset: float | None, now: float) -> None:
+        """`Remaining: 0`: hold until Reset (one period without it), unless the log explains it:
+        it holds as many requests in the last period as the server counted (`limit`, else what
+        is paced now), and Reset is within the configured period rounded up to whole seconds,
+        as Reset is. Then the log holds the next request until the server's window has passed,
+        to the millisecond; a longer Reset says the window is longer than configured."""
+        used = limit if limit is not None else self.count
+        within = reset is None or reset <= math.ceil(self.spec.period)
+        if within and self._in_window(now, used) >= used:
+            return
+        seconds = reset if reset is not None else self.base_period
+        self.held_until = max(self.held_until, now + seconds)
+
+    def _in_window(self, now: float, enough: int) -> int:
+        """Requests of the log the server may have counted in its window (answered within the
+        last period, or still outstanding); stops counting at `enough`."""
+        horizon = now - self.base_period
+        seen = 0
+        for sent in reversed(self.log):
+            if not sent.done or sent.at >= horizon:
+                seen += 1
+                if seen >= enough:
+                    break
+        return seen
+
+    def lower(self, share: float, now: float) -> None:
+        """Pace at most `share` of the configured rate from now on (bounded below), starting
+        the recovery afresh; a lowering that interrupts a recovery (the climb met the limit
+        again) doubles the windows held next time, up to four times."""
+        floor = 1.0 / self.policy.max_slowdown
+        current = self.share(now)
+        if current >= 1.0:
+            self.strikes = 0
+        elif current > self.lowest_share:  # it was climbing back
+            self.strikes = min(self.strikes + 1, _MAX_STRIKES)
+        self.lowest_share = max(floor, min(current, share))
+        self.lowered_at = now
+        self._refresh(now)
+
+    def heard(self, now: float, *, accepted: bool) -> int:
+        """An answer came back now: how many answers the window holds with it (the server
+        counts refused requests too). An accepted one shows the server takes that many."""
+        answers = self.answers
+        answers.append(now)
+        horizon = now - self.base_period
+        while answers[0] < horizon:
+            answers.popleft()
+        held = len(answers)
+        if accepted:
+            shown = self.shown
+            while shown and shown[-1][1] <= held:
+                shown.pop()
+            shown.append((now, held))
+        return held
+
+    def refused(self, held: int, now: float) -> None:
+        """A 429 without usable headers, with `held` answers in the window (its own included):
+        if the server accepted as many within the last two windows, or nothing else was in the
+        window (no count below one explains a refusal), it was bad luck; else the real limit is
+        below `held`: lower the count to `held - 1`, by at most half at once."""
+        shown = self.shown
+        horizon = now - 2.0 * self.base_period
+        while shown and shown[0][0] < horizon:
+            shown.popleft()
+        if held <= 1 or (shown and held <= shown[0][1]):
+            return
+        self.lower(max((held - 1) / self.base_count, self.share(now) / 2.0), now)
 
 
 class AccountPacer:
@@ -180,13 +392,15 @@ class AccountPacer:
     `earliest`/`stamp` are the pure core (no awaiting, testable with a fake clock); `wait_turn`
     sleeps until the turn comes. Callers queue under `lock_for(kind)` for wait_turn, then check
     `ready` and stamp with nothing awaited in between, as `Pacing.gate` does (with
-    `stamp_in_flight`, then `answered` when the answer is in).
+    `stamp_in_flight`, then `observe` with the answer, and `answered` once it is in).
+
+    Feedback: `observe` (every answer: status and rate-limit headers), `pause_for`/`pause_until`
+    (Retry-After, cross-run pacing), `slow_down` (a limiter hidden behind failures).
     """
 
     __slots__ = (
         "_answered",
         "_clock",
-        "_factor",
         "_general",
         "_jitter_span",
         "_locks",
@@ -210,15 +424,8 @@ class AccountPacer:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng if rng is not None else random.Random()
-        self._general = (
-            _Window(policy.rate, policy.effective_period(policy.rate)) if policy.rate else None
-        )
-        self._writes = (
-            _Window(policy.write_rate, policy.effective_period(policy.write_rate))
-            if policy.write_rate
-            else self._general
-        )
-        self._factor = 1.0
+        self._general = _Window(policy.rate, policy) if policy.rate else None
+        self._writes = _Window(policy.write_rate, policy) if policy.write_rate else self._general
         self._paused_until = _NEVER
         self._jitter_span = policy.jitter * policy.write_interval()
         self._write_extra = self._draw_jitter()
@@ -228,14 +435,17 @@ class AccountPacer:
     # --- state -------------------------------------------------------------------------------
 
     @property
-    def factor(self) -> float:
-        """The current slow-down factor (1.0 = the configured rate)."""
-        return self._factor
-
-    @property
     def paused_until(self) -> float:
         """Monotonic time before which no rate-limited request goes (-inf if never paused)."""
         return self._paused_until
+
+    def current_rate(self, kind: RequestKind) -> RateSpec | None:
+        """The limit requests of this kind are paced at now, in configured terms (no margin):
+        the general one for reads, the one writes are paced by for writes (the write limit, or
+        the general one without it); None when unlimited. Below the configured rate while
+        headers advertise less or a lowering has not yet recovered."""
+        window = self._writes if kind == "write" else self._general if kind == "read" else None
+        return window.current(self._clock()) if window is not None else None
 
     @property
     def lock(self) -> anyio.Lock:
@@ -262,19 +472,22 @@ class AccountPacer:
 
     def earliest(self, kind: RequestKind) -> float:
         """The monotonic time from which the next request of this kind may be sent."""
-        if kind == "core":
-            return _NEVER  # the core account GET is not limited by Unipile
-        factor = self._factor
-        at = self._general.ready_at(factor) if self._general is not None else _NEVER
-        if kind == "write" and self._writes is not None:
-            at = max(at, self._writes.ready_at(factor))
-            if at != _NEVER:
-                at += self._write_extra
-        return max(at, self._paused_until)
+        return self._earliest(kind, self._clock())
 
     def ready(self, kind: RequestKind) -> bool:
         """Whether a request of this kind may be sent now."""
-        return self.earliest(kind) <= self._clock()
+        now = self._clock()
+        return self._earliest(kind, now) <= now
+
+    def _earliest(self, kind: RequestKind, now: float) -> float:
+        if kind == "core":
+            return _NEVER  # the core account GET is not limited by Unipile
+        at = self._general.ready_at(now) if self._general is not None else _NEVER
+        if kind == "write" and self._writes is not None:
+            at = max(at, self._writes.ready_at(now))
+            if at != _NEVER:
+                at += self._write_extra
+        return max(at, self._paused_until)
 
     def stamp(self, kind: RequestKind) -> None:
         """Record that a request of this kind is being sent now (counted from its send time)."""
@@ -282,14 +495,18 @@ class AccountPacer:
 
     def stamp_in_flight(self, kind: RequestKind) -> _Sent | None:
         """Record a request being sent now whose answer is awaited; pass the result to
-        `answered` when the answer (or the failure) comes back."""
+        `observe` with its answer and to `answered` once the answer (or the failure) is in."""
         return self._log(kind, done=False)
 
     def answered(self, sent: _Sent | None) -> None:
         """The answer to a request came back: count it from now (see `_Sent`)."""
+        if sent is not None and not sent.done:
+            self._answered_at(sent, self._clock())
+
+    def _answered_at(self, sent: _Sent | None, now: float) -> None:
         if sent is None or sent.done:
             return
-        sent.at = max(sent.at, self._clock())
+        sent.at = max(sent.at, now)
         sent.done = True
         if self._answered is not None:
             self._answered.set()
@@ -308,18 +525,22 @@ class AccountPacer:
         return sent
 
     def ideal_interval(self, kind: RequestKind) -> float:
-        """The sustained spacing of requests of this kind at the current factor, margin
+        """The sustained spacing of requests of this kind at what is paced now, margin
         included and jitter excluded (0 when unlimited)."""
         if kind == "core":
             return 0.0
+        now = self._clock()
         windows = (self._general, self._writes) if kind == "write" else (self._general,)
-        return max(
-            (w.period * self._factor / w.count for w in windows if w is not None), default=0.0
-        )
+        spacing = 0.0
+        for window in windows:
+            if window is not None:
+                window.ready_at(now)  # brings `count` and `period` up to date
+                spacing = max(spacing, window.period / window.count)
+        return spacing
 
     async def wait_turn(self, kind: RequestKind) -> None:
-        """Sleep until this kind's turn; re-checks after every sleep, since a pause or a
-        slow-down may arrive meanwhile."""
+        """Sleep until this kind's turn; re-checks after every sleep, since a pause, a hold or a
+        lowered limit may arrive meanwhile (and a recovery step may bring the turn closer)."""
         while True:
             at = self.earliest(kind)
             if at == math.inf:
@@ -328,12 +549,81 @@ class AccountPacer:
                     self._answered = anyio.Event()
                 await self._answered.wait()
                 continue
-            delay = at - self._clock()
+            now = self._clock()
+            delay = at - now
             if delay <= 0.0:
                 return
-            await self._sleep(delay)
+            await self._sleep(min(delay, self._next_change(kind) - now))
+
+    def _next_change(self, kind: RequestKind) -> float:
+        windows = (self._general, self._writes) if kind == "write" else (self._general,)
+        return min((w.next_change for w in windows if w is not None), default=math.inf)
 
     # --- feedback ----------------------------------------------------------------------------
+
+    def observe(
+        self,
+        kind: RequestKind,
+        sent: _Sent | None,
+        status: int,
+        headers: RateLimitHeaders | None,
+    ) -> None:
+        """One answer of a request of this kind (as `stamp_in_flight` returned it): its status
+        and X-RateLimit-* headers. Learns what the module docstring describes; the pause a 429's
+        Retry-After asks for is the caller's (`pause_for`), as it is in the error."""
+        if kind == "core":
+            return
+        now = self._clock()
+        self._answered_at(sent, now)
+        accepted = status != 429
+        general = self._general
+        writes = self._writes if kind == "write" and self._writes is not general else None
+        held = general.heard(now, accepted=accepted) if general is not None else 0
+        held_writes = writes.heard(now, accepted=accepted) if writes is not None else 0
+        if headers is not None and self._learn(kind, headers, now):
+            return  # a 429 included: room left was bad luck, none is calibrated by the headers
+        if not accepted:
+            if general is not None:
+                general.refused(held, now)
+            if writes is not None:
+                writes.refused(held_writes, now)
+
+    def _learn(self, kind: RequestKind, headers: RateLimitHeaders, now: float) -> bool:
+        """Calibrate from X-RateLimit-* headers; False when they say nothing that is trusted:
+        neither Limit nor Remaining, or Remaining above Limit (a Limit of 0 would pace at
+        nothing: ignored; a Reset beyond `max_hold`, an epoch timestamp perhaps: as absent)."""
+        limit = headers.limit
+        if limit is not None and limit < 1:
+            limit = None
+        remaining = headers.remaining
+        if remaining is None:
+            if limit is None:
+                return False
+        elif limit is not None and remaining > limit:
+            return False
+        window = self._described(kind, limit)
+        if window is not None and limit is not None and limit != window.advertised:
+            window.advertise(limit, now)
+        if remaining == 0:
+            reset = headers.reset
+            if reset is not None and not 0.0 <= reset <= self.policy.max_hold:
+                reset = None
+            if window is not None:
+                window.hold(limit, reset, now)
+            else:
+                self.pause_until(now + (reset if reset is not None else _UNCONFIGURED_HOLD))
+        return True
+
+    def _described(self, kind: RequestKind, limit: int | None) -> _Window | None:
+        """The window an answer's headers describe: the general one for a read; for a write the
+        tighter of the two — taken as the general one when its limit is that window's."""
+        general, writes = self._general, self._writes
+        if kind != "write" or writes is general:
+            return general
+        if general is None or limit is None:
+            return writes
+        known = general.advertised if general.advertised is not None else general.base_count
+        return general if limit == known else writes
 
     def pause_until(self, when: float) -> None:
         """Hold the account until monotonic time `when`; never shortens an existing pause."""
@@ -345,13 +635,13 @@ class AccountPacer:
         self.pause_until(self._clock() + seconds)
 
     def slow_down(self) -> None:
-        """Multiply the periods by the policy's `slowdown`, up to `max_slowdown`."""
-        self._factor = min(self._factor * self.policy.slowdown, self.policy.max_slowdown)
-
-    def succeeded(self) -> None:
-        """A request went through: recover additively towards the configured rate."""
-        if self._factor > 1.0:
-            self._factor = max(1.0, self._factor - self.policy.recovery)
+        """A limiter hides behind failures (the engine's consecutive-failure streak): divide the
+        rate writes are paced by by the policy's `slowdown`, down to 1/`max_slowdown`; it
+        recovers in `recovery_windows` clean windows."""
+        window = self._writes
+        if window is not None:
+            now = self._clock()
+            window.lower(window.share(now) / self.policy.slowdown, now)
 
     def _draw_jitter(self) -> float:
         return self._rng.uniform(0.0, self._jitter_span) if self._jitter_span > 0.0 else 0.0
@@ -407,7 +697,7 @@ class Pacing:
 
     def gate(self, account: str, kind: RequestKind) -> _Turn:
         """Entered around one HTTP request: waits for the account's turn, takes a global slot,
-        stamps the send; the slot is released on exit."""
+        stamps the send; learns from the answer (`observe`); the slot is released on exit."""
         return _Turn(self, account, kind)
 
     def estimate_seconds(self, account: str, reads: int, writes: int) -> float:
@@ -455,6 +745,17 @@ class Pacing:
         finally:
             lock.release()
 
+    def _observe(
+        self,
+        account: str,
+        kind: RequestKind,
+        sent: _Sent | None,
+        status: int,
+        headers: RateLimitHeaders | None,
+    ) -> None:
+        if kind != "core":
+            self._pacers[account].observe(kind, sent, status, headers)
+
     def _exit(self, account: str, sent: _Sent | None) -> None:
         assert self._slots is not None  # taken in _enter
         self._slots.release()
@@ -478,7 +779,8 @@ class _Turn:
         return self
 
     def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
-        """The answer's rate-limit headers (not used yet: pacing follows the configured limits)."""
+        """The answer's status and rate-limit headers: what the account's pacer learns from."""
+        self._pacing._observe(self._account, self._kind, self._sent, status, headers)
 
     async def __aexit__(
         self,
@@ -495,11 +797,19 @@ class RetryPolicy:
 
     `budget` counts backoff only, not time spent waiting for the pacer (at 1 write/min a write may
     wait minutes for its turn); a Retry-After beyond it defers the account rather than sleeping.
+
+    Backoff starts small and grows fast: 0.1, 0.3, 0.9, 2.7, 8.1 s (plus up to half again of
+    jitter). An isolated 5xx or reset — most of them — costs its operation a tenth of a second
+    (the first backoff was 0.5 s doubling, which made a few faults on a chat's chain of requests
+    cost seconds: issue #12), while the five backoffs of the six attempts still span some 12 to
+    18 s of a longer outage, as 0.5 s doubling did. The retry cannot hurt the server's limits:
+    it waits for its turn in the account's pacer like any request.
     """
 
     attempts: int = 6  # total attempts per request
     budget: float = 120.0  # seconds of backoff allowed per operation
-    initial: float = 0.5  # first backoff
+    initial: float = 0.1  # first backoff
+    multiplier: float = 3.0  # each backoff is this many times the one before
     maximum: float = 30.0  # cap of one backoff
     jitter: float = 0.5  # random extra, fraction of the backoff
 
@@ -508,10 +818,16 @@ class RetryPolicy:
             raise ValueError("a retry policy needs at least one attempt")
         if self.budget < 0 or self.initial < 0 or self.jitter < 0 or self.maximum < self.initial:
             raise ValueError("backoff times must be non-negative, with maximum >= initial")
+        if self.multiplier < 1:
+            raise ValueError("a backoff multiplier is at least 1")
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number `attempt` (1 = the first request):
-        initial·2^(attempt-1) plus up to `jitter` of it at random, never above `maximum`."""
-        exponent = min(max(attempt, 1) - 1, 64)  # 2**64 · initial is past any cap
-        base = min(self.maximum, self.initial * 2.0**exponent)
+        initial·multiplier^(attempt-1) plus up to `jitter` of it at random, never above
+        `maximum`."""
+        exponent = max(attempt, 1) - 1
+        try:
+            base = min(self.maximum, self.initial * self.multiplier**exponent)
+        except OverflowError:  # far past any cap
+            base = self.maximum
         return min(self.maximum, base * (1.0 + self.jitter * rng.random()))

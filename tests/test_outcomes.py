@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SimFactory
+from conftest import Http, SimFactory
 from outcome_helpers import (
     SIM_RATE,
     Bystander,
@@ -487,11 +487,16 @@ async def test_linkedins_own_429_defers_that_write_and_the_accounts_remaining_op
 
 
 async def test_a_retry_after_beyond_the_retry_budget_defers_the_account_rate_limited(
-    sim: Simulator, tmp_path: Path
+    sim: Simulator, http: Http, tmp_path: Path
 ) -> None:
     given(sim, "c1", ANN)
     given(sim, "c2", ANN)
-    sim.configure_account(A, write_rate="1/10s")  # the second write waits ~10 s: over budget
+    given(sim, "c3", ANN)
+    sim.configure_account(A, write_rate="1/10s")
+    # Someone else's write has just spent the account's write window: our first write meets a
+    # 429 whose Retry-After (~10 s) is over the budget. (A window our own answers show spent,
+    # Remaining 0, is waited out in the pacer instead: tests/test_pacing_sim.py.)
+    await http.post(sim, f"/v2/{A}/chats/c3/participants", {"user_id": EVE})
     result, records = await run_job(
         sim,
         tmp_path,
@@ -504,13 +509,13 @@ async def test_a_retry_after_beyond_the_retry_budget_defers_the_account_rate_lim
         retry=RetryPolicy(attempts=4, budget=2.0, initial=0.01, maximum=0.05),
     )
     assert outcomes(records) == [
-        ("c1", "add", BOB, "applied", None),
+        ("c1", "add", BOB, "deferred", "rate_limited"),
         ("c1", "add", CID, "deferred", "rate_limited"),
         ("c2", "add", BOB, "deferred", "rate_limited"),
     ]
     error = record(records, "add", CID)["error"]
     assert (error["status"], error["type"]) == (429, "api/too_many_requests")
-    assert [w.status for w in writes(sim, A)] == [200, 429]
+    assert [w.status for w in writes(sim, A)] == [200, 429]  # the other client's, ours
     assert scoped(sim, A)[-1].status == 429
     assert result.exit_code == 3
 

@@ -13,16 +13,18 @@ import itertools
 import math
 import random
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from window_helpers import max_in_any_window
 
-from bulkgroups.model import AccountSettings, RateSpec, RequestKind
+from bulkgroups.model import AccountSettings, RateLimitHeaders, RateSpec, RequestKind
 from bulkgroups.pacing import AccountPacer, Pacing, PacingPolicy, RetryPolicy
 
 # --------------------------------------------------------------------------------------------
@@ -93,18 +95,6 @@ class VirtualTime:
 # --------------------------------------------------------------------------------------------
 
 
-def max_in_any_window(times: Iterable[float], period: float) -> int:
-    """The most send times any closed interval [a, a + period] holds."""
-    ordered = sorted(times)
-    best = 0
-    start = 0
-    for end, t in enumerate(ordered):
-        while t - ordered[start] > period:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def assert_within(policy: PacingPolicy, stamps: Sequence[tuple[float, RequestKind]]) -> None:
     limited = [t for t, kind in stamps if kind != "core"]
     writes = [t for t, kind in stamps if kind == "write"]
@@ -146,7 +136,8 @@ policies = st.builds(
     jitter=st.sampled_from([0.0, 0.0, 0.5, 1.0]),
     slowdown=st.sampled_from([1.0, 1.5, 2.0]),
     max_slowdown=st.sampled_from([1.0, 4.0, 16.0]),
-    recovery=st.sampled_from([0.0, 0.05, 0.5]),
+    recovery_windows=st.sampled_from([0, 1, 2, 8]),
+    max_hold=st.sampled_from([0.0, 5.0, 120.0]),
 )
 kinds: st.SearchStrategy[RequestKind] = st.sampled_from(["read", "read", "write", "core"])
 gaps = st.one_of(
@@ -173,11 +164,23 @@ class SlowDown:
 
 
 @dataclass(frozen=True)
-class Success:
-    pass
+class Answer:
+    """What the server answered the latest request: its status and X-RateLimit-* headers."""
+
+    status: int
+    headers: RateLimitHeaders | None
 
 
-Event = Request | Pause | SlowDown | Success
+Event = Request | Pause | SlowDown | Answer
+
+# Anything a server (or a broken proxy) might say, consistent or not.
+rate_limit_headers = st.none() | st.builds(
+    RateLimitHeaders,
+    limit=st.none() | st.integers(0, 60),
+    remaining=st.none() | st.integers(0, 60) | st.just(0),
+    reset=st.none() | st.floats(0.0, 200.0) | st.just(1.7e9),
+)
+answers = st.builds(Answer, st.sampled_from([200, 200, 429, 500]), rate_limit_headers)
 
 events: st.SearchStrategy[Event] = st.one_of(
     st.builds(Request, gaps, kinds),
@@ -185,7 +188,8 @@ events: st.SearchStrategy[Event] = st.one_of(
     st.builds(Request, st.just(0.0), kinds),
     st.builds(Pause, st.floats(min_value=0.0, max_value=300.0)),
     st.builds(SlowDown),
-    st.builds(Success),
+    answers,
+    answers,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -198,24 +202,33 @@ events: st.SearchStrategy[Event] = st.one_of(
 def test_no_window_ever_holds_more_than_its_limit_pure(
     policy: PacingPolicy, stream: list[Event], seed: int
 ) -> None:
+    """Whatever the answers say (headers consistent or not, 429s, slow-downs, pauses), the
+    configured limits hold, every wait is finite, and nothing goes while the account is paused."""
     vt = VirtualTime(start=0.0)
     pacer = AccountPacer(policy, clock=vt.clock, rng=random.Random(seed))
     stamps: list[tuple[float, RequestKind]] = []
+    latest: tuple[RequestKind, Any] | None = None
     for event in stream:
         match event:
             case Request(gap=gap, kind=kind):
                 vt.advance(gap)
-                vt.advance_to(pacer.earliest(kind))
+                turn = pacer.earliest(kind)
+                assert turn < math.inf  # every earlier answer is in: nothing waits for ever
+                vt.advance_to(turn)
                 assert pacer.ready(kind)
                 assert vt.now >= pacer.paused_until or kind == "core"
-                pacer.stamp(kind)
+                sent = pacer.stamp_in_flight(kind)
+                pacer.answered(sent)
+                latest = (kind, sent)
                 stamps.append((vt.now, kind))
             case Pause(seconds=seconds):
                 pacer.pause_for(seconds)
             case SlowDown():
                 pacer.slow_down()
-            case Success():
-                pacer.succeeded()
+            case Answer(status=status, headers=headers) if latest is not None:
+                pacer.observe(latest[0], latest[1], status, headers)
+            case Answer():
+                pass
     assert_within(policy, stamps)
 
 
@@ -311,42 +324,64 @@ async def test_wait_turn_sleeps_until_the_pause_ends_even_if_it_grows_meanwhile(
     assert woke_at == [25.0]
 
 
-def test_slow_down_multiplies_the_interval_and_recovery_is_additive() -> None:
+def as_pair(rate: RateSpec | None) -> tuple[int, float]:
+    assert rate is not None
+    return rate.count, rate.period
+
+
+def test_slow_down_halves_the_write_rate_and_recovers_in_windows_not_successes() -> None:
     policy = PacingPolicy(
-        rate=RateSpec(4, 2.0), write_rate=RateSpec(1, 60.0), slowdown=2.0, max_slowdown=16.0
+        rate=RateSpec(4, 2.0), write_rate=RateSpec(8, 60.0), slowdown=2.0, max_slowdown=16.0
     )
-    pacer = AccountPacer(policy)
-    base_read, base_write = pacer.ideal_interval("read"), pacer.ideal_interval("write")
-    assert base_read == pytest.approx((2.0 * 1.02 + 0.002) / 4)
-    assert base_write == pytest.approx(60.0 * 1.02 + 0.002)
-    pacer.slow_down()
-    assert pacer.factor == 2.0
-    assert pacer.ideal_interval("read") == pytest.approx(2 * base_read)
-    assert pacer.ideal_interval("write") == pytest.approx(2 * base_write)
-    for _ in range(10):
-        pacer.slow_down()
-    assert pacer.factor == 16.0  # capped
-    for _ in range(100):
-        pacer.succeeded()
-    assert pacer.factor == pytest.approx(16.0 - 100 * 0.05)
-    for _ in range(300):
-        pacer.succeeded()
-    assert pacer.factor == 1.0  # exactly back, never below
-    assert pacer.ideal_interval("read") == base_read
-
-
-def test_a_slowed_account_spreads_its_requests_evenly() -> None:
-    """After a 429 the burst of N is what was disliked: requests go one per period·factor/N."""
-    policy = PacingPolicy(rate=RateSpec(10, 1.0), write_rate=None, margin=0, min_margin=0)
     vt = VirtualTime(start=0.0)
     pacer = AccountPacer(policy, clock=vt.clock)
+    base_read, base_write = pacer.ideal_interval("read"), pacer.ideal_interval("write")
+    assert base_read == pytest.approx((2.0 * 1.02 + 0.002) / 4)
+    assert base_write == pytest.approx((60.0 * 1.02 + 0.002) / 8)
     pacer.slow_down()
-    times = []
-    for _ in range(5):
-        vt.advance_to(pacer.earliest("read"))
-        pacer.stamp("read")
-        times.append(vt.now)
-    assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert pacer.current_rate("write") == RateSpec(4, 60.0)
+    assert pacer.ideal_interval("write") == pytest.approx(2 * base_write)
+    assert pacer.current_rate("read") == RateSpec(4, 2.0)  # the hidden limiter is on writes
+    # However many writes succeed meanwhile, only clean windows bring the rate back.
+    window = policy.effective_period(RateSpec(8, 60.0))
+    vt.advance(window * policy.recovery_windows - 1.0)
+    assert pacer.current_rate("write") != RateSpec(8, 60.0)
+    vt.advance(1.0)
+    assert pacer.current_rate("write") == RateSpec(8, 60.0)
+    assert pacer.ideal_interval("write") == base_write
+
+
+def test_repeated_slow_downs_reach_the_floor_and_still_recover_in_bounded_windows() -> None:
+    policy = PacingPolicy(rate=None, write_rate=RateSpec(8, 60.0), max_slowdown=16.0)
+    vt = VirtualTime(start=0.0)
+    pacer = AccountPacer(policy, clock=vt.clock)
+    for _ in range(10):
+        pacer.slow_down()
+    # Capped at 1/16 of the configured rate: below one request a period, the period lengthens.
+    assert as_pair(pacer.current_rate("write")) == (1, pytest.approx(120.0))
+    # Lowerings in a row hold the lowered level longer (at most four times), never for ever.
+    window = policy.effective_period(RateSpec(8, 60.0))
+    k = policy.recovery_windows
+    vt.advance(window * (4 * (k // 2) + k - k // 2))
+    assert pacer.current_rate("write") == RateSpec(8, 60.0)
+
+
+def test_without_a_write_limit_a_slow_down_lowers_the_general_rate() -> None:
+    pacer = AccountPacer(PacingPolicy(rate=RateSpec(10, 1.0), write_rate=None))
+    pacer.slow_down()
+    assert pacer.current_rate("read") == RateSpec(5, 1.0)
+    assert pacer.current_rate("write") == RateSpec(5, 1.0)
+
+
+def test_a_slowed_limit_of_one_request_lengthens_its_period() -> None:
+    """At the default 1 write/min, slowing down cannot lower the count: the period doubles."""
+    policy = PacingPolicy(margin=0, min_margin=0)
+    vt = VirtualTime(start=0.0)
+    pacer = AccountPacer(policy, clock=vt.clock)
+    pacer.stamp("write")
+    pacer.slow_down()
+    assert as_pair(pacer.current_rate("write")) == (1, pytest.approx(120.0))
+    assert pacer.earliest("write") == pytest.approx(120.0)
 
 
 @settings(max_examples=50, deadline=None)
@@ -431,11 +466,11 @@ class Worker:
     account: int
     # Per request: the gap before it and its latency (until its answer), both in periods of the
     # account's `rate`; its kind; when in its trip it arrives (0 = at send, 1 = at the answer);
-    # and what the pacer hears afterwards.
-    requests: tuple[tuple[float, RequestKind, float, float, str], ...]
+    # and what the pacer hears: an answer (a 429's pause is 10 latencies), a slow-down, nothing.
+    requests: tuple[tuple[float, RequestKind, float, float, Answer | str], ...]
 
 
-feedbacks = st.sampled_from(["ok", "ok", "ok", "429", "slow", "none"])
+feedbacks = answers | st.sampled_from(["slow", "none"])
 workers = st.builds(
     Worker,
     st.integers(0, 2),
@@ -493,7 +528,7 @@ def test_no_window_ever_holds_more_than_its_limit_through_the_gate(
             for gap, kind, trip, arrives, feedback in worker.requests:
                 latency = trip * period
                 await vt.sleep(gap * period)
-                async with pacing.gate(account, kind):
+                async with pacing.gate(account, kind) as turn:
                     stamps[account].append((vt.now, kind))  # the caller sends right now
                     arrivals[account].append((vt.now + arrives * latency, kind))
                     if kind != "core" and vt.now < paused_until[account]:
@@ -502,14 +537,13 @@ def test_no_window_ever_holds_more_than_its_limit_through_the_gate(
                     most_in_flight = max(most_in_flight, in_flight)
                     await vt.sleep(latency)
                     in_flight -= 1
-                if feedback == "429":
-                    pacer.pause_for(latency * 10)
+                    if isinstance(feedback, Answer):
+                        turn.observe(feedback.status, feedback.headers)
+                if isinstance(feedback, Answer) and feedback.status == 429:
+                    pacer.pause_for(latency * 10)  # what the retry loop does with Retry-After
                     paused_until[account] = max(paused_until[account], vt.now + latency * 10)
-                    pacer.slow_down()
                 elif feedback == "slow":
                     pacer.slow_down()
-                elif feedback == "ok":
-                    pacer.succeeded()
 
         async with anyio.create_task_group() as tg:
             for worker in team:
@@ -732,7 +766,8 @@ def test_estimate_counts_the_write_window_and_mean_jitter() -> None:
         {"min_margin": -1.0},
         {"slowdown": 0.5},
         {"max_slowdown": 0.9},
-        {"recovery": -1.0},
+        {"recovery_windows": -1},
+        {"max_hold": -1.0},
     ],
 )
 def test_nonsensical_policies_are_refused(kwargs: dict[str, float]) -> None:
@@ -750,8 +785,8 @@ def test_pacing_needs_at_least_one_slot() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_backoff_doubles_from_initial_with_jitter_that_only_adds_and_is_capped() -> None:
-    policy = RetryPolicy(initial=0.5, maximum=30.0, jitter=0.5)
+def test_backoff_grows_from_initial_with_jitter_that_only_adds_and_is_capped() -> None:
+    policy = RetryPolicy(initial=0.5, multiplier=2.0, maximum=30.0, jitter=0.5)
     rng = random.Random(3)
     for attempt in range(1, 12):
         base = min(30.0, 0.5 * 2 ** (attempt - 1))
@@ -762,9 +797,23 @@ def test_backoff_doubles_from_initial_with_jitter_that_only_adds_and_is_capped()
 
 
 def test_backoff_without_jitter_is_exactly_exponential() -> None:
-    policy = RetryPolicy(initial=1.0, maximum=100.0, jitter=0.0)
+    policy = RetryPolicy(initial=1.0, multiplier=2.0, maximum=100.0, jitter=0.0)
     rng = random.Random(0)
     assert [policy.backoff(a, rng) for a in range(1, 9)] == [1, 2, 4, 8, 16, 32, 64, 100]
+    huge = RetryPolicy(initial=1.0, multiplier=1e6, maximum=100.0, jitter=0.0)
+    assert huge.backoff(10**6, rng) == 100.0  # no OverflowError on the way
+
+
+def test_default_backoff_retries_an_isolated_fault_at_once_and_still_spans_an_outage() -> None:
+    """Issue #12: a few faults on one chat's chain of requests cost seconds when the first
+    backoff was 0.5 s; now a tenth of one, while the six attempts still wait out ~12 s."""
+    policy = RetryPolicy()
+    rng = random.Random(0)
+    assert policy.backoff(1, rng) <= 0.15
+    without_jitter = RetryPolicy(jitter=0.0)
+    waits = [without_jitter.backoff(a, rng) for a in range(1, policy.attempts)]
+    assert waits == pytest.approx([0.1, 0.3, 0.9, 2.7, 8.1])
+    assert sum(waits) >= 12.0
 
 
 def test_backoff_jitter_really_varies() -> None:
@@ -775,7 +824,13 @@ def test_backoff_jitter_really_varies() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"attempts": 0}, {"budget": -1.0}, {"initial": -0.1}, {"initial": 5.0, "maximum": 1.0}],
+    [
+        {"attempts": 0},
+        {"budget": -1.0},
+        {"initial": -0.1},
+        {"initial": 5.0, "maximum": 1.0},
+        {"multiplier": 0.5},
+    ],
 )
 def test_nonsensical_retry_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

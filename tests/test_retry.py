@@ -50,7 +50,9 @@ class Harness:
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.clock = FakeClock()
         self.pacer = AccountPacer(PacingPolicy(rate=RateSpec(10, 1.0)), clock=self.clock)
-        self.policy = policy or RetryPolicy(attempts=5, budget=60.0, initial=1.0, maximum=8.0)
+        self.policy = policy or RetryPolicy(
+            attempts=5, budget=60.0, initial=1.0, multiplier=2.0, maximum=8.0
+        )
         self.sleeps: list[float] = []
         self.attempts = Attempts()
         self.transients: list[ApiError] = []
@@ -162,7 +164,9 @@ async def test_bugs_are_not_retried() -> None:
 
 
 async def test_backoff_doubles_with_jitter_and_is_capped() -> None:
-    policy = RetryPolicy(attempts=7, budget=1000.0, initial=1.0, maximum=8.0, jitter=0.5)
+    policy = RetryPolicy(
+        attempts=7, budget=1000.0, initial=1.0, multiplier=2.0, maximum=8.0, jitter=0.5
+    )
     h = Harness(policy)
     with pytest.raises(TransientError):
         await h.run([server_error() for _ in range(7)])
@@ -175,7 +179,9 @@ async def test_backoff_doubles_with_jitter_and_is_capped() -> None:
 
 async def test_the_budget_stops_before_a_backoff_would_exceed_it() -> None:
     # Sleeps of 1, 2, 4 (no jitter): 1 + 2 = 3 fits a budget of 3.5, 1 + 2 + 4 would not.
-    policy = RetryPolicy(attempts=10, budget=3.5, initial=1.0, maximum=30.0, jitter=0.0)
+    policy = RetryPolicy(
+        attempts=10, budget=3.5, initial=1.0, multiplier=2.0, maximum=30.0, jitter=0.0
+    )
     h = Harness(policy)
     errors = [server_error() for _ in range(10)]
     with pytest.raises(TransientError) as raised:
@@ -214,15 +220,25 @@ async def test_the_budget_counts_backoff_only_not_the_time_a_call_takes() -> Non
 # --------------------------------------------------------------------------------------- 429
 
 
-async def test_a_429_pauses_and_slows_the_account_and_retries_without_backoff() -> None:
+async def test_a_429_pauses_the_account_and_retries_without_backoff_or_lasting_slow_down() -> None:
     h = Harness()
     assert await h.run([rate_limited(3.0), "ok"]) == "ok"
     assert h.attempts.count == 2
     assert all(s == 0 for s in h.sleeps)  # the pacer holds the account, not tenacity
     assert h.pacer.paused_until == h.clock.now + 3.0
-    # Slowed down by the 429, then a little recovered by the success.
-    assert h.pacer.factor == pytest.approx(2.0 - h.pacer.policy.recovery)
+    # A pause, not a slow-down: whether the limit is lower is the pacer's to judge from the
+    # answer (the gate's `observe`), not the retry loop's.
+    assert h.pacer.current_rate("read") == RateSpec(10, 1.0)
+    assert h.pacer.current_rate("write") == h.pacer.policy.write_rate
     assert h.attempts.outcome_unknown is False  # a 429 was refused before it did anything
+
+
+async def test_transient_failures_slow_nothing_down() -> None:
+    h = Harness()
+    assert await h.run([server_error(), TransportError("reset"), TransportError("timeout"), "ok"])
+    assert h.pacer.current_rate("read") == RateSpec(10, 1.0)
+    assert h.pacer.current_rate("write") == h.pacer.policy.write_rate
+    assert h.pacer.paused_until == float("-inf")
 
 
 async def test_a_429_without_a_usable_retry_after_pauses_the_default() -> None:
