@@ -41,6 +41,7 @@ __all__ = [
     "RequestKind",
     "RequestTurn",
     "Status",
+    "UserLines",
     "op_digest",
     "op_id",
     "parse_rate",
@@ -265,6 +266,34 @@ def parse_rate(text: str) -> RateSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class UserLines:
+    """Where the users of one chat's `remove`, `members` and `protect` lists were written, so that
+    the owner rule can be reported at `PATH:LINE: FIELD` without reading the file again.
+
+    Each list is the line of every user, in list order, packed as native 4-byte unsigned ints
+    (`array("I")` bytes: 4 bytes a user, immutable). `chat_field` is the chat's field path in a
+    YAML file (`chats[3]`, users then at `chats[3].remove[0]`), None in a CSV file (users are in the
+    column `user`). Not all lines are kept: `add` needs none (the owner rule does not look at it).
+    """
+
+    chat_field: str | None
+    remove: bytes = b""
+    members: bytes = b""
+    protect: bytes = b""
+
+    def line_of(self, which: OwnerList, index: int) -> int:
+        """The line of the `index`-th user of list `which` (IndexError if there is none)."""
+        packed: int = memoryview(getattr(self, which)).cast("I")[index]
+        return packed
+
+    def field_of(self, which: OwnerList, index: int) -> str:
+        """The field an error about that user names: `chats[3].remove[0]`, or `user` in CSV."""
+        if self.chat_field is None:
+            return "user"
+        return f"{self.chat_field}.{which}[{index}]"
+
+
+@dataclass(frozen=True, slots=True)
 class AccountSettings:
     """Per-account overrides from the job file; None means "take it from the flags"."""
 
@@ -292,6 +321,8 @@ class ChatJob:
     protect: tuple[str, ...] = ()
     path: str = ""
     line: int = 0
+    # Where the owner rule's lists were written; not part of what the chat means.
+    user_lines: UserLines | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_desired_state(self) -> bool:

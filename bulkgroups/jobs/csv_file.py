@@ -11,10 +11,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
-from ..errors import JobFileError
 from .checks import id_problem, name_problem
-from .drafts import ChatDraft, FileResult, Targets
-from .owner import owner_message
+from .drafts import ChatDraft, FileResult, UserList
 from .report import FileReport, quote
 
 if TYPE_CHECKING:
@@ -207,20 +205,12 @@ class _RowChecker:
         return self.problem(line, "name", problem)
 
 
-def read_csv(
-    path: str, report: FileReport, defaults: Mapping[str, str], targets: Targets | None = None
-) -> FileResult:
+def read_csv(path: str, report: FileReport, defaults: Mapping[str, str]) -> FileResult:
     """Read one CSV job file; `defaults` are the YAML files' `defaults.account` by path."""
     result = FileResult(path, report)
     drafts: dict[tuple[str, str], ChatDraft] = {}
     intern = sys.intern
     for row in _csv_rows(path, report, defaults):
-        if targets is not None:
-            owner = targets.get((row.account, row.chat))
-            if owner == row.user and row.action in ("remove", "member", "protect"):
-                error = JobFileError(path, row.line, "user", owner_message(row.user, row.account))
-                result.owner_hits.append(((row.account, row.chat), error))
-            continue
         key = (row.account, row.chat)
         draft = drafts.get(key)
         if draft is None:
@@ -233,7 +223,7 @@ def read_csv(
                 "action",
                 "protect only applies together with member rows (a desired member list)",
             )
-        result.chats.append(draft.build(path))
+        result.chats.append(draft.build(path, None))
         result.chat_fields.append("chat")
     return result
 
@@ -257,7 +247,7 @@ def _apply(draft: ChatDraft, row: _Row, report: FileReport) -> None:
             _mixing(draft, row, report, draft.members_line, "member")
             return
         draft.diff_line = draft.diff_line or line
-        draft.put(action, sys.intern(row.user), line, "user", report)
+        _put(draft, action, row, report)
         return
     if action == "member":
         if draft.diff_line:
@@ -267,10 +257,16 @@ def _apply(draft: ChatDraft, row: _Row, report: FileReport) -> None:
         if draft.members is None:
             draft.members = []
         if row.user:
-            draft.put("members", sys.intern(row.user), line, "user", report)
+            _put(draft, "members", row, report)
         return
     draft.protect_line = draft.protect_line or line
-    draft.put("protect", sys.intern(row.user), line, "user", report)
+    _put(draft, "protect", row, report)
+
+
+def _put(draft: ChatDraft, kind: UserList, row: _Row, report: FileReport) -> None:
+    problem = draft.put(kind, sys.intern(row.user), row.line)
+    if problem is not None:
+        report.add(row.line, "user", problem)
 
 
 def _mixing(draft: ChatDraft, row: _Row, report: FileReport, first: int, other: str) -> None:

@@ -6,15 +6,14 @@ is first a mutable draft; it becomes an immutable `ChatJob` once its file is rea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from array import array
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from ..errors import JobFileError
-from ..model import AccountSettings, ChatJob
+from ..model import AccountSettings, ChatJob, UserLines
 from .report import FileReport, quote
 
-__all__ = ["OWNER_LISTS", "USER_LISTS", "ChatDraft", "FileResult", "Targets", "UserList"]
+__all__ = ["USER_LISTS", "ChatDraft", "FileResult", "UserList"]
 
 # Where a user sits in one chat; bits so that one small int per user records every list it is in
 # (small ints are shared objects: a million users cost no extra int objects).
@@ -27,10 +26,10 @@ USER_LISTS: Final[dict[str, UserList]] = {
 }
 _BIT: Final[dict[UserList, int]] = {"add": 1, "remove": 2, "members": 4, "protect": 8}
 _ADD_AND_REMOVE: Final = 3
-OWNER_LISTS: Final[frozenset[UserList]] = frozenset({"remove", "members", "protect"})
 
-# Owner locations asked for by owner_rule_errors: (account, chat) -> owner id.
-Targets = Mapping[tuple[str, str], str]
+
+def _lines() -> array[int]:
+    return array("I")
 
 
 @dataclass(slots=True)
@@ -54,28 +53,43 @@ class ChatDraft:
     mixing_reported: bool = False
     valid: bool = True
     seen: dict[str, int] = field(default_factory=dict)
+    # The line of each user of the owner rule's lists, in list order (4 bytes a user).
+    remove_lines: array[int] = field(default_factory=_lines)
+    members_lines: array[int] = field(default_factory=_lines)
+    protect_lines: array[int] = field(default_factory=_lines)
 
-    def put(
-        self, kind: UserList, user: str, line: int, field_name: str, report: FileReport
-    ) -> None:
-        """Record `user` in list `kind`, refusing a duplicate or a user both added and removed."""
+    def put(self, kind: UserList, user: str, line: int) -> str | None:
+        """Record `user` in list `kind`, or say why not: a duplicate, or both added and removed."""
         bit = _BIT[kind]
         before = self.seen.get(user, 0)
         if before & bit:
-            report.add(line, field_name, f"{quote(user)} is listed twice in {kind}")
-            return
+            return f"{quote(user)} is listed twice in {kind}"
         if (before | bit) & _ADD_AND_REMOVE == _ADD_AND_REMOVE:
-            report.add(line, field_name, f"{quote(user)} is both added and removed")
-            return
+            return f"{quote(user)} is both added and removed"
         self.seen[user] = before | bit
-        if kind == "members":
+        if kind == "add":
+            self.add.append(user)
+        elif kind == "remove":
+            self.remove.append(user)
+            self.remove_lines.append(line)
+        elif kind == "members":
             if self.members is None:
                 self.members = []
             self.members.append(user)
+            self.members_lines.append(line)
         else:
-            getattr(self, kind).append(user)
+            self.protect.append(user)
+            self.protect_lines.append(line)
+        return None
 
-    def build(self, path: str) -> ChatJob:
+    def build(self, path: str, chat_field: str | None) -> ChatJob:
+        """The chat as read; `chat_field` is its field path in a YAML file (None in CSV)."""
+        lines = UserLines(
+            chat_field,
+            remove=self.remove_lines.tobytes(),
+            members=self.members_lines.tobytes(),
+            protect=self.protect_lines.tobytes(),
+        )
         return ChatJob(
             account=self.account,
             chat=self.chat,
@@ -87,6 +101,7 @@ class ChatDraft:
             protect=tuple(self.protect),
             path=path,
             line=self.line,
+            user_lines=lines,
         )
 
 
@@ -100,4 +115,3 @@ class FileResult:
     chat_fields: list[str] = field(default_factory=list)  # where each chat's id is, for messages
     accounts: dict[str, tuple[AccountSettings, int]] = field(default_factory=dict)
     default_account: str | None = None
-    owner_hits: list[tuple[tuple[str, str], JobFileError]] = field(default_factory=list)

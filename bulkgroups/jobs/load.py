@@ -11,29 +11,27 @@ from types import MappingProxyType
 from ..errors import JobFileError, JobFileErrors
 from ..model import AccountSettings, ChatJob, Job
 from .csv_file import read_csv
-from .drafts import FileResult, Targets
+from .drafts import FileResult
 from .hashing import job_sha256
 from .report import FileReport, quote
 from .source import is_csv
 from .yaml_file import read_yaml
 
-__all__ = ["load_job", "read_all"]
+__all__ = ["load_job"]
 
 
-def read_all(
-    paths: tuple[str, ...], reports: dict[str, FileReport], targets: Targets | None
-) -> list[FileResult]:
+def _read_all(paths: tuple[str, ...], reports: dict[str, FileReport]) -> list[FileResult]:
     """Read every file, YAML first (CSV rows may need their defaults), in command-line order."""
     results: dict[str, FileResult] = {}
     for path in paths:
         if not is_csv(path):
-            results[path] = read_yaml(path, reports[path], targets)
+            results[path] = read_yaml(path, reports[path])
     defaults = {
         r.path: r.default_account for r in results.values() if r.default_account is not None
     }
     for path in paths:
         if is_csv(path):
-            results[path] = read_csv(path, reports[path], defaults, targets)
+            results[path] = read_csv(path, reports[path], defaults)
     return [results[path] for path in paths]
 
 
@@ -99,7 +97,7 @@ def load_job(*paths: str | os.PathLike[str]) -> Job:
         raise JobFileErrors(errors or [JobFileError("-", 0, "file", "no job file given")])
     reports = {name: FileReport(name) for name in unique}
     assembly = _Assembly()
-    for result in read_all(tuple(unique), reports, None):
+    for result in _read_all(tuple(unique), reports):
         assembly.add(result)
     for name in unique:
         errors.extend(reports[name].finish())

@@ -9,11 +9,9 @@ from typing import Final, TypeVar
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ..errors import JobFileError
 from ..model import AccountSettings, RateSpec, parse_rate
 from .checks import id_problem, name_problem
-from .drafts import OWNER_LISTS, USER_LISTS, ChatDraft, FileResult, Targets, UserList
-from .owner import owner_message
+from .drafts import USER_LISTS, ChatDraft, FileResult, UserList
 from .report import QUOTE_LIMIT, FileReport, quote
 from .source import read_text
 from .yaml_compose import REJECTED, Problem, compose
@@ -66,12 +64,10 @@ class _YamlReader:
         path: str,
         report: FileReport,
         problems: tuple[Problem, ...],
-        targets: Targets | None,
     ) -> None:
         self.path = path
         self.report = report
         self.problems = {id(p.node): p for p in problems}
-        self.targets = targets
         self.result = FileResult(path, report)
         # Only for its scalar conversions (`0x1F`, `1_000`, `yes`), which take a node as it is.
         self.constructor = yaml.constructor.SafeConstructor()
@@ -268,7 +264,7 @@ class _YamlReader:
         for index, item in enumerate(node.value):
             draft = self.chat(item, f"chats[{index}]")
             if draft is not None and draft.valid:
-                self.result.chats.append(draft.build(self.path))
+                self.result.chats.append(draft.build(self.path, f"chats[{index}]"))
                 self.result.chat_fields.append(f"chats[{index}].chat")
 
     def chat(self, node: Node, where: str) -> ChatDraft | None:
@@ -351,18 +347,14 @@ class _YamlReader:
                 _line(node), where, f"expected a list of user ids, got {_describe(node)}"
             )
             return
-        owner = self.targets.get((draft.account, draft.chat)) if self.targets else None
         for index, item in enumerate(node.value):
             field_name = f"{where}[{index}]"
             user = self.identifier(item, field_name, "user id")
             if user is None:
                 continue
-            draft.put(kind, user, _line(item), field_name, self.report)
-            if owner == user and kind in OWNER_LISTS:
-                error = JobFileError(
-                    self.path, _line(item), field_name, owner_message(user, draft.account)
-                )
-                self.result.owner_hits.append(((draft.account, draft.chat), error))
+            problem = draft.put(kind, user, _line(item))
+            if problem is not None:
+                self.report.add(_line(item), field_name, problem)
 
     def leftovers(self) -> None:
         """Refusals inside parts that were not walked (e.g. under an unknown key)."""
@@ -370,7 +362,7 @@ class _YamlReader:
             self.report.add(problem.line, "file", problem.message)
 
 
-def read_yaml(path: str, report: FileReport, targets: Targets | None = None) -> FileResult:
+def read_yaml(path: str, report: FileReport) -> FileResult:
     text = read_text(path, report)
     if text is None:
         return FileResult(path, report)
@@ -395,7 +387,7 @@ def read_yaml(path: str, report: FileReport, targets: Targets | None = None) -> 
     if composed.root is None:
         report.add(1, "file", "the file is empty: it holds no YAML document")
         return FileResult(path, report)
-    reader = _YamlReader(path, report, composed.problems, targets)
+    reader = _YamlReader(path, report, composed.problems)
     result = reader.read(composed.root)
     reader.leftovers()
     return result
