@@ -27,9 +27,10 @@ means something other than it says is worse than one that does not load):
 - `job_sha256` covers everything parsed (chats and account settings) but not paths, lines, key or
   file order; set-like lists are sorted, an empty `accounts.<id>` counts as absent.
 
-The package: `load` (the job from its files), `yaml_file` and `csv_file` (one file each),
-`drafts` (a chat while read), `checks` (ids and names), `report` (located errors), `source`
-(reading a file), `hashing` (`job_sha256`), `owner` (the owner rule, located).
+The package: `load` (the job from its files), `yaml_file` and `csv_file` (one file each; YAML
+walked on the parser's events, `yaml_events`, libyaml's C parser when present), `drafts` (a chat
+while read), `checks` (ids and names), `report` (located errors), `source` (reading a file),
+`hashing` (`job_sha256`), `owner` (the owner rule, located from what loading kept).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Final
 
 from .report import quote
 
-__all__ = ["id_problem", "name_problem"]
+__all__ = ["id_problem", "is_plain_id", "name_problem"]
 
 # Categories refused in ids (invisible or line-breaking), and the subset refused in chat names
 # (names may hold emoji, which use the zero-width joiner, a format character).
@@ -26,13 +26,17 @@ def _bad_char(value: str, refused: frozenset[str]) -> str | None:
     return None
 
 
+def is_plain_id(value: str) -> bool:
+    """True for the common, clean id: the fast path; `id_problem` finds the words otherwise."""
+    return value.isprintable() and value.strip() == value and value not in ("", ".", "..")
+
+
 def id_problem(value: str, what: str) -> str | None:
     """Why `value` cannot be an id, or None."""
+    if is_plain_id(value):
+        return None
     if value == "":
         return f"{what} must not be empty"
-    # Fast path for the common, clean id; the slow path below finds the words for what is wrong.
-    if value.isprintable() and value.strip() == value and value not in (".", ".."):
-        return None
     if value.strip() != value:
         return f"{what} {quote(value)} has surrounding whitespace"
     if value in (".", ".."):

@@ -37,6 +37,11 @@ class FileReport:
         else:
             self.dropped += 1
 
+    def clear(self) -> None:
+        """Forget every error so far (a file found unreadable after all reports only that)."""
+        self.errors.clear()
+        self.dropped = 0
+
     def finish(self) -> list[JobFileError]:
         errors = sorted(self.errors, key=lambda e: e.line)
         if self.dropped:

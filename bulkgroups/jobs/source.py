@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .report import FileReport
 
-__all__ = ["decode_line", "is_csv", "read_text"]
+__all__ = ["decode_line", "is_csv", "read_utf8"]
 
 
 def decode_line(data: bytes, position: int) -> int:
@@ -15,8 +15,9 @@ def decode_line(data: bytes, position: int) -> int:
     return data.count(b"\n", 0, position) + 1
 
 
-def read_text(path: str, report: FileReport) -> str | None:
-    """The file's text (UTF-8, BOM allowed), or None after reporting why not."""
+def read_utf8(path: str, report: FileReport) -> bytes | None:
+    """The file's bytes, checked to be UTF-8 text and cut of a BOM, or None after reporting why
+    not (missing, unreadable, not UTF-8, empty)."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -31,14 +32,15 @@ def read_text(path: str, report: FileReport) -> str | None:
     # The BOM is cut off by hand: utf-8-sig would report error positions relative to its end.
     data = data.removeprefix(codecs.BOM_UTF8)
     try:
-        text = data.decode("utf-8")
+        # Decoded only to be checked: the parser reads the bytes (the text is dropped at once).
+        blank = data.decode("utf-8").isspace() or not data
     except UnicodeDecodeError as exc:
         report.add(decode_line(data, exc.start), "file", "not UTF-8 text")
         return None
-    if text.strip() == "":
+    if blank:
         report.add(1, "file", "the file is empty")
         return None
-    return text
+    return data
 
 
 def is_csv(path: str) -> bool:

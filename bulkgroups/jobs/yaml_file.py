@@ -1,26 +1,49 @@
-"""YAML job files: one document walked with every rule checked and every error collected."""
+"""YAML job files: one document walked event by event, every rule checked, every error collected.
+
+The walk follows the document: each value is read right where its key is, so a list of a million
+users goes straight from the parser into the chat's list without a tree in between. What only the
+whole document can decide is settled at its end: the `version` (missing?) and the account of
+chats that name none (`defaults.account` may come after them).
+
+A syntax error anywhere means the file contributes nothing and reports only that error, as if it
+had not been walked: what was found before it may be half a chat.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.events import (
+    DocumentStartEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import ScalarNode
 
 from ..model import AccountSettings, RateSpec, parse_rate
 from .checks import id_problem, name_problem
 from .drafts import USER_LISTS, ChatDraft, FileResult, UserList
-from .report import QUOTE_LIMIT, FileReport, quote
-from .source import read_text
-from .yaml_compose import REJECTED, Problem, compose
+from .report import FileReport, quote
+from .source import read_utf8
+from .yaml_events import BOOL, INT, STR, YamlEvents, line_of, problem, refusal
 
 __all__ = ["read_yaml"]
 
 _T = TypeVar("_T")
 
 SUPPORTED_VERSION: Final = 1
+# Nesting a job file never needs; past it a document is refused (PyYAML's pure-Python scanner
+# slows down quadratically with depth, libyaml stops at 1000 levels).
+MAX_DEPTH: Final = 100
 
 _TOP_KEYS: Final = frozenset({"version", "defaults", "accounts", "chats"})
 _DEFAULTS_KEYS: Final = frozenset({"account"})
@@ -30,364 +53,461 @@ _CHAT_KEYS: Final = frozenset(
 )
 _ACTION_KEYS: Final = ("add", "remove", "rename", "leave", "members")
 
-_STR: Final = "tag:yaml.org,2002:str"
-_INT: Final = "tag:yaml.org,2002:int"
-_BOOL: Final = "tag:yaml.org,2002:bool"
-_TAG_NAMES: Final = {
-    "tag:yaml.org,2002:null": "null",
-    _INT: "an integer",
-    _BOOL: "a boolean",
-    "tag:yaml.org,2002:float": "a number",
-    "tag:yaml.org,2002:timestamp": "a date",
-}
+# Only for its scalar conversions (`0x1F`, `1_000`, `yes`), which take a node as it is.
+_CONSTRUCTOR: Final = yaml.constructor.SafeConstructor()
 
 
-def _line(node: Node) -> int:
-    return node.start_mark.line + 1
+class _SyntaxProblem(Exception):
+    """A structural error found by the walk rather than the parser (a second document)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
 
 
-def _describe(node: Node) -> str:
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    if node.tag == _STR:
-        return f"the string {quote(node.value)}"
-    return f"{_TAG_NAMES.get(node.tag, node.tag)} ({quote(node.value)})"
+@dataclass(slots=True)
+class _Keys:
+    """The keys of one mapping as it is walked: the line of each accepted key, and how many keys
+    were refused (duplicate, unknown, not a string)."""
+
+    lines: dict[str, int] = field(default_factory=dict)
+    refused: int = 0
 
 
-class _YamlReader:
-    """Walks one composed YAML file, checking every rule and collecting every error."""
+@dataclass(slots=True)
+class _Unplaced:
+    """A chat that names no account, waiting for the end of the file's `defaults.account`."""
 
-    def __init__(
-        self,
-        path: str,
-        report: FileReport,
-        problems: tuple[Problem, ...],
-    ) -> None:
+    index: int  # in the file's chats
+    line: int
+    where: str
+
+
+class _Walker:
+    """Walks the events of one file, checking every rule and collecting every error."""
+
+    def __init__(self, path: str, report: FileReport, events: YamlEvents) -> None:
         self.path = path
         self.report = report
-        self.problems = {id(p.node): p for p in problems}
+        self.events = events
         self.result = FileResult(path, report)
-        # Only for its scalar conversions (`0x1F`, `1_000`, `yes`), which take a node as it is.
-        self.constructor = yaml.constructor.SafeConstructor()
+        self.unplaced: list[_Unplaced] = []
 
-    # -- generic checks ------------------------------------------------------------------------
+    # -- values ----------------------------------------------------------------------------------
 
-    def rejected(self, node: Node, field_name: str) -> bool:
-        """True if `node` was refused by the loader; reports it under `field_name` once."""
-        if node.tag != REJECTED:
-            return False
-        problem = self.problems.pop(id(node), None)
-        if problem is not None:
-            self.report.add(problem.line, field_name, problem.message)
-        return True
-
-    def mapping(
-        self, node: Node, field_name: str, allowed: frozenset[str] | None, what: str
-    ) -> dict[str, tuple[Node, Node]] | None:
-        """The pairs of a mapping node by key, reporting duplicate, unknown and non-string keys."""
-        if self.rejected(node, field_name):
-            return None
-        if not isinstance(node, MappingNode):
-            message = f"expected {what}, got {_describe(node)}"
-            self.report.add(_line(node), field_name or "file", message)
-            return None
-        pairs: dict[str, tuple[Node, Node]] = {}
-        prefix = f"{field_name}." if field_name else ""
-        for key_node, value_node in node.value:
-            if self.rejected(key_node, field_name or "file"):
-                continue
-            if not isinstance(key_node, ScalarNode) or key_node.tag != _STR:
-                self.report.add(
-                    _line(key_node),
-                    field_name or "file",
-                    f"keys must be strings, got {_describe(key_node)} (quote it)",
-                )
-                continue
-            key = key_node.value
-            where = f"{prefix}{key}"
-            if key in pairs:
-                first = _line(pairs[key][0])
-                self.report.add(
-                    _line(key_node), where, f"duplicate key {quote(key)} (first at line {first})"
-                )
-                continue
-            if allowed is not None and key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                self.report.add(
-                    _line(key_node), where, f"unknown key {quote(key)} (expected one of {expected})"
-                )
-                continue
-            pairs[key] = (key_node, value_node)
-        return pairs
-
-    def string(self, node: Node, field_name: str, what: str) -> str | None:
-        if self.rejected(node, field_name):
-            return None
-        if isinstance(node, ScalarNode) and node.tag == _STR:
-            value: str = node.value
-            return value
-        hint = " (quote it)" if isinstance(node, ScalarNode) else ""
-        self.report.add(_line(node), field_name, f"expected {what}, got {_describe(node)}{hint}")
+    def value(self, field_name: str) -> Event | None:
+        """The first event of the next value, or None if it was refused (reported, skipped)."""
+        event = self.events.next()
+        problem = refusal(event)
+        if problem is None:
+            return event
+        self.report.add(line_of(event), field_name, problem)
+        self.skip_rest(event)
         return None
 
-    def identifier(self, node: Node, field_name: str, what: str) -> str | None:
-        value = self.string(node, field_name, f"{what} (a string)")
-        if value is None:
+    def skip_rest(self, event: Event) -> None:
+        """Consume the rest of the value `event` starts; refusals inside it are still reported."""
+        depth = 1 if isinstance(event, (MappingStartEvent, SequenceStartEvent)) else 0
+        while depth:
+            event = self.events.next()
+            problem = refusal(event)
+            if problem is not None:
+                self.report.add(line_of(event), "file", problem)
+            if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    message = f"YAML nested too deeply (more than {MAX_DEPTH} levels)"
+                    raise _SyntaxProblem(line_of(event), message)
+            elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+                depth -= 1
+
+    def skip_value(self) -> None:
+        """Consume a value that is not read (under a refused key), reporting refusals in it."""
+        event = self.events.next()
+        problem = refusal(event)
+        if problem is not None:
+            self.report.add(line_of(event), "file", problem)
+        self.skip_rest(event)
+
+    def mismatch(self, event: Event, field_name: str, expected: str, *, hint: bool) -> None:
+        """Report a value of the wrong kind and skip it; `hint` asks to quote a scalar."""
+        quote_it = " (quote it)" if hint and isinstance(event, ScalarEvent) else ""
+        got = self.events.describe(event)
+        self.report.add(line_of(event), field_name, f"expected {expected}, got {got}{quote_it}")
+        self.skip_rest(event)
+
+    def string(self, field_name: str, what: str) -> tuple[str, int] | None:
+        """A string value and its line, or None (reported)."""
+        event = self.value(field_name)
+        if event is None:
             return None
+        if isinstance(event, ScalarEvent) and self.events.tag(event) == STR:
+            return event.value, line_of(event)
+        self.mismatch(event, field_name, what, hint=True)
+        return None
+
+    def identifier(self, field_name: str, what: str) -> str | None:
+        found = self.string(field_name, f"{what} (a string)")
+        if found is None:
+            return None
+        value, line = found
         problem = id_problem(value, what)
         if problem is not None:
-            self.report.add(_line(node), field_name, problem)
+            self.report.add(line, field_name, problem)
             return None
         return sys.intern(value)
 
-    def positive_int(self, node: Node, field_name: str) -> int | None:
-        if self.rejected(node, field_name):
+    def positive_int(self, field_name: str) -> int | None:
+        event = self.value(field_name)
+        if event is None:
             return None
-        if isinstance(node, ScalarNode) and node.tag == _INT:
-            number: int = self.constructor.construct_yaml_int(node)
+        if isinstance(event, ScalarEvent) and self.events.tag(event) == INT:
+            number: int = _CONSTRUCTOR.construct_yaml_int(ScalarNode(INT, event.value))
             if number > 0:
                 return number
-            self.report.add(
-                _line(node), field_name, f"expected a positive integer, got {quote(number)}"
-            )
+            message = f"expected a positive integer, got {number!r}"
+            self.report.add(line_of(event), field_name, message)
             return None
-        self.report.add(
-            _line(node), field_name, f"expected a positive integer, got {_describe(node)}"
-        )
+        self.mismatch(event, field_name, "a positive integer", hint=False)
         return None
 
-    def boolean(self, node: Node, field_name: str) -> bool | None:
-        if self.rejected(node, field_name):
+    def boolean(self, field_name: str) -> bool | None:
+        event = self.value(field_name)
+        if event is None:
             return None
-        if isinstance(node, ScalarNode) and node.tag == _BOOL:
-            value: bool = self.constructor.construct_yaml_bool(node)
+        if isinstance(event, ScalarEvent) and self.events.tag(event) == BOOL:
+            value: bool = _CONSTRUCTOR.construct_yaml_bool(ScalarNode(BOOL, event.value))
             return value
-        self.report.add(_line(node), field_name, f"expected true or false, got {_describe(node)}")
+        self.mismatch(event, field_name, "true or false", hint=False)
         return None
 
-    def rate(self, node: Node, field_name: str) -> RateSpec | None:
-        text = self.string(node, field_name, "a rate such as 2/s, 2/min or 20/10s")
-        if text is None:
+    def rate(self, field_name: str) -> RateSpec | None:
+        found = self.string(field_name, "a rate such as 2/s, 2/min or 20/10s")
+        if found is None:
             return None
         try:
-            return parse_rate(text)
+            return parse_rate(found[0])
         except ValueError as exc:
-            self.report.add(_line(node), field_name, str(exc))
+            self.report.add(found[1], field_name, str(exc))
             return None
 
-    def optional(
-        self,
-        nodes: Mapping[str, Node],
-        name: str,
-        where: str,
-        parse: Callable[[Node, str], _T | None],
-    ) -> _T | None:
-        node = nodes.get(name)
-        return None if node is None else parse(node, f"{where}.{name}")
+    # -- collections -----------------------------------------------------------------------------
 
-    # -- the file --------------------------------------------------------------------------------
+    def mapping(self, field_name: str, what: str) -> Event | None:
+        """The start of a mapping value, or None (reported and skipped) if it is something else."""
+        event = self.value(field_name)
+        if event is None or isinstance(event, MappingStartEvent):
+            return event
+        self.mismatch(event, field_name, what, hint=False)
+        return None
 
-    def read(self, root: Node) -> FileResult:
-        pairs = self.mapping(root, "", _TOP_KEYS, "a mapping with version: 1 and chats")
-        if pairs is None:
+    def entries(
+        self, field_name: str, allowed: frozenset[str] | None, keys: _Keys
+    ) -> Iterator[tuple[str, str]]:
+        """Each accepted key of the mapping just started, with its field path; the caller reads
+        exactly one value per key. Duplicate, unknown and non-string keys are reported and their
+        values skipped."""
+        prefix = f"{field_name}." if field_name else ""
+        while not isinstance(event := self.events.next(), MappingEndEvent):
+            key = self.key(event, field_name or "file")
+            if key is not None:
+                where = prefix + key
+                problem = self.key_problem(key, keys, allowed)
+                if problem is None:
+                    keys.lines[key] = line_of(event)
+                    yield key, where
+                    continue
+                self.report.add(line_of(event), where, problem)
+            keys.refused += 1
+            self.skip_value()
+
+    def key(self, event: Event, field_name: str) -> str | None:
+        problem = refusal(event)
+        if problem is not None:
+            self.report.add(line_of(event), field_name, problem)
+        elif isinstance(event, ScalarEvent) and self.events.tag(event) == STR:
+            return event.value
+        else:
+            message = f"keys must be strings, got {self.events.describe(event)} (quote it)"
+            self.report.add(line_of(event), field_name, message)
+        self.skip_rest(event)
+        return None
+
+    @staticmethod
+    def key_problem(key: str, keys: _Keys, allowed: frozenset[str] | None) -> str | None:
+        if key in keys.lines:
+            return f"duplicate key {quote(key)} (first at line {keys.lines[key]})"
+        if allowed is not None and key not in allowed:
+            return f"unknown key {quote(key)} (expected one of {', '.join(sorted(allowed))})"
+        return None
+
+    def items(self, field_name: str) -> Iterator[tuple[str, Event]]:
+        """The first event of each acceptable item of the list just started, with its field."""
+        index = 0
+        while not isinstance(event := self.events.next(), SequenceEndEvent):
+            where = f"{field_name}[{index}]"
+            index += 1
+            problem = refusal(event)
+            if problem is None:
+                yield where, event
+            else:
+                self.report.add(line_of(event), where, problem)
+                self.skip_rest(event)
+
+    # -- the document ----------------------------------------------------------------------------
+
+    def document(self) -> FileResult:
+        self.events.next()  # StreamStart
+        if isinstance(self.events.next(), StreamEndEvent):
+            self.report.add(1, "file", "the file is empty: it holds no YAML document")
             return self.result
-        self.version(pairs.get("version"), _line(root))
-        if "defaults" in pairs:
-            self.defaults(pairs["defaults"][1])
-        if "accounts" in pairs:
-            self.accounts(pairs["accounts"][1])
-        if "chats" in pairs:
-            self.chats(pairs["chats"][1])
+        root = self.value("file")
+        if isinstance(root, MappingStartEvent):
+            self.top(line_of(root))
+        elif root is not None:
+            self.mismatch(root, "file", "a mapping with version: 1 and chats", hint=False)
+        self.events.next()  # DocumentEnd
+        following = self.events.next()
+        if isinstance(following, DocumentStartEvent):
+            raise _SyntaxProblem(
+                line_of(following), "YAML syntax error: expected a single document, found another"
+            )
+        self.place_chats()
         return self.result
 
-    def version(self, pair: tuple[Node, Node] | None, root_line: int) -> None:
-        if pair is None:
+    def top(self, root_line: int) -> None:
+        readers: dict[str, Callable[[], None]] = {
+            "version": self.version,
+            "defaults": self.defaults,
+            "accounts": self.accounts,
+            "chats": self.chats,
+        }
+        keys = _Keys()
+        for key, _ in self.entries("", _TOP_KEYS, keys):
+            readers[key]()
+        if "version" not in keys.lines:
             self.report.add(root_line, "version", "missing: start the file with version: 1")
-            return
-        node = pair[1]
-        if self.rejected(node, "version"):
+
+    def version(self) -> None:
+        event = self.value("version")
+        if event is None:
             return
         if (
-            isinstance(node, ScalarNode)
-            and node.tag == _INT
-            and self.constructor.construct_yaml_int(node) == SUPPORTED_VERSION
+            isinstance(event, ScalarEvent)
+            and self.events.tag(event) == INT
+            and _CONSTRUCTOR.construct_yaml_int(ScalarNode(INT, event.value)) == SUPPORTED_VERSION
         ):
             return
-        shown = quote(node.value) if isinstance(node, ScalarNode) else _describe(node)
+        shown = (
+            quote(event.value) if isinstance(event, ScalarEvent) else self.events.describe(event)
+        )
         message = (
             f"unsupported version {shown} (this bulkgroups reads version: {SUPPORTED_VERSION})"
         )
-        self.report.add(_line(node), "version", message)
+        self.report.add(line_of(event), "version", message)
+        self.skip_rest(event)
 
-    def defaults(self, node: Node) -> None:
-        pairs = self.mapping(
-            node, "defaults", _DEFAULTS_KEYS, "a mapping (defaults: {account: ...})"
-        )
-        if pairs and "account" in pairs:
-            value_node = pairs["account"][1]
-            account = self.identifier(value_node, "defaults.account", "account id")
+    def defaults(self) -> None:
+        if self.mapping("defaults", "a mapping (defaults: {account: ...})") is None:
+            return
+        for _, where in self.entries("defaults", _DEFAULTS_KEYS, _Keys()):
+            account = self.identifier(where, "account id")
             if account is not None:
                 self.result.default_account = account
 
-    def accounts(self, node: Node) -> None:
-        pairs = self.mapping(node, "accounts", None, "a mapping of account ids to settings")
-        for key, (key_node, value_node) in (pairs or {}).items():
-            where = f"accounts.{key}"
+    def accounts(self) -> None:
+        if self.mapping("accounts", "a mapping of account ids to settings") is None:
+            return
+        keys = _Keys()
+        for key, where in self.entries("accounts", None, keys):
             problem = id_problem(key, "account id")
             if problem is not None:
-                self.report.add(_line(key_node), where, problem)
-            settings = self.mapping(
-                value_node, where, _ACCOUNT_KEYS, "a mapping of settings (rate, write_rate, ...)"
-            )
-            if settings is None:
-                continue
-            nodes = {name: pair[1] for name, pair in settings.items()}
-            parsed = AccountSettings(
-                rate=self.optional(nodes, "rate", where, self.rate),
-                write_rate=self.optional(nodes, "write_rate", where, self.rate),
-                daily_limit=self.optional(nodes, "daily_limit", where, self.positive_int),
-                max_members=self.optional(nodes, "max_members", where, self.positive_int),
-            )
-            if problem is None:
-                self.result.accounts[sys.intern(key)] = (parsed, _line(key_node))
+                self.report.add(keys.lines[key], where, problem)
+            settings = self.settings(where)
+            if settings is not None and problem is None:
+                self.result.accounts[sys.intern(key)] = (settings, keys.lines[key])
 
-    def chats(self, node: Node) -> None:
-        if self.rejected(node, "chats"):
-            return
-        if not isinstance(node, SequenceNode):
-            self.report.add(
-                _line(node), "chats", f"expected a list of chats, got {_describe(node)}"
-            )
-            return
-        for index, item in enumerate(node.value):
-            draft = self.chat(item, f"chats[{index}]")
-            if draft is not None and draft.valid:
-                self.result.chats.append(draft.build(self.path, f"chats[{index}]"))
-                self.result.chat_fields.append(f"chats[{index}].chat")
-
-    def chat(self, node: Node, where: str) -> ChatDraft | None:
-        pairs = self.mapping(node, where, _CHAT_KEYS, "a mapping (- chat: ID ...)")
-        if pairs is None:
+    def settings(self, where: str) -> AccountSettings | None:
+        what = "a mapping of settings (rate, write_rate, ...)"
+        if self.mapping(where, what) is None:
             return None
-        draft = ChatDraft(account="", chat="", line=_line(node))
-        if "chat" in pairs:
-            chat = self.identifier(pairs["chat"][1], f"{where}.chat", "chat id")
-            if chat is None:
-                draft.valid = False
+        rates: dict[str, RateSpec | None] = {}
+        counts: dict[str, int | None] = {}
+        for key, field_name in self.entries(where, _ACCOUNT_KEYS, _Keys()):
+            if key in ("rate", "write_rate"):
+                rates[key] = self.rate(field_name)
             else:
-                draft.chat = chat
-        else:
-            self.report.add(_line(node), f"{where}.chat", "missing: every chat needs chat: ID")
-            draft.valid = False
-        if "account" in pairs:
-            account = self.identifier(pairs["account"][1], f"{where}.account", "account id")
-        elif self.result.default_account is not None:
-            account = self.result.default_account
-        else:
-            account = None
-            self.report.add(
-                _line(node),
-                f"{where}.account",
-                "no account: give account: ID here or defaults.account in this file",
-            )
-        if account is None:
-            draft.valid = False
-        else:
-            draft.account = account
-        # Only when every key was understood: after an unknown key, this would say it twice.
-        if len(pairs) == len(node.value) and not any(key in pairs for key in _ACTION_KEYS):
-            self.report.add(
-                _line(node),
-                where,
-                "nothing to do: give add, remove, rename, leave or members",
-            )
-        if "members" in pairs:
-            for key in ("add", "remove"):
-                if key in pairs:
-                    first, second = sorted((pairs[key][0], pairs["members"][0]), key=_line)
-                    self.report.add(
-                        _line(second),
-                        f"{where}.{second.value}",
-                        f"{second.value} cannot be combined with {first.value} (line "
-                        f"{_line(first)}): a chat takes add/remove or a members list",
-                    )
-        elif "protect" in pairs:
-            self.report.add(
-                _line(pairs["protect"][0]),
-                f"{where}.protect",
-                "protect only applies together with members (a desired member list)",
-            )
-        if "rename" in pairs:
-            value_node = pairs["rename"][1]
-            name = self.string(value_node, f"{where}.rename", "the new name (a string)")
-            if name is not None:
-                problem = name_problem(name)
-                if problem is None:
-                    draft.rename = name
-                else:
-                    self.report.add(_line(value_node), f"{where}.rename", problem)
-        if "leave" in pairs:
-            draft.leave = bool(self.boolean(pairs["leave"][1], f"{where}.leave"))
-        # In document order, so that a conflict is reported where it is made: at the second list.
-        for key, (_, value_node) in pairs.items():
+                counts[key] = self.positive_int(field_name)
+        return AccountSettings(
+            rate=rates.get("rate"),
+            write_rate=rates.get("write_rate"),
+            daily_limit=counts.get("daily_limit"),
+            max_members=counts.get("max_members"),
+        )
+
+    def chats(self) -> None:
+        event = self.value("chats")
+        if event is None:
+            return
+        if not isinstance(event, SequenceStartEvent):
+            self.mismatch(event, "chats", "a list of chats", hint=False)
+            return
+        for where, item in self.items("chats"):
+            if isinstance(item, MappingStartEvent):
+                self.chat(where, line_of(item))
+            else:
+                self.mismatch(item, where, "a mapping (- chat: ID ...)", hint=False)
+
+    # -- one chat --------------------------------------------------------------------------------
+
+    def chat(self, where: str, line: int) -> None:
+        draft = ChatDraft(account="", chat="", line=line)
+        keys = _Keys()
+        for key, field_name in self.entries(where, _CHAT_KEYS, keys):
             kind = USER_LISTS.get(key)
             if kind is not None:
                 if kind == "members":
                     draft.members = []
-                self.users(value_node, f"{where}.{kind}", kind, draft)
-        return draft
-
-    def users(self, node: Node, where: str, kind: UserList, draft: ChatDraft) -> None:
-        if self.rejected(node, where):
+                self.users(field_name, kind, draft)
+            else:
+                self.chat_setting(key, field_name, draft)
+        self.check_chat(where, keys, draft)
+        if not draft.valid:
             return
-        if not isinstance(node, SequenceNode):
+        if "account" not in keys.lines:
+            self.unplaced.append(_Unplaced(len(self.result.chats), line, where))
+        self.result.chats.append(draft.build(self.path, where))
+        self.result.chat_fields.append(f"{where}.chat")
+
+    def chat_setting(self, key: str, field_name: str, draft: ChatDraft) -> None:
+        """chat, account, rename or leave."""
+        if key == "chat":
+            chat = self.identifier(field_name, "chat id")
+            draft.chat, draft.valid = chat or "", draft.valid and chat is not None
+        elif key == "account":
+            account = self.identifier(field_name, "account id")
+            draft.account, draft.valid = account or "", draft.valid and account is not None
+        elif key == "rename":
+            found = self.string(field_name, "the new name (a string)")
+            if found is not None:
+                problem = name_problem(found[0])
+                if problem is None:
+                    draft.rename = found[0]
+                else:
+                    self.report.add(found[1], field_name, problem)
+        else:
+            draft.leave = bool(self.boolean(field_name))
+
+    def check_chat(self, where: str, keys: _Keys, draft: ChatDraft) -> None:
+        """What a chat's keys must say together: an id, something to do, one kind of list."""
+        if "chat" not in keys.lines:
+            self.report.add(draft.line, f"{where}.chat", "missing: every chat needs chat: ID")
+            draft.valid = False
+        # Only when every key was understood: after an unknown key, this would say it twice.
+        if not keys.refused and not any(key in keys.lines for key in _ACTION_KEYS):
+            message = "nothing to do: give add, remove, rename, leave or members"
+            self.report.add(draft.line, where, message)
+        if "members" in keys.lines:
+            for other in ("add", "remove"):
+                if other in keys.lines:
+                    self.conflict(where, keys, other)
+        elif "protect" in keys.lines:
             self.report.add(
-                _line(node), where, f"expected a list of user ids, got {_describe(node)}"
+                keys.lines["protect"],
+                f"{where}.protect",
+                "protect only applies together with members (a desired member list)",
             )
-            return
-        for index, item in enumerate(node.value):
-            field_name = f"{where}[{index}]"
-            user = self.identifier(item, field_name, "user id")
-            if user is None:
-                continue
-            problem = draft.put(kind, user, _line(item))
-            if problem is not None:
-                self.report.add(_line(item), field_name, problem)
 
-    def leftovers(self) -> None:
-        """Refusals inside parts that were not walked (e.g. under an unknown key)."""
-        for problem in self.problems.values():
-            self.report.add(problem.line, "file", problem.message)
+    def conflict(self, where: str, keys: _Keys, other: str) -> None:
+        """`members` with `other` (add or remove): reported at the later of the two keys."""
+        first, second = sorted(("members", other), key=lambda k: keys.lines[k])
+        self.report.add(
+            keys.lines[second],
+            f"{where}.{second}",
+            f"{second} cannot be combined with {first} (line {keys.lines[first]}): a chat takes "
+            "add/remove or a members list",
+        )
+
+    def users(self, field_name: str, kind: UserList, draft: ChatDraft) -> None:
+        """One list of users, straight from the parser into the draft (the hot path of big jobs:
+        a field path is only built for an error)."""
+        event = self.value(field_name)
+        if event is None:
+            return
+        if not isinstance(event, SequenceStartEvent):
+            self.mismatch(event, field_name, "a list of user ids", hint=False)
+            return
+        index = -1
+        next_event, tag, put, intern = self.events.next, self.events.tag, draft.put, sys.intern
+        while True:
+            event = next_event()
+            index += 1
+            if (
+                type(event) is ScalarEvent
+                and event.anchor is None
+                and event.tag is None
+                and tag(event) == STR
+            ):
+                value = event.value
+                line = line_of(event)
+                problem = id_problem(value, "user id") or put(kind, intern(value), line)
+                if problem is not None:
+                    self.report.add(line, f"{field_name}[{index}]", problem)
+            elif isinstance(event, SequenceEndEvent):
+                return
+            else:
+                self.odd_user(event, f"{field_name}[{index}]")
+
+    def odd_user(self, event: Event, field_name: str) -> None:
+        """A list item that is not a plain string: refused, or of the wrong kind."""
+        problem = refusal(event)
+        if problem is not None:
+            self.report.add(line_of(event), field_name, problem)
+            self.skip_rest(event)
+        else:
+            self.mismatch(event, field_name, "user id (a string)", hint=True)
+
+    # -- the end of the file ---------------------------------------------------------------------
+
+    def place_chats(self) -> None:
+        """Give chats without an account the file's `defaults.account`, or refuse them."""
+        default = self.result.default_account
+        refused: set[int] = set()
+        for chat in self.unplaced:
+            if default is not None:
+                placed = replace(self.result.chats[chat.index], account=default)
+                self.result.chats[chat.index] = placed
+                continue
+            self.report.add(
+                chat.line,
+                f"{chat.where}.account",
+                "no account: give account: ID here or defaults.account in this file",
+            )
+            refused.add(chat.index)
+        if refused:
+            kept = [i for i in range(len(self.result.chats)) if i not in refused]
+            self.result.chats = [self.result.chats[i] for i in kept]
+            self.result.chat_fields = [self.result.chat_fields[i] for i in kept]
 
 
 def read_yaml(path: str, report: FileReport) -> FileResult:
-    text = read_text(path, report)
-    if text is None:
+    """Read one YAML job file."""
+    data = read_utf8(path, report)
+    if data is None:
         return FileResult(path, report)
+    events: YamlEvents | None = None
     try:
-        composed = compose(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        detail = exc.problem or exc.context or "invalid YAML"
-        report.add(line, "file", f"YAML syntax error: {detail}")
-        return FileResult(path, report)
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        report.add(line, "file", f"character U+{exc.character:04X} is not allowed in YAML")
-        return FileResult(path, report)
-    except yaml.YAMLError as exc:
-        report.add(1, "file", f"invalid YAML: {str(exc)[:QUOTE_LIMIT]}")
-        return FileResult(path, report)
-    except RecursionError:
-        report.add(1, "file", "YAML nested too deeply")
-        return FileResult(path, report)
-    if composed.root is None:
-        report.add(1, "file", "the file is empty: it holds no YAML document")
-        return FileResult(path, report)
-    reader = _YamlReader(path, report, composed.problems)
-    result = reader.read(composed.root)
-    reader.leftovers()
-    return result
+        events = YamlEvents(data)
+        return _Walker(path, report, events).document()
+    except yaml.YAMLError as error:
+        line, message = problem(error, data)
+    except _SyntaxProblem as error:
+        line, message = error.line, error.message
+    finally:
+        if events is not None:
+            events.close()
+    # What was found before the error may be half a chat: only the error is reported.
+    report.clear()
+    report.add(line, "file", message)
+    return FileResult(path, report)
