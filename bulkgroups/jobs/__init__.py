@@ -20,8 +20,11 @@ means something other than it says is worse than one that does not load):
 - `defaults.account` of a YAML file applies to the chats of that file. A CSV row with an empty
   account takes the `defaults.account` of the job's YAML files; if they disagree, that is an error.
 - An account's settings may appear in one file of a job only; a file given twice is an error.
-- Field paths count list items from 0 (`chats[0].add[1]`). A missing or unreadable file is reported
-  at line 0 (there is no line), whole-file problems under the field `file`.
+- Field paths count list items from 0 (`chats[0].add[1]`). Problems of a whole file are reported
+  under the field `file`; those that have no line (missing, not a regular file, too big, empty,
+  given twice) as `PATH: file: message`, without a line number rather than a made-up one.
+- Only regular files are read (a FIFO, a device or a directory is refused at once, never read
+  forever), up to `bulkgroups.files.JOB_FILE_LIMIT` bytes.
 - At most `MAX_ERRORS_PER_FILE` errors per file are listed, then one line counting the rest, so a
   broken million-row export does not flood the terminal.
 - `job_sha256` covers everything parsed (chats and account settings) but not paths, lines, key or

@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal, NamedTuple
 
 from .checks import id_problem, is_plain_id, name_problem
 from .drafts import ChatDraft, FileResult, UserList
 from .report import FileReport, quote
+from .source import open_text
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -61,20 +62,13 @@ def _default_for_csv(defaults: Mapping[str, str]) -> tuple[str | None, str | Non
 
 def _csv_rows(path: str, report: FileReport, defaults: Mapping[str, str]) -> Iterator[_Row]:
     """Stream the valid rows of a CSV job file, reporting the invalid ones."""
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        report.add(0, "file", "no such file")
+    opened = open_text(path, report)
+    if opened is None:
         return
-    except IsADirectoryError:
-        report.add(0, "file", "is a directory, not a job file")
-        return
-    except OSError as exc:
-        report.add(0, "file", f"cannot read: {exc.strerror or exc}")
-        return
+    raw, text = opened
     rows = _RowChecker(report, *_default_for_csv(defaults))
-    with handle:
-        reader = csv.reader(handle, strict=True)
+    with text:
+        reader = csv.reader(text, strict=True)
         try:
             columns = _columns(reader, report)
             if columns is not None:
@@ -83,16 +77,16 @@ def _csv_rows(path: str, report: FileReport, defaults: Mapping[str, str]) -> Ite
                     if row is not None:
                         yield row
         except UnicodeDecodeError:
-            report.add(_first_bad_utf8_line(path), "file", "not UTF-8 text")
+            report.add(_first_bad_utf8_line(raw), "file", "not UTF-8 text")
 
 
-def _first_bad_utf8_line(path: str) -> int:
-    with open(path, "rb") as raw:
-        for number, line in enumerate(raw, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return number
+def _first_bad_utf8_line(raw: BinaryIO) -> int:
+    raw.seek(0)
+    for number, line in enumerate(raw, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
     return 1
 
 
@@ -110,7 +104,7 @@ def _columns(reader: CsvReader, report: FileReport) -> _Columns | None:
             return None
         header = None
     if header is None:
-        report.add(1, "file", "the file is empty")
+        report.add(None, "file", "the file is empty")
         return None
     seen = set(header)
     if len(seen) != len(header) or seen != CSV_COLUMNS:

@@ -44,7 +44,9 @@ def _distinct_files(names: tuple[str, ...]) -> tuple[list[str], list[JobFileErro
         resolved = Path(name).resolve()
         if resolved in first_by_file:
             errors.append(
-                JobFileError(name, 0, "file", f"given twice (as {quote(first_by_file[resolved])})")
+                JobFileError(
+                    name, None, "file", f"given twice (as {quote(first_by_file[resolved])})"
+                )
             )
             continue
         first_by_file[resolved] = name
@@ -94,7 +96,7 @@ def load_job(*paths: str | os.PathLike[str]) -> Job:
     """
     unique, errors = _distinct_files(tuple(os.fspath(p) for p in paths))
     if not unique:
-        raise JobFileErrors(errors or [JobFileError("-", 0, "file", "no job file given")])
+        raise JobFileErrors(errors or [JobFileError("-", None, "file", "no job file given")])
     reports = {name: FileReport(name) for name in unique}
     assembly = _Assembly()
     for result in _read_all(tuple(unique), reports):

@@ -29,12 +29,12 @@ def _message(user: str, account: str) -> str:
 def _locate(chat: ChatJob | None, violation: OwnerRuleViolation) -> JobFileError:
     message = _message(violation.user, violation.account)
     if chat is None:  # a violation of a chat the job does not have: still refused, unlocated
-        return JobFileError("<job>", 0, "chat", message)
+        return JobFileError("<job>", None, "chat", message)
     listed: tuple[str, ...] = getattr(chat, violation.list) or ()
     lines = chat.user_lines
     if lines is None or violation.user not in listed:
         # A job built in code rather than loaded: the chat's own place is all there is.
-        return JobFileError(chat.path or "<job>", chat.line, "chat", message)
+        return JobFileError(chat.path or "<job>", chat.line or None, "chat", message)
     index = listed.index(violation.user)
     return JobFileError(
         chat.path,
@@ -51,7 +51,7 @@ def locate_owner_rule(job: Job, violations: Sequence[OwnerRuleViolation]) -> lis
     chats = {(c.account, c.chat): c for c in job.chats if (c.account, c.chat) in wanted}
     errors = [_locate(chats.get((v.account, v.chat)), v) for v in violations]
     order = {path: index for index, path in enumerate(job.paths)}
-    return sorted(errors, key=lambda e: (order.get(e.path, len(order)), e.line))
+    return sorted(errors, key=lambda e: (order.get(e.path, len(order)), e.line or 0))
 
 
 def owner_rule_errors(job: Job, owners: Mapping[str, str]) -> list[JobFileError]:

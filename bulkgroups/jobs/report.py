@@ -31,7 +31,8 @@ class FileReport:
     errors: list[JobFileError] = field(default_factory=list)
     dropped: int = 0
 
-    def add(self, line: int, field_name: str, message: str) -> None:
+    def add(self, line: int | None, field_name: str, message: str) -> None:
+        """One error at `line`; None for one about the whole file (missing, a FIFO, empty)."""
         if len(self.errors) < MAX_ERRORS_PER_FILE:
             self.errors.append(JobFileError(self.path, line, field_name, message))
         else:
@@ -43,10 +44,10 @@ class FileReport:
         self.dropped = 0
 
     def finish(self) -> list[JobFileError]:
-        errors = sorted(self.errors, key=lambda e: e.line)
+        """The errors, whole-file ones first, then by line; the count of the rest last."""
+        errors = sorted(self.errors, key=lambda e: (e.line is not None, e.line or 0))
         if self.dropped:
-            last = errors[-1].line if errors else 0
             errors.append(
-                JobFileError(self.path, last, "file", f"... and {self.dropped} more errors")
+                JobFileError(self.path, None, "file", f"... and {self.dropped} more errors")
             )
         return errors

@@ -260,7 +260,7 @@ class _Walker:
     def document(self) -> FileResult:
         self.events.next()  # StreamStart
         if isinstance(self.events.next(), StreamEndEvent):
-            self.report.add(1, "file", "the file is empty: it holds no YAML document")
+            self.report.add(None, "file", "the file is empty: it holds no YAML document")
             return self.result
         root = self.value("file")
         if isinstance(root, MappingStartEvent):
