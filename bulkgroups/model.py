@@ -12,10 +12,11 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Protocol, get_args
+from typing import Final, Literal, Protocol, get_args
 
 __all__ = [
     "ACTIONS",
+    "PROFILE_PREFIX",
     "REASONS",
     "STATUSES",
     "AccountInfo",
@@ -42,9 +43,13 @@ __all__ = [
     "RequestTurn",
     "Status",
     "UserLines",
+    "is_profile",
     "op_digest",
     "op_id",
     "parse_rate",
+    "profile_display",
+    "profile_slug",
+    "profile_user",
 ]
 
 Action = Literal["add", "remove", "rename", "leave", "read"]
@@ -263,6 +268,34 @@ def parse_rate(text: str) -> RateSpec:
 # --------------------------------------------------------------------------------------------
 # Jobs
 # --------------------------------------------------------------------------------------------
+
+# A user is named in a job either by provider id (`ACoAA…`, as Unipile returns it) or by LinkedIn
+# profile, kept in one canonical form `in:<slug>` (slug percent-decoded, lower case): one string a
+# person whatever URL form the file used, so chats stay tuples of strings and the job's hash is
+# stable. Turning a profile into a provider id is an account-scoped read, done by the engine.
+PROFILE_PREFIX: Final = "in:"
+
+
+def is_profile(user: str) -> bool:
+    """True if `user` names a LinkedIn profile (`in:<slug>`) rather than a provider id."""
+    return user.startswith(PROFILE_PREFIX)
+
+
+def profile_slug(user: str) -> str:
+    """The slug of a profile user (`in:ann-kim` -> `ann-kim`); ValueError for a provider id."""
+    if not is_profile(user):
+        raise ValueError(f"not a profile: {user[:80]!r}")
+    return user[len(PROFILE_PREFIX) :]
+
+
+def profile_user(slug: str) -> str:
+    """The canonical user string of the profile with this (already canonical) slug."""
+    return PROFILE_PREFIX + slug
+
+
+def profile_display(user: str) -> str:
+    """How a profile is shown to people (`linkedin.com/in/ann-kim`); a provider id unchanged."""
+    return f"linkedin.com/in/{profile_slug(user)}" if is_profile(user) else user
 
 
 @dataclass(frozen=True, slots=True)

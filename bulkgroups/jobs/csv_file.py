@@ -15,6 +15,7 @@ from .checks import id_problem, is_plain_id, name_problem
 from .drafts import ChatDraft, FileResult, UserList
 from .report import FileReport, quote
 from .source import open_text
+from .users import read_user
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
@@ -161,9 +162,10 @@ class _RowChecker:
             and fields[i_name] == ""
             and is_plain_id(account)
             and is_plain_id(chat)
-            and is_plain_id(user)
         ):
-            return _Row(line, account, chat, action, user, "")  # type: ignore[arg-type]
+            named, _ = read_user(user)
+            if named is not None:
+                return _Row(line, account, chat, action, named, "")  # type: ignore[arg-type]
         return self.check_each(line, account, chat, action, user, fields[i_name])
 
     def check_each(
@@ -178,11 +180,11 @@ class _RowChecker:
                 line, "action", f"unknown action {quote(action)} (expected one of {expected})"
             )
             return None
-        user_ok = self.user(line, action, user)
+        named = self.user(line, action, user)
         name_ok = self.name(line, action, name)
-        if default_or_account is None or not (chat_ok and user_ok and name_ok):
+        if default_or_account is None or named is None or not (chat_ok and name_ok):
             return None
-        return _Row(line, default_or_account, chat, action, user, name)
+        return _Row(line, default_or_account, chat, action, named, name)
 
     def problem(self, line: int, column: str, problem: str | None) -> bool:
         """Report `problem` (if any) in `column`; True when there was none."""
@@ -202,16 +204,20 @@ class _RowChecker:
             self.report.add(line, "account", self.no_default)
         return self.default_account
 
-    def user(self, line: int, action: CsvAction, user: str) -> bool:
+    def user(self, line: int, action: CsvAction, user: str) -> str | None:
+        """The user the row names ("" where its action takes none), or None (reported)."""
         if action in ("rename", "leave"):
-            problem = None if user == "" else f"{action} takes no user, got {quote(user)}"
-            return self.problem(line, "user", problem)
+            if user == "":
+                return ""
+            self.report.add(line, "user", f"{action} takes no user, got {quote(user)}")
+            return None
         if user == "" and action == "member":
-            return True  # declares the desired list, possibly empty
-        problem = id_problem(user, "user id")
-        if problem is not None and user == "":
-            problem += f" ({action} needs a user)"
-        return self.problem(line, "user", problem)
+            return ""  # declares the desired list, possibly empty
+        named, problem = read_user(user)
+        if problem is not None:
+            suffix = f" ({action} needs a user)" if user == "" else ""
+            self.report.add(line, "user", problem + suffix)
+        return named
 
     def name(self, line: int, action: CsvAction, name: str) -> bool:
         if action == "rename":

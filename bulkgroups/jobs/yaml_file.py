@@ -34,6 +34,7 @@ from .checks import id_problem, name_problem
 from .drafts import USER_LISTS, ChatDraft, FileResult, UserList
 from .report import FileReport, quote
 from .source import read_utf8
+from .users import read_user
 from .yaml_events import BOOL, INT, STR, YamlEvents, line_of, problem, refusal
 
 __all__ = ["read_yaml"]
@@ -436,7 +437,7 @@ class _Walker:
         if event is None:
             return
         if not isinstance(event, SequenceStartEvent):
-            self.mismatch(event, field_name, "a list of user ids", hint=False)
+            self.mismatch(event, field_name, "a list of users", hint=False)
             return
         index = -1
         next_event, tag, put, intern = self.events.next, self.events.tag, draft.put, sys.intern
@@ -449,9 +450,10 @@ class _Walker:
                 and event.tag is None
                 and tag(event) == STR
             ):
-                value = event.value
                 line = line_of(event)
-                problem = id_problem(value, "user id") or put(kind, intern(value), line)
+                user, problem = read_user(event.value)
+                if user is not None:
+                    problem = put(kind, intern(user), line)
                 if problem is not None:
                     self.report.add(line, f"{field_name}[{index}]", problem)
             elif isinstance(event, SequenceEndEvent):
