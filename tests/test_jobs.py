@@ -326,6 +326,24 @@ def test_example_export_csv_mixes_actions() -> None:
     assert any(c.leave for c in job.chats)
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.parametrize(
+    ("section", "fence", "name"), [("YAML", "yaml", "job.yaml"), ("CSV", "csv", "job.csv")]
+)
+def test_the_readmes_job_file_examples_load(
+    tmp_path: Path, section: str, fence: str, name: str
+) -> None:
+    text = README.read_text(encoding="utf-8")
+    example = text.split(f"### {section}\n\n```{fence}\n", 1)[1].split("```", 1)[0]
+    job = load_job(write(tmp_path, name, example))
+    assert [c.chat for c in job.chats] == ["chat_A", "chat_B", "chat_C"]
+    if section == "YAML":
+        assert job.chats[0].add == ("ACoAA1", "in:ann-kim-0161")
+        assert job.chats[1].members == ("ACoAA1", "in:bo-lee-42")
+
+
 SPECIAL_ACCOUNT_WORDS = ("disconnected", "errored", "paused", "recruiter", "salesnav", "company")
 SPECIAL_CHAT_PREFIXES = ("1to1", "gone", "big")
 
