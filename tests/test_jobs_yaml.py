@@ -642,6 +642,14 @@ def test_non_utf8_yaml_names_the_line(tmp_path: Path) -> None:
     assert lines(path) == ["job.yaml:3: file: not UTF-8 text"]
 
 
+def test_non_utf8_deep_in_a_big_file_names_the_line(tmp_path: Path) -> None:
+    users = "".join(f"      - ACoAA{i:07d}\n" for i in range(150_000))  # over 3 MB
+    head = "version: 1\nchats:\n  - chat: c1\n    account: a1\n    add:\n" + users
+    path = tmp_path / "job.yaml"
+    path.write_bytes(head.encode() + "      - caf\u00e9\n".encode() + b"      - caf\xe9\n")
+    assert lines(path) == [f"job.yaml:{150_000 + 7}: file: not UTF-8 text"]
+
+
 def test_non_utf8_after_a_bom_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_bytes(b"\xef\xbb\xbfversion: 1\nchats:\n  - {chat: caf\xe9, account: a1}\n")

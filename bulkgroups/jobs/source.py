@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import io
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from ..files import JOB_FILE_LIMIT, FileRefused, open_regular, read_regular
 from .report import FileReport
@@ -17,9 +17,28 @@ from .report import FileReport
 __all__ = ["decode_line", "is_csv", "open_text", "read_utf8"]
 
 
+_PIECE: Final = 1024 * 1024
+
+
 def decode_line(data: bytes, position: int) -> int:
     """The line of byte `position` of `data`."""
     return data.count(b"\n", 0, position) + 1
+
+
+def _first_non_utf8(data: bytes) -> int | None:
+    """The offset of the first byte that is not UTF-8, or None. Checked a piece at a time, cut
+    at newlines (never inside a character), so the text is never held whole beside the bytes."""
+    view = memoryview(data)
+    start = 0
+    while start < len(data):
+        cut = data.find(b"\n", start + _PIECE)
+        end = len(data) if cut < 0 else cut + 1
+        try:
+            str(view[start:end], "utf-8")
+        except UnicodeDecodeError as exc:
+            return start + exc.start
+        start = end
+    return None
 
 
 def _refused(report: FileReport, error: OSError | FileRefused) -> None:
@@ -41,13 +60,11 @@ def read_utf8(path: str, report: FileReport) -> bytes | None:
         return None
     # The BOM is cut off by hand: utf-8-sig would report error positions relative to its end.
     data = data.removeprefix(codecs.BOM_UTF8)
-    try:
-        # Decoded only to be checked: the parser reads the bytes (the text is dropped at once).
-        blank = data.decode("utf-8").isspace() or not data
-    except UnicodeDecodeError as exc:
-        report.add(decode_line(data, exc.start), "file", "not UTF-8 text")
+    bad = _first_non_utf8(data)
+    if bad is not None:
+        report.add(decode_line(data, bad), "file", "not UTF-8 text")
         return None
-    if blank:
+    if not data or data.isspace():
         report.add(None, "file", "the file is empty")
         return None
     return data
