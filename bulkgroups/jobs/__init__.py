@@ -31,9 +31,10 @@ means something other than it says is worse than one that does not load):
   file order; set-like lists are sorted, an empty `accounts.<id>` counts as absent.
 
 The package: `load` (the job from its files), `yaml_file` and `csv_file` (one file each; YAML
-walked on the parser's events, `yaml_events`, libyaml's C parser when present), `drafts` (a chat
-while read), `checks` (ids and names), `report` (located errors), `source` (reading a file),
-`hashing` (`job_sha256`), `owner` (the owner rule, located from what loading kept).
+walked on the parser's events, `yaml_events`, libyaml's C parser when present, with typed values
+read by `yaml_values`), `users` (provider ids and LinkedIn profiles), `drafts` (a chat while
+read), `checks` (ids and names), `report` (located errors), `source` (reading a file), `hashing`
+(`job_sha256`), `owner` (the owner rule, located from what loading kept).
 """
 
 from __future__ import annotations

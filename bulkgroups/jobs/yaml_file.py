@@ -12,15 +12,14 @@ had not been walked: what was found before it may be half a chat.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import Final, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Final
 
 import yaml
 from yaml.events import (
     DocumentStartEvent,
     Event,
-    MappingEndEvent,
     MappingStartEvent,
     ScalarEvent,
     SequenceEndEvent,
@@ -29,22 +28,18 @@ from yaml.events import (
 )
 from yaml.nodes import ScalarNode
 
-from ..model import AccountSettings, RateSpec, parse_rate
+from ..model import AccountSettings, RateSpec
 from .checks import id_problem, name_problem
 from .drafts import USER_LISTS, ChatDraft, FileResult, UserList
 from .report import FileReport, quote
 from .source import read_utf8
 from .users import read_user
-from .yaml_events import BOOL, INT, STR, YamlEvents, line_of, problem, refusal
+from .yaml_events import INT, STR, YamlEvents, line_of, problem, refusal
+from .yaml_values import CONSTRUCTOR, DocumentRefused, Keys, ValueReader
 
 __all__ = ["read_yaml"]
 
-_T = TypeVar("_T")
-
 SUPPORTED_VERSION: Final = 1
-# Nesting a job file never needs; past it a document is refused (PyYAML's pure-Python scanner
-# slows down quadratically with depth, libyaml stops at 1000 levels).
-MAX_DEPTH: Final = 100
 
 _TOP_KEYS: Final = frozenset({"version", "defaults", "accounts", "chats"})
 _DEFAULTS_KEYS: Final = frozenset({"account"})
@@ -53,27 +48,6 @@ _CHAT_KEYS: Final = frozenset(
     {"chat", "account", "add", "remove", "rename", "leave", "members", "protect"}
 )
 _ACTION_KEYS: Final = ("add", "remove", "rename", "leave", "members")
-
-# Only for its scalar conversions (`0x1F`, `1_000`, `yes`), which take a node as it is.
-_CONSTRUCTOR: Final = yaml.constructor.SafeConstructor()
-
-
-class _SyntaxProblem(Exception):
-    """A structural error found by the walk rather than the parser (a second document)."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line = line
-        self.message = message
-
-
-@dataclass(slots=True)
-class _Keys:
-    """The keys of one mapping as it is walked: the line of each accepted key, and how many keys
-    were refused (duplicate, unknown, not a string)."""
-
-    lines: dict[str, int] = field(default_factory=dict)
-    refused: int = 0
 
 
 @dataclass(slots=True)
@@ -85,176 +59,14 @@ class _Unplaced:
     where: str
 
 
-class _Walker:
+class _Walker(ValueReader):
     """Walks the events of one file, checking every rule and collecting every error."""
 
     def __init__(self, path: str, report: FileReport, events: YamlEvents) -> None:
+        super().__init__(report, events)
         self.path = path
-        self.report = report
-        self.events = events
         self.result = FileResult(path, report)
         self.unplaced: list[_Unplaced] = []
-
-    # -- values ----------------------------------------------------------------------------------
-
-    def value(self, field_name: str) -> Event | None:
-        """The first event of the next value, or None if it was refused (reported, skipped)."""
-        event = self.events.next()
-        problem = refusal(event)
-        if problem is None:
-            return event
-        self.report.add(line_of(event), field_name, problem)
-        self.skip_rest(event)
-        return None
-
-    def skip_rest(self, event: Event) -> None:
-        """Consume the rest of the value `event` starts; refusals inside it are still reported."""
-        depth = 1 if isinstance(event, (MappingStartEvent, SequenceStartEvent)) else 0
-        while depth:
-            event = self.events.next()
-            problem = refusal(event)
-            if problem is not None:
-                self.report.add(line_of(event), "file", problem)
-            if isinstance(event, (MappingStartEvent, SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    message = f"YAML nested too deeply (more than {MAX_DEPTH} levels)"
-                    raise _SyntaxProblem(line_of(event), message)
-            elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
-                depth -= 1
-
-    def skip_value(self) -> None:
-        """Consume a value that is not read (under a refused key), reporting refusals in it."""
-        event = self.events.next()
-        problem = refusal(event)
-        if problem is not None:
-            self.report.add(line_of(event), "file", problem)
-        self.skip_rest(event)
-
-    def mismatch(self, event: Event, field_name: str, expected: str, *, hint: bool) -> None:
-        """Report a value of the wrong kind and skip it; `hint` asks to quote a scalar."""
-        quote_it = " (quote it)" if hint and isinstance(event, ScalarEvent) else ""
-        got = self.events.describe(event)
-        self.report.add(line_of(event), field_name, f"expected {expected}, got {got}{quote_it}")
-        self.skip_rest(event)
-
-    def string(self, field_name: str, what: str) -> tuple[str, int] | None:
-        """A string value and its line, or None (reported)."""
-        event = self.value(field_name)
-        if event is None:
-            return None
-        if isinstance(event, ScalarEvent) and self.events.tag(event) == STR:
-            return event.value, line_of(event)
-        self.mismatch(event, field_name, what, hint=True)
-        return None
-
-    def identifier(self, field_name: str, what: str) -> str | None:
-        found = self.string(field_name, f"{what} (a string)")
-        if found is None:
-            return None
-        value, line = found
-        problem = id_problem(value, what)
-        if problem is not None:
-            self.report.add(line, field_name, problem)
-            return None
-        return sys.intern(value)
-
-    def positive_int(self, field_name: str) -> int | None:
-        event = self.value(field_name)
-        if event is None:
-            return None
-        if isinstance(event, ScalarEvent) and self.events.tag(event) == INT:
-            number: int = _CONSTRUCTOR.construct_yaml_int(ScalarNode(INT, event.value))
-            if number > 0:
-                return number
-            message = f"expected a positive integer, got {number!r}"
-            self.report.add(line_of(event), field_name, message)
-            return None
-        self.mismatch(event, field_name, "a positive integer", hint=False)
-        return None
-
-    def boolean(self, field_name: str) -> bool | None:
-        event = self.value(field_name)
-        if event is None:
-            return None
-        if isinstance(event, ScalarEvent) and self.events.tag(event) == BOOL:
-            value: bool = _CONSTRUCTOR.construct_yaml_bool(ScalarNode(BOOL, event.value))
-            return value
-        self.mismatch(event, field_name, "true or false", hint=False)
-        return None
-
-    def rate(self, field_name: str) -> RateSpec | None:
-        found = self.string(field_name, "a rate such as 2/s, 2/min or 20/10s")
-        if found is None:
-            return None
-        try:
-            return parse_rate(found[0])
-        except ValueError as exc:
-            self.report.add(found[1], field_name, str(exc))
-            return None
-
-    # -- collections -----------------------------------------------------------------------------
-
-    def mapping(self, field_name: str, what: str) -> Event | None:
-        """The start of a mapping value, or None (reported and skipped) if it is something else."""
-        event = self.value(field_name)
-        if event is None or isinstance(event, MappingStartEvent):
-            return event
-        self.mismatch(event, field_name, what, hint=False)
-        return None
-
-    def entries(
-        self, field_name: str, allowed: frozenset[str] | None, keys: _Keys
-    ) -> Iterator[tuple[str, str]]:
-        """Each accepted key of the mapping just started, with its field path; the caller reads
-        exactly one value per key. Duplicate, unknown and non-string keys are reported and their
-        values skipped."""
-        prefix = f"{field_name}." if field_name else ""
-        while not isinstance(event := self.events.next(), MappingEndEvent):
-            key = self.key(event, field_name or "file")
-            if key is not None:
-                where = prefix + key
-                problem = self.key_problem(key, keys, allowed)
-                if problem is None:
-                    keys.lines[key] = line_of(event)
-                    yield key, where
-                    continue
-                self.report.add(line_of(event), where, problem)
-            keys.refused += 1
-            self.skip_value()
-
-    def key(self, event: Event, field_name: str) -> str | None:
-        problem = refusal(event)
-        if problem is not None:
-            self.report.add(line_of(event), field_name, problem)
-        elif isinstance(event, ScalarEvent) and self.events.tag(event) == STR:
-            return event.value
-        else:
-            message = f"keys must be strings, got {self.events.describe(event)} (quote it)"
-            self.report.add(line_of(event), field_name, message)
-        self.skip_rest(event)
-        return None
-
-    @staticmethod
-    def key_problem(key: str, keys: _Keys, allowed: frozenset[str] | None) -> str | None:
-        if key in keys.lines:
-            return f"duplicate key {quote(key)} (first at line {keys.lines[key]})"
-        if allowed is not None and key not in allowed:
-            return f"unknown key {quote(key)} (expected one of {', '.join(sorted(allowed))})"
-        return None
-
-    def items(self, field_name: str) -> Iterator[tuple[str, Event]]:
-        """The first event of each acceptable item of the list just started, with its field."""
-        index = 0
-        while not isinstance(event := self.events.next(), SequenceEndEvent):
-            where = f"{field_name}[{index}]"
-            index += 1
-            problem = refusal(event)
-            if problem is None:
-                yield where, event
-            else:
-                self.report.add(line_of(event), where, problem)
-                self.skip_rest(event)
 
     # -- the document ----------------------------------------------------------------------------
 
@@ -271,7 +83,7 @@ class _Walker:
         self.events.next()  # DocumentEnd
         following = self.events.next()
         if isinstance(following, DocumentStartEvent):
-            raise _SyntaxProblem(
+            raise DocumentRefused(
                 line_of(following), "YAML syntax error: expected a single document, found another"
             )
         self.place_chats()
@@ -284,7 +96,7 @@ class _Walker:
             "accounts": self.accounts,
             "chats": self.chats,
         }
-        keys = _Keys()
+        keys = Keys()
         for key, _ in self.entries("", _TOP_KEYS, keys):
             readers[key]()
         if "version" not in keys.lines:
@@ -297,7 +109,7 @@ class _Walker:
         if (
             isinstance(event, ScalarEvent)
             and self.events.tag(event) == INT
-            and _CONSTRUCTOR.construct_yaml_int(ScalarNode(INT, event.value)) == SUPPORTED_VERSION
+            and CONSTRUCTOR.construct_yaml_int(ScalarNode(INT, event.value)) == SUPPORTED_VERSION
         ):
             return
         shown = (
@@ -312,7 +124,7 @@ class _Walker:
     def defaults(self) -> None:
         if self.mapping("defaults", "a mapping (defaults: {account: ...})") is None:
             return
-        for _, where in self.entries("defaults", _DEFAULTS_KEYS, _Keys()):
+        for _, where in self.entries("defaults", _DEFAULTS_KEYS, Keys()):
             account = self.identifier(where, "account id")
             if account is not None:
                 self.result.default_account = account
@@ -320,7 +132,7 @@ class _Walker:
     def accounts(self) -> None:
         if self.mapping("accounts", "a mapping of account ids to settings") is None:
             return
-        keys = _Keys()
+        keys = Keys()
         for key, where in self.entries("accounts", None, keys):
             problem = id_problem(key, "account id")
             if problem is not None:
@@ -335,7 +147,7 @@ class _Walker:
             return None
         rates: dict[str, RateSpec | None] = {}
         counts: dict[str, int | None] = {}
-        for key, field_name in self.entries(where, _ACCOUNT_KEYS, _Keys()):
+        for key, field_name in self.entries(where, _ACCOUNT_KEYS, Keys()):
             if key in ("rate", "write_rate"):
                 rates[key] = self.rate(field_name)
             else:
@@ -364,7 +176,7 @@ class _Walker:
 
     def chat(self, where: str, line: int) -> None:
         draft = ChatDraft(account="", chat="", line=line)
-        keys = _Keys()
+        keys = Keys()
         for key, field_name in self.entries(where, _CHAT_KEYS, keys):
             kind = USER_LISTS.get(key)
             if kind is not None:
@@ -400,7 +212,7 @@ class _Walker:
         else:
             draft.leave = bool(self.boolean(field_name))
 
-    def check_chat(self, where: str, keys: _Keys, draft: ChatDraft) -> None:
+    def check_chat(self, where: str, keys: Keys, draft: ChatDraft) -> None:
         """What a chat's keys must say together: an id, something to do, one kind of list."""
         if "chat" not in keys.lines:
             self.report.add(draft.line, f"{where}.chat", "missing: every chat needs chat: ID")
@@ -420,7 +232,7 @@ class _Walker:
                 "protect only applies together with members (a desired member list)",
             )
 
-    def conflict(self, where: str, keys: _Keys, other: str) -> None:
+    def conflict(self, where: str, keys: Keys, other: str) -> None:
         """`members` with `other` (add or remove): reported at the later of the two keys."""
         first, second = sorted(("members", other), key=lambda k: keys.lines[k])
         self.report.add(
@@ -504,7 +316,7 @@ def read_yaml(path: str, report: FileReport) -> FileResult:
         return _Walker(path, report, events).document()
     except yaml.YAMLError as error:
         line, message = problem(error, data)
-    except _SyntaxProblem as error:
+    except DocumentRefused as error:
         line, message = error.line, error.message
     finally:
         if events is not None:
