@@ -70,8 +70,11 @@ def read_user(value: str) -> Read:
         return None, problem
     if value.startswith(PROFILE_PREFIX):
         return _profile(value[len(PROFILE_PREFIX) :], value)
+    url = _PROFILE_URL.fullmatch(value)
+    if url is not None:
+        return _profile(url[1], value)
     if _URLISH.search(value):
-        return _profile_url(value)
+        return None, f"{quote(value)} {_NOT_A_PROFILE}"
     scheme = _SCHEME.match(value)
     if scheme is not None:
         message = (
@@ -85,17 +88,10 @@ def read_user(value: str) -> Read:
     return value, None
 
 
-def _profile_url(value: str) -> Read:
-    url = _PROFILE_URL.fullmatch(value)
-    if url is None:
-        return None, f"{quote(value)} {_NOT_A_PROFILE}"
-    return _profile(url[1], value)
-
-
 def _profile(written: str, value: str) -> Read:
     """The canonical profile of the slug `written` (as in the file), or why it is not one."""
     try:
-        slug = unquote(written, errors="strict")
+        slug = unquote(written, errors="strict") if "%" in written else written
     except UnicodeDecodeError:
         return None, f"{quote(value)}: the slug's percent-encoded bytes are not UTF-8"
     if not slug.isascii():
