@@ -1,6 +1,7 @@
 """`python -m benchmarks [NAME...]` (`make bench`): run the benchmarks (all by default: makespan,
-overhead, memory, pacing, faults), print every figure and overwrite benchmarks/RESULTS.md with a
-fresh table: date, machine, each figure with its target and PASS / MISS. A missed CPU target adds a
+overhead, memory, pacing, faults, jobs), print every figure and overwrite benchmarks/RESULTS.md
+with a fresh table: date, machine, each figure with its target and PASS / MISS. A missed CPU
+target adds a
 profile of the engine run to RESULTS.md."""
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import bench_faults, bench_makespan, bench_memory, bench_overhead, bench_pacing
+from benchmarks import (
+    bench_faults,
+    bench_jobs,
+    bench_makespan,
+    bench_memory,
+    bench_overhead,
+    bench_pacing,
+)
 from benchmarks.figures import Compare, Figure
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -48,6 +56,7 @@ BENCHMARKS: dict[str, tuple[ModuleType, Callable[[], list[Figure]]]] = {
     "memory": (bench_memory, bench_memory.run),
     "pacing": (bench_pacing, _pacing),
     "faults": (bench_faults, bench_faults.run),
+    "jobs": (bench_jobs, bench_jobs.run),
 }
 
 

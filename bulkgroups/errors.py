@@ -79,9 +79,10 @@ class RunRefused(BulkGroupsError):
 
 
 class JobFileError(BulkGroupsError):
-    """One problem in a job file, shown as `PATH:LINE: FIELD: message`."""
+    """One problem in a job file, shown as `PATH:LINE: FIELD: message`, or `PATH: FIELD: message`
+    when it concerns the whole file and no line (a missing file, a FIFO, an empty file)."""
 
-    def __init__(self, path: str, line: int, field: str, message: str) -> None:
+    def __init__(self, path: str, line: int | None, field: str, message: str) -> None:
         self.path = path
         self.line = line
         self.field = field
@@ -89,7 +90,8 @@ class JobFileError(BulkGroupsError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.field}: {self.message}"
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.field}: {self.message}"
 
     def __repr__(self) -> str:
         return f"JobFileError({str(self)!r})"

@@ -12,10 +12,11 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Protocol, get_args
+from typing import Final, Literal, Protocol, get_args
 
 __all__ = [
     "ACTIONS",
+    "PROFILE_PREFIX",
     "REASONS",
     "STATUSES",
     "AccountInfo",
@@ -41,10 +42,15 @@ __all__ = [
     "RequestKind",
     "RequestTurn",
     "Status",
+    "UserLines",
     "UserProfile",
+    "is_profile",
     "op_digest",
     "op_id",
     "parse_rate",
+    "profile_display",
+    "profile_slug",
+    "profile_user",
 ]
 
 Action = Literal["add", "remove", "rename", "leave", "read"]
@@ -295,6 +301,62 @@ def _hint(text: str) -> str:
 # Jobs
 # --------------------------------------------------------------------------------------------
 
+# A user is named in a job either by provider id (`ACoAA…`, as Unipile returns it) or by LinkedIn
+# profile, kept in one canonical form `in:<slug>` (slug percent-decoded, lower case): one string a
+# person whatever URL form the file used, so chats stay tuples of strings and the job's hash is
+# stable. Turning a profile into a provider id is an account-scoped read, done by the engine.
+PROFILE_PREFIX: Final = "in:"
+
+
+def is_profile(user: str) -> bool:
+    """True if `user` names a LinkedIn profile (`in:<slug>`) rather than a provider id."""
+    return user.startswith(PROFILE_PREFIX)
+
+
+def profile_slug(user: str) -> str:
+    """The slug of a profile user (`in:ann-kim` -> `ann-kim`); ValueError for a provider id."""
+    if not is_profile(user):
+        raise ValueError(f"not a profile: {user[:80]!r}")
+    return user[len(PROFILE_PREFIX) :]
+
+
+def profile_user(slug: str) -> str:
+    """The canonical user string of the profile with this (already canonical) slug."""
+    return PROFILE_PREFIX + slug
+
+
+def profile_display(user: str) -> str:
+    """How a profile is shown to people (`linkedin.com/in/ann-kim`); a provider id unchanged."""
+    return f"linkedin.com/in/{profile_slug(user)}" if is_profile(user) else user
+
+
+@dataclass(frozen=True, slots=True)
+class UserLines:
+    """Where the users of one chat's `remove`, `members` and `protect` lists were written, so that
+    the owner rule can be reported at `PATH:LINE: FIELD` without reading the file again.
+
+    Each list is the line of every user, in list order, packed as native 4-byte unsigned ints
+    (`array("I")` bytes: 4 bytes a user, immutable). `chat_field` is the chat's field path in a
+    YAML file (`chats[3]`, users then at `chats[3].remove[0]`), None in a CSV file (users are in the
+    column `user`). Not all lines are kept: `add` needs none (the owner rule does not look at it).
+    """
+
+    chat_field: str | None
+    remove: bytes = b""
+    members: bytes = b""
+    protect: bytes = b""
+
+    def line_of(self, which: OwnerList, index: int) -> int:
+        """The line of the `index`-th user of list `which` (IndexError if there is none)."""
+        packed: int = memoryview(getattr(self, which)).cast("I")[index]
+        return packed
+
+    def field_of(self, which: OwnerList, index: int) -> str:
+        """The field an error about that user names: `chats[3].remove[0]`, or `user` in CSV."""
+        if self.chat_field is None:
+            return "user"
+        return f"{self.chat_field}.{which}[{index}]"
+
 
 @dataclass(frozen=True, slots=True)
 class AccountSettings:
@@ -324,6 +386,8 @@ class ChatJob:
     protect: tuple[str, ...] = ()
     path: str = ""
     line: int = 0
+    # Where the owner rule's lists were written; not part of what the chat means.
+    user_lines: UserLines | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_desired_state(self) -> bool:

@@ -26,10 +26,12 @@ def failures(*paths: Path) -> list[JobFileError]:
 
 
 def lines(*paths: Path) -> list[str]:
-    """The errors as the user sees them, `PATH:LINE: FIELD: message`, path shortened to its name."""
-    return [f"{Path(e.path).name}:{e.line}: {e.field}: {e.message}" for e in failures(*paths)]
+    """The errors as the user sees them (`PATH:LINE: FIELD: message`, or `PATH: FIELD: message`
+    for a whole file), the path shortened to its name."""
+    return [Path(e.path).name + str(e)[len(e.path) :] for e in failures(*paths)]
 
 
-def located(*paths: Path) -> list[tuple[str, int, str]]:
-    """(file name, line, field) of every error, for asserting where without wording."""
+def located(*paths: Path) -> list[tuple[str, int | None, str]]:
+    """(file name, line, field) of every error, for asserting where without wording; the line is
+    None for an error about a whole file."""
     return [(Path(e.path).name, e.line, e.field) for e in failures(*paths)]

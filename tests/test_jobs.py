@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from jobs_helpers import failures, lines, write
 
-from bulkgroups.errors import JobFileErrors
-from bulkgroups.jobs import job_sha256, load_job, owner_rule_errors
+from bulkgroups.errors import JobFileError, JobFileErrors
+from bulkgroups.jobs import job_sha256, load_job, locate_owner_rule, owner_rule_errors
 from bulkgroups.model import AccountSettings, ChatJob, Job, RateSpec
+from bulkgroups.planner import owner_rule_violations
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 
@@ -62,7 +63,7 @@ def test_errors_of_every_file_are_reported_together(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     assert lines(a, missing, b) == [
         "a.yaml:1: version: unsupported version '2' (this bulkgroups reads version: 1)",
-        "missing.yaml:0: file: no such file",
+        "missing.yaml: file: no such file",
         "b.csv:2: action: unknown action 'kick' (expected one of add, remove, rename, leave, "
         "member, protect)",
     ]
@@ -71,8 +72,7 @@ def test_errors_of_every_file_are_reported_together(tmp_path: Path) -> None:
 def test_the_same_file_twice_is_an_error(tmp_path: Path) -> None:
     a = write(tmp_path, "a.yaml", "version: 1\nchats:\n  - {chat: c1, account: a1, add: [u1]}\n")
     (error,) = failures(a, tmp_path / "." / "a.yaml")
-    assert (error.line, error.field) == (0, "file")
-    assert "given twice" in error.message
+    assert str(error) == f"{tmp_path / '.' / 'a.yaml'}: file: given twice (as {str(a)!r})"
 
 
 def test_no_file_at_all_is_an_error() -> None:
@@ -179,8 +179,13 @@ def test_leave_changes_the_hash_and_empty_settings_do_not(tmp_path: Path) -> Non
 
 
 # --------------------------------------------------------------------------------------------
-# The owner rule
+# The owner rule, located from what load_job kept
 # --------------------------------------------------------------------------------------------
+
+
+def located_owner_rule(job: Job, owners: dict[str, str]) -> list[JobFileError]:
+    """What the engine's caller does: the violations as values, then their locations."""
+    return locate_owner_rule(job, owner_rule_violations(job, owners))
 
 
 def test_owner_rule_finds_the_owner_in_remove_members_and_protect(tmp_path: Path) -> None:
@@ -205,7 +210,7 @@ def test_owner_rule_finds_the_owner_in_remove_members_and_protect(tmp_path: Path
         """,
     )
     job = load_job(path)
-    errors = owner_rule_errors(job, {"a1": "OWNER1", "a2": "OWNER2"})
+    errors = located_owner_rule(job, {"a1": "OWNER1", "a2": "OWNER2"})
     assert [(e.path, e.line, e.field) for e in errors] == [
         (str(path), 6, "chats[0].remove[1]"),
         (str(path), 10, "chats[1].members[1]"),
@@ -216,6 +221,9 @@ def test_owner_rule_finds_the_owner_in_remove_members_and_protect(tmp_path: Path
         f"{path}:6: chats[0].remove[1]: 'OWNER1' is the owner of account 'a1': the owner may not "
         "be in remove, members or protect (an owner leaves only via leave)"
     )
+    # The older entry point gives the same errors.
+    older = owner_rule_errors(job, {"a1": "OWNER1", "a2": "OWNER2"})
+    assert [str(e) for e in older] == [str(e) for e in errors]
 
 
 def test_owner_rule_in_csv_uses_the_row_and_the_default_account(tmp_path: Path) -> None:
@@ -231,28 +239,59 @@ def test_owner_rule_in_csv_uses_the_row_and_the_default_account(tmp_path: Path) 
         "a2,c2,member,u1,\n",
     )
     job = load_job(settings, path)
-    errors = owner_rule_errors(job, {"a1": "OWNER1", "a2": "OWNER2"})
+    errors = located_owner_rule(job, {"a1": "OWNER1", "a2": "OWNER2"})
     assert [(Path(e.path).name, e.line, e.field) for e in errors] == [
         ("job.csv", 3, "user"),
         ("job.csv", 4, "user"),
     ]
 
 
+def test_owner_rule_errors_follow_the_command_line_order_of_files(tmp_path: Path) -> None:
+    second = write(tmp_path, "b.csv", "account,chat,action,user,name\na1,c2,remove,O1,\n")
+    first = write(
+        tmp_path, "a.yaml", "version: 1\nchats:\n  - {chat: c1, account: a1, remove: [O1]}\n"
+    )
+    errors = located_owner_rule(load_job(first, second), {"a1": "O1"})
+    assert [(Path(e.path).name, e.line) for e in errors] == [("a.yaml", 3), ("b.csv", 2)]
+
+
 def test_owner_rule_is_silent_for_a_clean_job_and_unknown_owners(tmp_path: Path) -> None:
     job = load_job(EXAMPLES / "cohorts.yaml")
-    assert owner_rule_errors(job, {}) == []
+    assert located_owner_rule(job, {}) == []
+    assert located_owner_rule(job, {"acc_cohorts_eu": "ACoAOSOMEONE"}) == []
     assert owner_rule_errors(job, {"acc_cohorts_eu": "ACoAOSOMEONE"}) == []
 
 
-def test_owner_rule_still_refuses_when_the_file_changed_since_loading(tmp_path: Path) -> None:
+def test_owner_rule_locations_never_read_the_files_again(tmp_path: Path) -> None:
     path = write(
-        tmp_path, "job.yaml", "version: 1\nchats:\n  - {chat: c1, account: a1, remove: [O1]}\n"
+        tmp_path,
+        "job.yaml",
+        "version: 1\nchats:\n  - chat: c1\n    account: a1\n    remove: [u1, O1]\n",
     )
     job = load_job(path)
-    path.write_text("version: 1\nchats:\n  - {chat: c1, account: a1, remove: [u1]}\n")
-    (error,) = owner_rule_errors(job, {"a1": "O1"})
-    assert (error.line, error.field) == (3, "chat")
+    path.write_text("version: 1\n")  # changed since it was loaded, then gone
+    path.unlink()
+    (error,) = located_owner_rule(job, {"a1": "O1"})
+    assert (error.path, error.line, error.field) == (str(path), 5, "chats[0].remove[1]")
+
+
+def test_owner_rule_of_a_job_built_in_code_points_at_the_chat() -> None:
+    job = Job(chats=(ChatJob("a1", "c1", remove=("O1",), path="job.yaml", line=7),))
+    (error,) = located_owner_rule(job, {"a1": "O1"})
+    assert (error.path, error.line, error.field) == ("job.yaml", 7, "chat")
     assert "'O1' is the owner of account 'a1'" in error.message
+
+
+def test_owner_rule_locations_cost_four_bytes_a_user(tmp_path: Path) -> None:
+    users = [f"ACoAA{i:06d}" for i in range(5000)]
+    rows = "".join(f"a1,c1,member,{user},\n" for user in users)
+    path = write(tmp_path, "job.csv", "account,chat,action,user,name\n" + rows)
+    (chat,) = load_job(path).chats
+    assert chat.user_lines is not None
+    assert len(chat.user_lines.members) == 4 * len(users)
+    assert chat.user_lines.remove == chat.user_lines.protect == b""  # nothing kept for none
+    (error,) = located_owner_rule(load_job(path), {"a1": users[-1]})
+    assert (error.line, error.field) == (len(users) + 1, "user")
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,6 +324,24 @@ def test_example_export_csv_mixes_actions() -> None:
     assert any(c.add and c.remove and c.rename for c in job.chats)
     assert any(c.is_desired_state and c.protect for c in job.chats)
     assert any(c.leave for c in job.chats)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.mark.parametrize(
+    ("section", "fence", "name"), [("YAML", "yaml", "job.yaml"), ("CSV", "csv", "job.csv")]
+)
+def test_the_readmes_job_file_examples_load(
+    tmp_path: Path, section: str, fence: str, name: str
+) -> None:
+    text = README.read_text(encoding="utf-8")
+    example = text.split(f"### {section}\n\n```{fence}\n", 1)[1].split("```", 1)[0]
+    job = load_job(write(tmp_path, name, example))
+    assert [c.chat for c in job.chats] == ["chat_A", "chat_B", "chat_C"]
+    if section == "YAML":
+        assert job.chats[0].add == ("ACoAA1", "in:ann-kim-0161")
+        assert job.chats[1].members == ("ACoAA1", "in:bo-lee-42")
 
 
 SPECIAL_ACCOUNT_WORDS = ("disconnected", "errored", "paused", "recruiter", "salesnav", "company")

@@ -235,8 +235,8 @@ def test_all_errors_of_a_csv_are_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "line", "fragment"),
     [
-        (b"", 1, "empty"),
-        (b"\n\n", 1, "empty"),
+        (b"", None, "empty"),
+        (b"\n\n", None, "empty"),
         (b"\naccount,chat,action,user,name\n", 1, "blank"),
         (b"account,chat,action,user,name\na1,c1,add,u1,\na1,c1,add,\xff\xfe,\n", 3, "UTF-8"),
         (
@@ -247,7 +247,7 @@ def test_all_errors_of_a_csv_are_reported(tmp_path: Path) -> None:
     ],
 )
 def test_unreadable_csv_is_a_clear_error(
-    tmp_path: Path, content: bytes, line: int, fragment: str
+    tmp_path: Path, content: bytes, line: int | None, fragment: str
 ) -> None:
     path = tmp_path / "job.csv"
     path.write_bytes(content)

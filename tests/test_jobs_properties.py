@@ -1,4 +1,5 @@
-"""Property: any valid job reads the same whether written as YAML or as CSV, in any order."""
+"""Property: any valid job reads the same whether written as YAML or as CSV, in any order, and
+whichever form names each LinkedIn profile (URL or `in:<slug>`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import yaml
 from hypothesis import given, settings
@@ -22,6 +24,31 @@ ids = st.one_of(
     st.text(_ID_CHARS, min_size=1, max_size=8),
     st.sampled_from(["yes", "null", "0123", "1e3", "true", "~", "ACoAA0001"]),
 ).filter(lambda s: s.strip() == s and s not in (".", ".."))
+# Users: provider ids (no space, no colon: such a value is a name or a URL, not an id) or
+# profiles, held in their canonical form `in:<slug>` and written in a form chosen per file.
+slugs = st.text(st.sampled_from("abcxyz019-_éü"), min_size=3, max_size=20)
+provider_ids = ids.filter(lambda s: " " not in s and ":" not in s)
+users = st.one_of(provider_ids, slugs.map(lambda slug: f"in:{slug}"))
+PROFILE_FORMS = (
+    "in:{slug}",
+    "in:{upper}",
+    "https://www.linkedin.com/in/{slug}/",
+    "http://linkedin.com/in/{slug}",
+    "https://uk.linkedin.com/in/{slug}?trk=export#top",
+    "linkedin.com/in/{encoded}/",
+    "HTTPS://WWW.LINKEDIN.COM/in/{upper}",
+)
+
+
+def written(user: str, rng: random.Random) -> str:
+    """How a file writes `user`: a provider id as it is, a profile in any accepted form."""
+    if not user.startswith("in:"):
+        return user
+    slug = user[3:]
+    form = rng.choice(PROFILE_FORMS)
+    return form.format(slug=slug, upper=slug.upper(), encoded=quote(slug))
+
+
 names = st.text(
     st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=20
 ).filter(lambda s: s.strip() == s and s != "")
@@ -41,9 +68,9 @@ class Spec:
 
 @st.composite
 def chat_specs(draw: st.DrawFn) -> Spec:
-    users = draw(st.lists(ids, unique=True, max_size=8))
+    chosen = draw(st.lists(users, unique=True, max_size=8))
     desired = draw(st.booleans())
-    split = draw(st.integers(0, len(users)))
+    split = draw(st.integers(0, len(chosen)))
     rename = draw(st.none() | names)
     leave = draw(st.booleans())
     add: tuple[str, ...] = ()
@@ -51,10 +78,10 @@ def chat_specs(draw: st.DrawFn) -> Spec:
     members: tuple[str, ...] | None = None
     protect: tuple[str, ...] = ()
     if desired:
-        protect = tuple(draw(st.lists(st.sampled_from(users), unique=True)) if users else [])
-        members = tuple(users[:split])
+        protect = tuple(draw(st.lists(st.sampled_from(chosen), unique=True)) if chosen else [])
+        members = tuple(chosen[:split])
     else:
-        add, remove = tuple(users[:split]), tuple(users[split:])
+        add, remove = tuple(chosen[:split]), tuple(chosen[split:])
         if not (add or remove or rename or leave):
             leave = True  # a chat must ask for something
     return Spec(draw(ids), draw(ids), add, remove, members, protect, rename, leave)
@@ -68,14 +95,14 @@ def as_yaml(specs: list[Spec], rng: random.Random) -> str:
     for spec in specs:
         entry: dict[str, object] = {"chat": spec.chat, "account": spec.account}
         if spec.members is not None:
-            entry["members"] = list(spec.members)
+            entry["members"] = [written(u, rng) for u in spec.members]
             if spec.protect:
-                entry["protect"] = list(spec.protect)
+                entry["protect"] = [written(u, rng) for u in spec.protect]
         else:
             if spec.add:
-                entry["add"] = list(spec.add)
+                entry["add"] = [written(u, rng) for u in spec.add]
             if spec.remove:
-                entry["remove"] = list(spec.remove)
+                entry["remove"] = [written(u, rng) for u in spec.remove]
         if spec.rename is not None:
             entry["rename"] = spec.rename
         if spec.leave:
@@ -90,12 +117,13 @@ def as_yaml(specs: list[Spec], rng: random.Random) -> str:
 def as_csv(specs: list[Spec], path: Path, rng: random.Random) -> None:
     rows: list[list[str]] = []
     for spec in specs:
-        rows += [[spec.account, spec.chat, "add", user, ""] for user in spec.add]
-        rows += [[spec.account, spec.chat, "remove", user, ""] for user in spec.remove]
+        where = [spec.account, spec.chat]
+        rows += [[*where, "add", written(user, rng), ""] for user in spec.add]
+        rows += [[*where, "remove", written(user, rng), ""] for user in spec.remove]
         if spec.members is not None:
-            rows += [[spec.account, spec.chat, "member", user, ""] for user in spec.members]
-            rows.append([spec.account, spec.chat, "member", "", ""])
-            rows += [[spec.account, spec.chat, "protect", user, ""] for user in spec.protect]
+            rows += [[*where, "member", written(user, rng), ""] for user in spec.members]
+            rows.append([*where, "member", "", ""])
+            rows += [[*where, "protect", written(user, rng), ""] for user in spec.protect]
         if spec.rename is not None:
             rows.append([spec.account, spec.chat, "rename", "", spec.rename])
         if spec.leave:

@@ -1,18 +1,34 @@
 """YAML job files: what loads, and every rule of the contract as one bad file each.
 
 Every error must name the file, the exact line and the field, so these tests assert all three.
+Each test runs with libyaml's C parser and with PyYAML's pure-Python one (the fallback when PyYAML
+was built without libyaml): the rules and their lines must not depend on the parser.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from jobs_helpers import failures, lines, located, write
 
 from bulkgroups.errors import JobFileError, JobFileErrors
-from bulkgroups.jobs import MAX_ERRORS_PER_FILE, load_job
+from bulkgroups.jobs import MAX_ERRORS_PER_FILE, load_job, yaml_events
 from bulkgroups.model import AccountSettings, ChatJob, RateSpec
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[getattr(yaml, "CSafeLoader", None), yaml.SafeLoader],
+    ids=["libyaml", "pure-python"],
+)
+def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test of this file under both parsers."""
+    assert request.param is not None, "PyYAML was built without libyaml"
+    monkeypatch.setattr(yaml_events, "Loader", request.param)
+
 
 CONTRACT_EXAMPLE = """\
 version: 1                      # required
@@ -600,8 +616,8 @@ def test_long_values_are_quoted_to_80_characters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "line", "fragment"),
     [
-        ("", 1, "empty"),
-        ("   \n# only a comment\n", 1, "empty"),
+        ("", None, "empty"),
+        ("   \n# only a comment\n", None, "empty"),
         ("- chat: c1\n", 1, "expected a mapping"),
         ("just text\n", 1, "expected a mapping"),
         ("version: 1\nchats: [\n", 3, "YAML syntax error"),
@@ -611,7 +627,7 @@ def test_long_values_are_quoted_to_80_characters(tmp_path: Path) -> None:
     ],
 )
 def test_unreadable_yaml_is_a_clear_error(
-    tmp_path: Path, content: str, line: int, fragment: str
+    tmp_path: Path, content: str, line: int | None, fragment: str
 ) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(content, encoding="utf-8")
@@ -620,19 +636,18 @@ def test_unreadable_yaml_is_a_clear_error(
     assert fragment in error.message
 
 
-def test_a_missing_file_is_an_error(tmp_path: Path) -> None:
-    assert lines(tmp_path / "nope.yaml") == ["nope.yaml:0: file: no such file"]
-
-
-def test_a_directory_is_not_a_job_file(tmp_path: Path) -> None:
-    (tmp_path / "dir.yaml").mkdir()
-    assert located(tmp_path / "dir.yaml") == [("dir.yaml", 0, "file")]
-
-
 def test_non_utf8_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_bytes(b"version: 1\nchats:\n  - {chat: caf\xe9, account: a1, leave: true}\n")
     assert lines(path) == ["job.yaml:3: file: not UTF-8 text"]
+
+
+def test_non_utf8_deep_in_a_big_file_names_the_line(tmp_path: Path) -> None:
+    users = "".join(f"      - ACoAA{i:07d}\n" for i in range(150_000))  # over 3 MB
+    head = "version: 1\nchats:\n  - chat: c1\n    account: a1\n    add:\n" + users
+    path = tmp_path / "job.yaml"
+    path.write_bytes(head.encode() + "      - caf\u00e9\n".encode() + b"      - caf\xe9\n")
+    assert lines(path) == [f"job.yaml:{150_000 + 7}: file: not UTF-8 text"]
 
 
 def test_non_utf8_after_a_bom_names_the_line(tmp_path: Path) -> None:
@@ -662,3 +677,39 @@ def test_errors_are_capped_per_file_with_a_count_of_the_rest(tmp_path: Path) -> 
     errors = caught.value.errors
     assert len(errors) == MAX_ERRORS_PER_FILE + 1
     assert errors[-1].message == "... and 5 more errors"
+    assert str(errors[-1]) == f"{path}: file: ... and 5 more errors"
+
+
+# --------------------------------------------------------------------------------------------
+# The parser
+# --------------------------------------------------------------------------------------------
+
+
+def test_libyamls_parser_is_used_whenever_pyyaml_has_it() -> None:
+    expected = "libyaml" if yaml.__with_libyaml__ else "pure Python"
+    assert expected == yaml_events.PARSER_NAME
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+def test_absurd_nesting_is_refused_at_once(tmp_path: Path, opening: str) -> None:
+    closing = "]" if opening == "[" else "}"
+    depth = 50_000
+    path = write(tmp_path, "job.yaml", f"version: 1\nextra: {opening * depth}1{closing * depth}\n")
+    (error,) = failures(path)
+    assert (error.line, error.field) == (2, "file")
+    assert "nest" in error.message
+
+
+def test_a_big_yaml_list_loads_with_lines_and_interned_users(tmp_path: Path) -> None:
+    users = [f"ACoAA{i:07d}" for i in range(20_000)]
+    body = "".join(f"      - {user}\n" for user in users)
+    path = write(
+        tmp_path,
+        "job.yaml",
+        "version: 1\nchats:\n  - chat: c1\n    account: a1\n    members:\n" + body,
+    )
+    (chat,) = load_job(path).chats
+    assert chat.members == tuple(users)
+    assert chat.user_lines is not None
+    assert chat.user_lines.line_of("members", 19_999) == 20_005
+    assert chat.members[5] is sys.intern(users[5])

@@ -1,0 +1,70 @@
+"""The owner rule, located: the account owner's own id in `remove`, `members` or `protect`.
+
+It needs the owner's id, known only after the account lookup, so the engine finds violations as
+values (`planner.owner_rule_violations`) and the caller turns them into located errors here, from
+the lines `load_job` kept (`ChatJob.user_lines`): files are never read again mid-run (they may have
+changed, or be gone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..errors import JobFileError
+from ..model import ChatJob, Job, OwnerList, OwnerRuleViolation
+from .report import quote
+
+__all__ = ["locate_owner_rule", "owner_rule_errors"]
+
+_OWNER_LISTS: tuple[OwnerList, ...] = ("remove", "members", "protect")
+
+
+def _message(user: str, account: str) -> str:
+    return (
+        f"{quote(user)} is the owner of account {quote(account)}: the owner may not be in remove, "
+        "members or protect (an owner leaves only via leave)"
+    )
+
+
+def _locate(chat: ChatJob | None, violation: OwnerRuleViolation) -> JobFileError:
+    message = _message(violation.user, violation.account)
+    if chat is None:  # a violation of a chat the job does not have: still refused, unlocated
+        return JobFileError("<job>", None, "chat", message)
+    listed: tuple[str, ...] = getattr(chat, violation.list) or ()
+    lines = chat.user_lines
+    if lines is None or violation.user not in listed:
+        # A job built in code rather than loaded: the chat's own place is all there is.
+        return JobFileError(chat.path or "<job>", chat.line or None, "chat", message)
+    index = listed.index(violation.user)
+    return JobFileError(
+        chat.path,
+        lines.line_of(violation.list, index),
+        lines.field_of(violation.list, index),
+        message,
+    )
+
+
+def locate_owner_rule(job: Job, violations: Sequence[OwnerRuleViolation]) -> list[JobFileError]:
+    """The owner-rule violations the engine found, as `PATH:LINE: FIELD: message` errors, in the
+    order of the files on the command line and of the lines in each."""
+    wanted = {(v.account, v.chat) for v in violations}
+    chats = {(c.account, c.chat): c for c in job.chats if (c.account, c.chat) in wanted}
+    errors = [_locate(chats.get((v.account, v.chat)), v) for v in violations]
+    order = {path: index for index, path in enumerate(job.paths)}
+    return sorted(errors, key=lambda e: (order.get(e.path, len(order)), e.line or 0))
+
+
+def owner_rule_errors(job: Job, owners: Mapping[str, str]) -> list[JobFileError]:
+    """`locate_owner_rule` of the violations of `owners` (account id -> the owner's user id).
+
+    Kept for callers from before `planner.owner_rule_violations`; it repeats that search here
+    because the job loader may not import the planner.
+    """
+    violations = [
+        OwnerRuleViolation(chat.account, chat.chat, which, owner)
+        for chat in job.chats
+        if (owner := owners.get(chat.account)) is not None
+        for which in _OWNER_LISTS
+        if owner in (getattr(chat, which) or ())
+    ]
+    return locate_owner_rule(job, violations)
