@@ -16,8 +16,10 @@ from typing import Literal, Protocol, get_args
 
 __all__ = [
     "ACTIONS",
+    "DEFAULT_MAX_MEMBERS",
     "REASONS",
     "STATUSES",
+    "WRITE_ACTIONS",
     "AccountInfo",
     "AccountSettings",
     "Action",
@@ -56,6 +58,7 @@ Reason = Literal[
     "already_left",
     "member_cap",
     "chat_not_found",
+    "account_not_found",
     "not_group",
     "not_effective",
     "account_disconnected",
@@ -81,6 +84,9 @@ STATUSES: tuple[Status, ...] = get_args(Status)
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
 WRITE_ACTIONS: frozenset[str] = frozenset({"add", "remove", "rename", "leave"})
+
+# LinkedIn's cap on a group's participants (the owner counted); `max_members` defaults to it.
+DEFAULT_MAX_MEMBERS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +197,21 @@ class ErrorInfo:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The final word on one operation in one run."""
+    """The final word on one operation in one run.
+
+    `in_doubt`: some attempt's outcome was unknown (timeout, reset, 5xx) and the status is
+    `failed` or `deferred`, so the write may have taken effect: the next run decides it from its
+    fresh read. `recovered`: `applied` because the fresh read showed in effect a write that an
+    earlier run had sent without recording its outcome (killed, or in doubt).
+    """
 
     operation: Operation
     status: Status
     reason: Reason | None = None
     attempts: int = 0
     error: ErrorInfo | None = None
+    in_doubt: bool = False
+    recovered: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,12 +382,17 @@ class ChatInfo:
 
 @dataclass(frozen=True, slots=True)
 class ChatState:
-    """A chat as read (fresh) before planning: its info and every participant, owner included."""
+    """A chat as read (fresh) before planning: its info and every participant, owner included.
+
+    `members_listed` is False when the participants were not (or could not be) listed, e.g. for
+    a chat that is not a group or a read-only chat: then `participants` says nothing.
+    """
 
     account: str
     chat: str
     info: ChatInfo
     participants: tuple[Participant, ...]
+    members_listed: bool = True
 
     def member_ids(self) -> frozenset[str]:
         return frozenset(p.user_id for p in self.participants)
@@ -419,7 +438,9 @@ class ChatPlan:
 
     `to_send` are the writes still needed; `decided` are operations whose outcome the plan already
     knows (skips, member cap, read failures); `in_place` counts members the job wants that are
-    already there. `names` maps user ids to display names for humans.
+    already there. `names` maps user ids to display names for humans. `recovered` are writes an
+    earlier run sent without recording their outcome that the read shows in effect: the run
+    records them `applied` (`recovered`), instead of whatever the plan would have said of them.
     """
 
     account: str
@@ -430,6 +451,7 @@ class ChatPlan:
     names: Mapping[str, str] = field(default_factory=dict)
     state_digest: str | None = None
     chat_name: str | None = None
+    recovered: tuple[Operation, ...] = ()
 
     @property
     def has_changes(self) -> bool:
