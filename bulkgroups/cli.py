@@ -1,9 +1,12 @@
 """The `bulkgroups` command: argument parsing, environment, connection, display. Wiring only.
 
-Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes anything (bad job
-file or flags, owner rule, max-removals, bad key at the first request, resume of another job,
-stale plan, held lock); 130 interrupted; 3 finished with failed or deferred operations; 2 `plan
---detailed-exitcode` with changes; 0 success. Usage errors exit 1, not argparse's 2.
+Exit codes (CONTRACT.md, first that applies — 1 > 4 > 130 > 3 > 2 > 0): 1 nothing was sent that
+changes anything (bad job file or flags, owner rule, max-removals, bad key at the first request,
+resume of another job, stale plan, held lock, a ledger or plan path that is not a regular file);
+4 the ledger could not be written (sending stopped at once; what was recorded is intact; fix the
+cause and --resume); 130 interrupted; 3 finished with failed or deferred operations; 2 `plan
+--detailed-exitcode` with changes; 0 success. Usage errors exit 1, not argparse's 2. An error's
+code is its `BulkGroupsError.exit_code`.
 """
 
 from __future__ import annotations
@@ -27,8 +30,16 @@ from rich.console import Console
 from . import engine, jobs, planfile, report
 from .client import UnipileClient
 from .display import ProgressDisplay, render_outcomes, render_plan
-from .errors import AuthError, BulkGroupsError, JobFileErrors, RunRefused, UsageError, plain_errors
-from .model import Job, Plan, RateSpec, parse_rate
+from .errors import (
+    AuthError,
+    BulkGroupsError,
+    JobFileErrors,
+    OwnerRuleRefused,
+    RunRefused,
+    UsageError,
+    plain_errors,
+)
+from .model import Job, Outcome, Plan, RateSpec, parse_rate
 from .pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE
 
 __all__ = ["main"]
@@ -142,9 +153,24 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_EXIT_CODES = """exit codes (the first that applies):
+  1    nothing was sent that changes anything: bad job file or flags, owner rule,
+       --max-removals, a refused API key, --resume of another job, a stale --plan,
+       a held lock, a ledger or plan path that is not a regular file
+  4    the ledger could not be written (disk full, I/O error, truncated or replaced):
+       sending stopped at once; what was recorded is intact; fix it and --resume
+  130  interrupted (Ctrl-C or SIGTERM); --resume continues
+  3    the run finished but some operations failed or were deferred
+  2    plan --detailed-exitcode: the plan has changes
+  0    success"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="bulkgroups", description="Keep LinkedIn group chats in sync through Unipile."
+        prog="bulkgroups",
+        description="Keep LinkedIn group chats in sync through Unipile.",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -162,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(plan)
 
     apply = commands.add_parser(
-        "apply", help="plan and apply, recording every outcome in the ledger"
+        "apply",
+        help="plan and apply, recording every outcome in the ledger",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     apply.add_argument("jobs", nargs="+", metavar="JOB")
     apply.add_argument("--ledger", default=engine.DEFAULT_LEDGER, metavar="PATH")
@@ -255,7 +284,7 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
         rate=args.rate or default_rate,
         write_rate=args.write_rate or default_write,
         jitter=jitter,
-        max_removals=args.max_removals,
+        max_removals=None if args.max_removals < 0 else args.max_removals,
         shard=args.shard,
         verify=verify,
         # Exits while waiting on a long pause would surprise nobody; slow sandbox verification would.
@@ -268,6 +297,16 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
 
 def _load(paths: Sequence[str]) -> Job:
     return jobs.load_job(*paths)
+
+
+@contextmanager
+def _owner_rule_located(job: Job) -> Iterator[None]:
+    """The engine reports the owner rule as values; here they get their places in the files."""
+    try:
+        with plain_errors():
+            yield
+    except OwnerRuleRefused as refused:
+        raise JobFileErrors(jobs.locate_owner_rule(job, refused.violations)) from None
 
 
 def _count(n: int, noun: str) -> str:
@@ -328,7 +367,10 @@ def _refuse_removals(args: argparse.Namespace, plan: Plan) -> None:
 
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     job = _load(args.jobs)
-    plan, seconds = anyio.run(_plan, args, job, err)
+    if args.out:
+        planfile.check_plan_path(args.out)  # before anything is read: a FIFO or /dev/full
+    with _owner_rule_located(job):
+        plan, seconds = anyio.run(_plan, args, job, err)
     # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
     too_many = 0 <= args.max_removals < plan.removals
     if args.out and not too_many:
@@ -408,12 +450,18 @@ async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console)
     interrupt = anyio.Event()
     result: engine.RunResult | None = None
     in_write_phase = False
+    recorded = 0
 
     class _Observer(ProgressDisplay):
         def phase(self, name: str, total: int) -> None:
             nonlocal in_write_phase
-            in_write_phase = name == "apply"
+            in_write_phase = in_write_phase or name == "apply"
             super().phase(name, total)
+
+        def outcome(self, outcome: Outcome) -> None:
+            nonlocal recorded
+            recorded += 1
+            super().outcome(outcome)
 
     with _connection(args) as conn:
         async with UnipileClient(
@@ -448,7 +496,15 @@ async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console)
                     )
                     tg.cancel_scope.cancel()
             if result is None:
-                err.print("interrupted before anything was written; nothing to resume")
+                if in_write_phase:  # the run has its `run` record: the ledger knows it
+                    err.print(
+                        f"stopped at once: {_count(recorded, 'operation')} recorded in "
+                        f"{args.ledger}; run the same command with --resume to continue",
+                        markup=False,
+                        highlight=False,
+                    )
+                else:
+                    err.print("interrupted before anything was written; nothing to resume")
                 return 130
             render_outcomes(progress, out)
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
@@ -468,9 +524,10 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
 
 def _cmd_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
     job = _load(args.jobs)
-    if args.dry_run:
-        return anyio.run(_dry_run, args, job, out, err)
-    return anyio.run(_apply, args, job, out, err)
+    with _owner_rule_located(job):
+        if args.dry_run:
+            return anyio.run(_dry_run, args, job, out, err)
+        return anyio.run(_apply, args, job, out, err)
 
 
 def _cmd_report(args: argparse.Namespace, out: Console) -> int:
@@ -549,13 +606,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = 1
     except AuthError as error:
         err.print(f"error: the API key was refused: {error}", markup=False, highlight=False)
-        code = 1
-    except (UsageError, RunRefused) as error:
+        code = error.exit_code
+    except BulkGroupsError as error:  # usage, refused runs, LedgerUnwritable (4), ...
         err.print(f"error: {error}", markup=False, highlight=False)
-        code = 1
-    except BulkGroupsError as error:
-        err.print(f"error: {error}", markup=False, highlight=False)
-        code = 1
+        code = error.exit_code
     except KeyboardInterrupt:
         code = 130
     finally:

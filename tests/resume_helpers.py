@@ -125,6 +125,36 @@ def duplicated_writes(sim: Simulator) -> dict[tuple[str, str | None, str | None,
     return {key: n for key, n in effective_writes(sim).items() if n > 1}
 
 
+WriteKey = tuple[str, str, str, str | None]
+_METHODS = {"add": "POST", "remove": "DELETE", "rename": "PATCH", "leave": "DELETE"}
+
+
+def write_key(record: dict[str, Any]) -> WriteKey:
+    """The request an `op` or `intent` record of a write stands for: (method, account, chat,
+    user) as the simulator logs it (a rename has no user; a leave removes the owner)."""
+    action, account = record["action"], record["account"]
+    user = owner_id(account) if action == "leave" else record["user"]
+    return (_METHODS[action], account, record["chat"], user)
+
+
+def requests_sent(sim: Simulator) -> Counter[WriteKey]:
+    """Every write request the simulator received (whatever its answer)."""
+    return Counter(
+        (r.method, r.account or "", r.chat or "", r.user)
+        for r in sim.requests()
+        if r.kind == "write"
+    )
+
+
+def writes_accepted(sim: Simulator) -> Counter[WriteKey]:
+    """The writes the simulator accepted (answered 200)."""
+    return Counter(
+        (r.method, r.account or "", r.chat or "", r.user)
+        for r in sim.requests()
+        if r.kind == "write" and r.status == 200
+    )
+
+
 def write_count(sim: Simulator) -> int:
     return sum(1 for r in sim.requests() if r.kind == "write")
 
