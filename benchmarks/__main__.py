@@ -1,5 +1,5 @@
 """`python -m benchmarks [NAME...]` (`make bench`): run the benchmarks (all by default: makespan,
-overhead, memory, pacing), print every figure and overwrite benchmarks/RESULTS.md with a fresh
+overhead, memory, pacing, ledger), print every figure and overwrite benchmarks/RESULTS.md with a fresh
 table: date, machine, each figure with its target and PASS / MISS. A missed CPU target adds a
 profile of the engine run to RESULTS.md."""
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks import bench_makespan, bench_memory, bench_overhead, bench_pacing
+from benchmarks import bench_ledger, bench_makespan, bench_memory, bench_overhead, bench_pacing
 from benchmarks.figures import Compare, Figure
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -47,6 +47,7 @@ BENCHMARKS: dict[str, tuple[ModuleType, Callable[[], list[Figure]]]] = {
     "overhead": (bench_overhead, bench_overhead.run),
     "memory": (bench_memory, bench_memory.run),
     "pacing": (bench_pacing, _pacing),
+    "ledger": (bench_ledger, bench_ledger.run),
 }
 
 

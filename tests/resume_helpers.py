@@ -54,9 +54,17 @@ def _newcomers(taken: set[str], start: int, count: int) -> list[str]:
     return chosen
 
 
-def mixed_job(path: Path, *, accounts: int = 6, chats: int = 5, tag: str = "r") -> MixedJob:
+def mixed_job(
+    path: Path,
+    *,
+    accounts: int = 6,
+    chats: int = 5,
+    tag: str = "r",
+    settings: dict[str, Any] | None = None,
+) -> MixedJob:
     """Write a job of `accounts` x `chats` group chats, five kinds in turn: plain adds, plain
-    removes, a `members` list, add + remove + rename, and `members` with a `protect`ed user."""
+    removes, a `members` list, add + remove + rename, and `members` with a `protect`ed user.
+    Accounts are `acc_{tag}{n}`; `settings` is the job's `accounts:` section."""
     job = MixedJob(path)
     entries: list[dict[str, Any]] = []
     for a in range(accounts):
@@ -91,7 +99,7 @@ def mixed_job(path: Path, *, accounts: int = 6, chats: int = 5, tag: str = "r") 
                 final = {owner, *entry["members"], *entry["protect"]}
             entries.append(entry)
             job.members[(account, chat)] = frozenset(final)
-    write_job(path, entries)
+    write_job(path, entries, settings)
     return job
 
 
@@ -201,21 +209,25 @@ def apply_command(
     ]
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNIPILE_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env["COLUMNS"] = "200"
     return env
 
 
-def start(command: Sequence[str], cwd: Path) -> subprocess.Popen[bytes]:
+def start(
+    command: Sequence[str], cwd: Path, *, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the command; `preexec_fn` runs in the child before it starts (e.g. resource limits)."""
     return subprocess.Popen(
         list(command),
         cwd=cwd,
-        env=_environment(),
+        env=environment(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=preexec_fn,
     )
 
 
