@@ -1,12 +1,10 @@
 """The `bulkgroups` command: argument parsing, environment, connection, display. Wiring only.
 
-Exit codes (CONTRACT.md, first that applies — 1 > 4 > 130 > 3 > 2 > 0): 1 nothing was sent that
-changes anything (bad job file or flags, owner rule, max-removals, bad key at the first request,
-resume of another job, stale plan, held lock, a ledger or plan path that is not a regular file);
-4 the ledger could not be written (sending stopped at once; what was recorded is intact; fix the
-cause and --resume); 130 interrupted; 3 finished with failed or deferred operations; 2 `plan
---detailed-exitcode` with changes; 0 success. Usage errors exit 1, not argparse's 2. An error's
-code is its `BulkGroupsError.exit_code`.
+Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes anything (bad job
+file or flags, owner rule, max-removals, bad key at the first request, resume of another job,
+stale plan, held lock); 4 the ledger could not be written; 130 interrupted; 3 finished with
+failed or deferred operations; 2 `plan --detailed-exitcode` with changes; 0 success. Usage
+errors exit 1, not argparse's 2. An error's code is its `BulkGroupsError.exit_code`.
 """
 
 from __future__ import annotations
@@ -153,24 +151,9 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-_EXIT_CODES = """exit codes (the first that applies):
-  1    nothing was sent that changes anything: bad job file or flags, owner rule,
-       --max-removals, a refused API key, --resume of another job, a stale --plan,
-       a held lock, a ledger or plan path that is not a regular file
-  4    the ledger could not be written (disk full, I/O error, truncated or replaced):
-       sending stopped at once; what was recorded is intact; fix it and --resume
-  130  interrupted (Ctrl-C or SIGTERM); --resume continues
-  3    the run finished but some operations failed or were deferred
-  2    plan --detailed-exitcode: the plan has changes
-  0    success"""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="bulkgroups",
-        description="Keep LinkedIn group chats in sync through Unipile.",
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="bulkgroups", description="Keep LinkedIn group chats in sync through Unipile."
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -188,10 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(plan)
 
     apply = commands.add_parser(
-        "apply",
-        help="plan and apply, recording every outcome in the ledger",
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "apply", help="plan and apply, recording every outcome in the ledger"
     )
     apply.add_argument("jobs", nargs="+", metavar="JOB")
     apply.add_argument("--ledger", default=engine.DEFAULT_LEDGER, metavar="PATH")

@@ -19,10 +19,13 @@ fsync'd in small batches (every `fsync_every` lines, or `fsync_interval` after t
 one). fsync always runs in a worker thread, never on the event loop. The writer is shielded from
 cancellation, so Ctrl-C still leaves whole lines, the `end` record and a closed file.
 
-Cost of the write-ahead intent (`benchmarks/bench_ledger.py`, ext4 on this project's 2-core VM):
-about 0.35 ms of wall time per write attempt with one writer (the fsync), about 30 µs per intent
-when 64 writers commit together, and about 12 µs of CPU per intent either way; the network round
-trip of the write it precedes takes longer.
+Cost of the write-ahead intent (`benchmarks/bench_ledger.py`; ext4 on this project's shared
+2-core VM, where a hop to a worker thread alone costs about 200 µs of CPU): one writer alone waits
+0.8-1.8 ms per intent (an fsync and a thread hop each, about 600 µs of CPU); 64 writers at once
+(64 accounts writing together) wait 40-170 µs per intent, one fsync serving 64 intents, about
+33 µs of CPU each. In `benchmarks/bench_overhead.py` (12,000 writes among 20,200 requests, 64 in
+flight, about 24 intents per fsync) the engine's CPU per request stayed within the noise of the
+run before intents (400-430 µs here). The network round trip of the write it precedes is longer.
 
 Failure. Any error writing or syncing (ENOSPC, EIO), or a file that is no longer the one this
 writer appends to — checked before each batch: its size must be what this writer wrote, and the
@@ -60,11 +63,11 @@ from .model import WRITE_ACTIONS, Operation, Outcome, op_digest
 from .records import (
     EndRecord,
     IntentRecord,
+    LedgerClock,
     OpRecord,
     Record,
     RunRecord,
     VerifyRecord,
-    format_time,
     parse_time,
     record_from_json,
 )
@@ -76,7 +79,6 @@ __all__ = [
     "cut_torn_tail",
     "new_run_id",
     "read_ledger",
-    "read_records",
     "replay",
 ]
 
@@ -111,7 +113,12 @@ def new_run_id() -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _cut_torn_tail(fd: int) -> int:
+def cut_torn_tail(fd: int) -> int:
+    """Truncate a last line that has no newline (a write cut short by kill -9); bytes removed.
+
+    Done by the writer on opening, before appending, so that its first record starts on its own
+    line (`fd` open for reading and writing).
+    """
     size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return 0
@@ -140,23 +147,6 @@ def _refuse_unless_regular(fd: int, path: str) -> os.stat_result:
     return info
 
 
-def cut_torn_tail(path: str | os.PathLike[str]) -> int:
-    """Truncate a last line that has no newline (a write cut short by kill -9); bytes removed.
-
-    Done before appending so that the next record starts on its own line. A missing file is fine.
-    """
-    name = os.fspath(path)
-    try:
-        fd = os.open(name, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return 0
-    _refuse_unless_regular(fd, name)
-    try:
-        return _cut_torn_tail(fd)
-    finally:
-        os.close(fd)
-
-
 def _open_for_append(path: str) -> tuple[int, os.stat_result]:
     """Open for unbuffered appends (created if missing, its name made durable), a torn tail cut.
 
@@ -166,7 +156,7 @@ def _open_for_append(path: str) -> tuple[int, os.stat_result]:
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     _refuse_unless_regular(fd, path)
     try:
-        _cut_torn_tail(fd)
+        cut_torn_tail(fd)
         if created:
             _sync_directory(path)
         return fd, os.fstat(fd)
@@ -235,7 +225,7 @@ class LedgerWriter:
         self._fsync_interval = fsync_interval
         self._fsync = fsync
         self._write = write
-        self._clock = clock
+        self._clock = LedgerClock(clock)
         self._on_failure = on_failure
         self.failure: LedgerUnwritable | None = None
         self._fd: int | None = None
@@ -244,10 +234,11 @@ class LedgerWriter:
         self._unsynced = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[bytes | _Waiter] | None = None
+        self._batch: _Waiter  # the waiter of the batch the writer takes next (see append_durable)
 
     def now(self) -> str:
         """The ledger time of this moment (the writer's clock)."""
-        return format_time(self._clock())
+        return self._clock.now()
 
     async def __aenter__(self) -> LedgerWriter:
         if self._fd is not None:
@@ -262,6 +253,7 @@ class LedgerWriter:
         try:
             send, receive = anyio.create_memory_object_stream[bytes | _Waiter](_QUEUE_SIZE)
             self._send = send
+            self._batch = _Waiter(None, durable=False)
             task_group = anyio.create_task_group()
             await task_group.__aenter__()
         except BaseException:
@@ -306,8 +298,19 @@ class LedgerWriter:
         """
         if self.failure is not None:
             raise self.failure
-        waiter = _Waiter(record.to_json() + b"\n", durable=True)
-        await self._hand_over(waiter)
+        if self._send is None:
+            raise RuntimeError("the LedgerWriter is not open (use `async with`)")
+        line = record.to_json() + b"\n"
+        try:
+            self._send.send_nowait(line)
+        except anyio.WouldBlock:
+            waiter = _Waiter(line, durable=True)
+            await self._hand_over(waiter)
+        else:
+            # Not yielded since: the line is in the batch the writer takes next, and that batch's
+            # waiter is this one (one for all the intents of a group commit, not one each).
+            waiter = self._batch
+            waiter.durable = True
         await waiter.done.wait()
         if self.failure is not None:
             raise self.failure
@@ -329,13 +332,6 @@ class LedgerWriter:
     async def run_ended(self, *, run_id: str, counts: dict[str, int], interrupted: bool) -> None:
         """The `end` record; `counts` are this run's `op` records by status (as amended)."""
         await self.append(EndRecord(run_id, counts, interrupted, self.now()))
-
-    async def flush(self, *, durable: bool = False) -> None:
-        """Wait until every record handed over so far is in the file (and on disk if `durable`)."""
-        waiter = _Waiter(None, durable=durable)
-        await self._hand_over(waiter)
-        with anyio.CancelScope(shield=True):
-            await waiter.done.wait()
 
     async def _hand_over(self, item: bytes | _Waiter) -> None:
         if self._send is None:
@@ -381,6 +377,10 @@ class LedgerWriter:
                             item = receive.receive_nowait()
                         except (anyio.WouldBlock, anyio.EndOfStream):
                             break
+                    # Nothing awaited since the last item was taken: every `append_durable` of
+                    # a line in this batch holds this batch's waiter (see there).
+                    batch, self._batch = self._batch, _Waiter(None, durable=False)
+                    waiters.append(batch)
                     await self._commit(fd, lines, waiters)
             if self._unsynced:
                 await self._commit(fd, [], [], sync=True)
@@ -485,21 +485,12 @@ def _objects(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]
             yield number, record
 
 
-def read_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Every record of a ledger as parsed JSON, in file order, streaming, unchecked.
-
-    Blank lines are skipped, and so is a torn last line (no newline: a write cut short by kill -9).
-    Any other line that is not a JSON object raises `LedgerCorrupt`; a path that is not a regular
-    file is a `UsageError`; a missing one raises FileNotFoundError.
-    """
-    for _, record in _objects(path):
-        yield record
-
-
 def read_ledger(path: str | os.PathLike[str]) -> Iterator[Record]:
     """Every record of a ledger, typed (`records`), in file order, streaming.
 
-    As `read_records`, and a record bulkgroups cannot have written raises `LedgerCorrupt`.
+    Blank lines are skipped, and so is a torn last line (no newline: a write cut short by kill -9).
+    Any other line that is not a record bulkgroups writes raises `LedgerCorrupt`; a path that is
+    not a regular file is a `UsageError`; a missing one raises FileNotFoundError.
     """
     name = os.fspath(path)
     for number, obj in _objects(name):
@@ -528,7 +519,6 @@ class Replay:
     outcomes: dict[bytes, str] = field(default_factory=dict)
     last_record_at: dict[str, float] = field(default_factory=dict)
     writes_today: dict[str, int] = field(default_factory=dict)
-    last_run_id: str | None = None
     last_run_open: bool = False
     last_end_at: float | None = None
     last_end_interrupted: bool = False
@@ -627,7 +617,6 @@ class _Replaying:
             outcomes=self.outcomes,
             last_record_at=self.last_at,
             writes_today=self.writes,
-            last_run_id=self.last_run,
             last_run_open=self.last_run_open,
             last_end_at=self.last_end_at,
             last_end_interrupted=self.last_end_interrupted,

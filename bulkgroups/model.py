@@ -158,6 +158,9 @@ class Operation:
     action: Action
     user: str | None = None
     name: str | None = None
+    # The identity, hashed once on first use: a run asks for it several times per operation
+    # (resume, the intent, the op record). A cache, not a field: equality ignores it.
+    _digest: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def subject(self) -> str | None:
@@ -165,11 +168,15 @@ class Operation:
 
     @property
     def op_id(self) -> str:
-        return op_id(self.account, self.chat, self.action, self.subject)
+        return self.digest.hex()
 
     @property
     def digest(self) -> bytes:
-        return op_digest(self.account, self.chat, self.action, self.subject)
+        digest = self._digest
+        if digest is None:
+            digest = op_digest(self.account, self.chat, self.action, self.subject)
+            object.__setattr__(self, "_digest", digest)
+        return digest
 
     @property
     def is_write(self) -> bool:

@@ -18,7 +18,8 @@ This module imports only the leaves (`model`, `errors`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal, TypeAlias, cast
@@ -41,6 +42,7 @@ from .model import (
 __all__ = [
     "EndRecord",
     "IntentRecord",
+    "LedgerClock",
     "OpRecord",
     "Record",
     "RunRecord",
@@ -61,9 +63,30 @@ _REASONS: Final = frozenset(REASONS)
 
 
 def format_time(unix: float) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, the ledger's only time format."""
-    moment = datetime.fromtimestamp(unix, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds (truncated) and a Z, the ledger's only time format."""
+    second, millis = divmod(int(unix * 1000), 1000)
+    return f"{_second_text(second)}.{millis:03d}Z"
+
+
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+class LedgerClock:
+    """Ledger times of a clock, the text of the current second kept (a record a millisecond)."""
+
+    __slots__ = ("_clock", "_second", "_text")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._second: int | None = None
+        self._text = ""
+
+    def now(self) -> str:
+        second, millis = divmod(int(self._clock() * 1000), 1000)
+        if second != self._second:
+            self._second, self._text = second, _second_text(second)
+        return f"{self._text}.{millis:03d}Z"
 
 
 def parse_time(text: str) -> float:

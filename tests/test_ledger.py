@@ -27,11 +27,19 @@ from bulkgroups.ledger import (
     Replay,
     cut_torn_tail,
     new_run_id,
-    read_records,
+    read_ledger,
     replay,
 )
 from bulkgroups.model import ErrorInfo, Operation, Outcome, op_digest
-from bulkgroups.records import IntentRecord, VerifyRecord, format_time, parse_time
+from bulkgroups.records import (
+    EndRecord,
+    IntentRecord,
+    OpRecord,
+    RunRecord,
+    VerifyRecord,
+    format_time,
+    parse_time,
+)
 
 JOB = "a" * 64
 OTHER_JOB = "b" * 64
@@ -114,10 +122,10 @@ async def test_each_record_is_in_the_file_as_a_whole_line_while_the_writer_is_op
     path = tmp_path / "ledger.jsonl"
     async with LedgerWriter(path, fsync_interval=3600) as ledger:
         await ledger.run_started(run_id="r1", job_sha256=JOB, resume=False, version="0.1.0")
-        await ledger.flush()
+        await anyio.wait_all_tasks_blocked()  # the writer got to it
         assert [r["type"] for r in parsed(path)] == ["run"]
         await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
-        await ledger.flush()
+        await anyio.wait_all_tasks_blocked()
         assert [r["type"] for r in parsed(path)] == ["run", "op"]
         assert all(line.endswith(b"\n") for line in lines(path))
 
@@ -203,11 +211,11 @@ async def test_an_idle_writer_fsyncs_after_the_interval_without_closing(tmp_path
         assert len(fsync.threads) == 1
 
 
-async def test_a_durable_flush_fsyncs_off_the_event_loop(tmp_path: Path) -> None:
+async def test_a_durable_append_fsyncs_off_the_event_loop(tmp_path: Path) -> None:
     fsync = CountingFsync()
     async with LedgerWriter(tmp_path / "ledger.jsonl", fsync_interval=3600, fsync=fsync) as ledger:
         await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
-        await ledger.flush(durable=True)
+        await ledger.append_durable(intent("u2"))
         assert fsync.threads and threading.get_ident() not in fsync.threads
 
 
@@ -219,18 +227,22 @@ async def test_a_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
     assert [r["run_id"] for r in parsed(path)] == ["r1", "r2"]
 
 
+def cut(path: Path) -> int:
+    with path.open("r+b") as file:
+        return cut_torn_tail(file.fileno())
+
+
 def test_cutting_a_torn_tail_keeps_whole_lines_and_handles_edge_cases(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    assert cut_torn_tail(path) == 0  # missing file
     path.write_bytes(b"")
-    assert cut_torn_tail(path) == 0
+    assert cut(path) == 0
     path.write_bytes(b'{"a":1}\n')
-    assert cut_torn_tail(path) == 0 and path.read_bytes() == b'{"a":1}\n'
+    assert cut(path) == 0 and path.read_bytes() == b'{"a":1}\n'
     path.write_bytes(b'{"a":1')  # a first line torn: nothing survives
-    assert cut_torn_tail(path) == 6 and path.read_bytes() == b""
+    assert cut(path) == 6 and path.read_bytes() == b""
     long_tail = b"x" * 200_000  # longer than one read chunk
     path.write_bytes(b'{"a":1}\n' + long_tail)
-    assert cut_torn_tail(path) == len(long_tail) and path.read_bytes() == b'{"a":1}\n'
+    assert cut(path) == len(long_tail) and path.read_bytes() == b'{"a":1}\n'
 
 
 async def test_cancelling_the_enclosing_scope_leaves_whole_lines_and_a_closed_file(
@@ -279,27 +291,31 @@ def test_times_are_iso_utc_with_milliseconds_and_z() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+RUN = orjson.dumps(run_line("r1"))
+END = EndRecord("r1", {}, False, format_time(T0)).to_json()
+
+
 def test_readers_ignore_a_torn_last_line_and_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b'{"type":"run","run_id":"r1"}\n\n  \r\n{"type":"end","run_id":"r1"}\n{"ty')
-    assert [r["type"] for r in read_records(path)] == ["run", "end"]
+    path.write_bytes(RUN + b"\n\n  \r\n" + END + b'\n{"ty')
+    assert [type(r) for r in read_ledger(path)] == [RunRecord, EndRecord]
 
 
 def test_a_complete_but_unterminated_last_line_is_also_torn(tmp_path: Path) -> None:
     # The writer cuts it before appending, so readers must not count it either.
     path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b'{"type":"run","run_id":"r1"}\n{"type":"end","run_id":"r1"}')
-    assert [r["type"] for r in read_records(path)] == ["run"]
+    path.write_bytes(RUN + b"\n" + END)
+    assert [type(r) for r in read_ledger(path)] == [RunRecord]
 
 
 def test_a_damaged_line_in_the_middle_is_reported_with_its_line_number(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b'{"type":"run"}\nnot json\n{"type":"end"}\n')
+    path.write_bytes(RUN + b"\nnot json\n" + END + b"\n")
     with pytest.raises(LedgerCorrupt, match=r"ledger\.jsonl:2: not a ledger record"):
-        list(read_records(path))
+        list(read_ledger(path))
     path.write_bytes(b"[1, 2]\n")
     with pytest.raises(LedgerCorrupt, match=r":1:"):
-        list(read_records(path))
+        list(read_ledger(path))
 
 
 def test_a_missing_ledger_replays_empty(tmp_path: Path) -> None:
@@ -327,7 +343,7 @@ def test_replay_keeps_the_last_outcome_per_op_over_trailing_runs_of_the_job(
         ],
     )
     result = replay(path, job_sha256=JOB)
-    assert result.last_job_sha256 == JOB and result.last_run_id == "r2"
+    assert result.last_job_sha256 == JOB
     assert result.outcomes == {
         u1.digest: "applied",
         u2.digest: "applied",
@@ -451,18 +467,19 @@ async def test_a_new_ledger_is_created_and_an_existing_one_appended_to(tmp_path:
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0), st.integers(min_value=1, max_value=5))
-def test_a_kill_at_any_byte_loses_only_the_line_being_written(cut: int, count: int) -> None:
+def test_a_kill_at_any_byte_loses_only_the_line_being_written(at: int, count: int) -> None:
     whole = b"".join(orjson.dumps(run_line(f"r{i}")) + b"\n" for i in range(count))
-    cut %= len(whole) + 1
+    cut = at % (len(whole) + 1)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "ledger.jsonl"
         path.write_bytes(whole[:cut])
-        survivors = [r["run_id"] for r in read_records(path)]
+        survivors = [r.run_id for r in read_ledger(path)]
         assert survivors == [f"r{i}" for i in range(whole[:cut].count(b"\n"))]
-        cut_torn_tail(path)
+        with path.open("r+b") as file:
+            cut_torn_tail(file.fileno())
         with path.open("ab") as file:
             file.write(orjson.dumps(run_line("next")) + b"\n")
-        assert [r["run_id"] for r in read_records(path)] == [*survivors, "next"]
+        assert [r.run_id for r in read_ledger(path)] == [*survivors, "next"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,7 +601,7 @@ def test_a_ledger_path_that_is_not_a_regular_file_is_refused_for_reading_and_wri
     os.mkfifo(fifo)
     for path in (fifo, tmp_path, Path("/dev/zero")):
         with pytest.raises(UsageError, match="ledger"):
-            list(read_records(path))
+            list(read_ledger(path))
 
         async def append(path: Path = path) -> None:
             async with LedgerWriter(path):
@@ -712,9 +729,10 @@ def test_kill_9_mid_run_leaves_whole_lines_and_the_next_writer_continues(tmp_pat
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    records = list(read_records(path))
-    assert records[0]["type"] == "run" and len(records) > 100
-    assert [int(r["user"].lstrip("u")) for r in records[1:]] == list(range(len(records) - 1))
+    records = list(read_ledger(path))
+    assert isinstance(records[0], RunRecord) and len(records) > 100
+    users = [r.user for r in records[1:] if isinstance(r, OpRecord) and r.user is not None]
+    assert [int(user.lstrip("u")) for user in users] == list(range(len(records) - 1))
 
     async def append() -> None:
         async with LedgerWriter(path) as ledger:
@@ -722,4 +740,4 @@ def test_kill_9_mid_run_leaves_whole_lines_and_the_next_writer_continues(tmp_pat
 
     anyio.run(append)
     assert lines(path)[-1].startswith(b'{"type":"run","run_id":"r2"')
-    assert len(list(read_records(path))) == len(records) + 1
+    assert len(list(read_ledger(path))) == len(records) + 1
