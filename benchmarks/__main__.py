@@ -1,7 +1,7 @@
 """`python -m benchmarks [NAME...]` (`make bench`): run the benchmarks (all by default: makespan,
-overhead, memory, pacing, faults, jobs), print every figure and overwrite benchmarks/RESULTS.md
-with a fresh table: date, machine, each figure with its target and PASS / MISS. A missed CPU
-target adds a
+overhead, memory, pacing, faults, jobs, ledger), print every figure and overwrite
+benchmarks/RESULTS.md with a fresh table: date, machine, each figure with its target and PASS /
+MISS. A missed CPU target adds a
 profile of the engine run to RESULTS.md."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from types import ModuleType
 from benchmarks import (
     bench_faults,
     bench_jobs,
+    bench_ledger,
     bench_makespan,
     bench_memory,
     bench_overhead,
@@ -57,6 +58,7 @@ BENCHMARKS: dict[str, tuple[ModuleType, Callable[[], list[Figure]]]] = {
     "pacing": (bench_pacing, _pacing),
     "faults": (bench_faults, bench_faults.run),
     "jobs": (bench_jobs, bench_jobs.run),
+    "ledger": (bench_ledger, bench_ledger.run),
 }
 
 

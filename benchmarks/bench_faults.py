@@ -78,7 +78,7 @@ def _in_process() -> list[Figure]:
         )
         job = load_job(job_path)
         engine_config = EngineConfig(
-            rate=RATES[0], write_rate=RATES[0], verify_delay=0.05, max_removals=-1
+            rate=RATES[0], write_rate=RATES[0], verify_delay=0.05, max_removals=None
         )
 
         async def apply() -> tuple[float, int]:

@@ -78,7 +78,7 @@ def run() -> list[Figure]:
             write_rate=RATES[0],
             verify_delay=0.05,
             retry=RetryPolicy(attempts=4, budget=5.0, initial=0.01, maximum=0.05),
-            max_removals=-1,
+            max_removals=None,
         )
 
         async def apply() -> tuple[float, float, int]:

@@ -62,7 +62,7 @@ def _csv_job(path: Path, prefix: str, accounts: int, chats: int) -> None:
 def _engine_run(sandbox: Sandbox, job_path: Path, ledger: Path) -> tuple[float, float, int]:
     job = load_job(job_path)
     config = EngineConfig(
-        rate=None, write_rate=None, verify=False, concurrency=CONCURRENCY, max_removals=-1
+        rate=None, write_rate=None, verify=False, concurrency=CONCURRENCY, max_removals=None
     )
 
     async def main() -> int:

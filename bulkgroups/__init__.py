@@ -23,15 +23,29 @@ import importlib
 from typing import TYPE_CHECKING, Final
 
 from .errors import (
+    AccountDisconnected,
     AccountError,
+    AccountRestricted,
     ApiError,
     AuthError,
     BulkGroupsError,
+    Conflict,
     JobFileError,
     JobFileErrors,
+    LedgerCorrupt,
+    LedgerUnwritable,
+    NotFound,
+    OwnerRuleRefused,
+    PaginationError,
+    PermissionDenied,
+    ProviderRateLimited,
     RateLimited,
+    RequestRejected,
     RunRefused,
     TransientError,
+    TransportError,
+    Unreachable,
+    UnsupportedAccount,
     UsageError,
 )
 from .model import Job, Operation, Outcome, Plan, RateSpec, parse_rate
@@ -39,31 +53,46 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .client import UnipileClient
-    from .engine import EngineConfig, RunObserver, RunResult
+    from .engine import ChatApi, EngineConfig, RunObserver, RunResult
     from .jobs import load_job
     from .library import apply, plan
     from .pacing import RetryPolicy
 
 __all__ = [
+    "AccountDisconnected",
     "AccountError",
+    "AccountRestricted",
     "ApiError",
     "AuthError",
     "BulkGroupsError",
+    "ChatApi",
+    "Conflict",
     "EngineConfig",
     "Job",
     "JobFileError",
     "JobFileErrors",
+    "LedgerCorrupt",
+    "LedgerUnwritable",
+    "NotFound",
     "Operation",
     "Outcome",
+    "OwnerRuleRefused",
+    "PaginationError",
+    "PermissionDenied",
     "Plan",
+    "ProviderRateLimited",
     "RateLimited",
     "RateSpec",
+    "RequestRejected",
     "RetryPolicy",
     "RunObserver",
     "RunRefused",
     "RunResult",
     "TransientError",
+    "TransportError",
     "UnipileClient",
+    "Unreachable",
+    "UnsupportedAccount",
     "UsageError",
     "__version__",
     "apply",
@@ -74,6 +103,7 @@ __all__ = [
 
 # Where each lazily exported name is defined.
 _LAZY: Final = {
+    "ChatApi": "bulkgroups.engine",
     "EngineConfig": "bulkgroups.engine",
     "RetryPolicy": "bulkgroups.pacing",
     "RunObserver": "bulkgroups.engine",

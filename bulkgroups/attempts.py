@@ -24,7 +24,7 @@ from typing import TypeVar
 import anyio
 import tenacity
 
-from .errors import ApiError, BulkGroupsError, RateLimited, TransientError
+from .errors import ApiError, RateLimited, TransientError
 from .pacing import AccountPacer, RetryPolicy
 
 __all__ = ["AccountStopped", "Attempts", "DeferAccount", "call_with_retry"]
@@ -35,17 +35,21 @@ T = TypeVar("T")
 DEFAULT_RETRY_AFTER = 1.0
 
 
-class DeferAccount(BulkGroupsError):
-    """Unipile asked this account to wait longer than the run's retry budget allows."""
+class DeferAccount(Exception):
+    """Unipile asked this account to wait longer than the run's retry budget allows.
+
+    A control-flow signal between the retry loop and the engine, never raised to a caller: not
+    part of the public error tree (`errors.BulkGroupsError`)."""
 
     def __init__(self, error: RateLimited) -> None:
         self.error = error
         super().__init__(str(error))
 
 
-class AccountStopped(BulkGroupsError):
+class AccountStopped(Exception):
     """The account was stopped (by another request of it) before this attempt could be sent:
-    raised before an attempt, or by the call itself when its turn in the pacer came too late."""
+    raised before an attempt, or by the call itself when its turn in the pacer came too late.
+    A control-flow signal, like `DeferAccount`: never raised to a caller."""
 
 
 @dataclass(slots=True)

@@ -4,7 +4,7 @@ Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes an
 file or flags, owner rule, max-removals, bad key at the first request, resume of another job,
 stale plan, held lock); 4 the ledger could not be written; 130 interrupted; 3 finished with
 failed or deferred operations; 2 `plan --detailed-exitcode` with changes; 0 success. Usage
-errors exit 1, not argparse's 2.
+errors exit 1, not argparse's 2. An error's code is its `BulkGroupsError.exit_code`.
 
 Start-up is part of the interface: `--help`, `validate` and `report` must answer at once, so this
 module imports only what parsing needs (errors, the rate grammar); the engine, the HTTP client
@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
-from .errors import AuthError, BulkGroupsError, JobFileErrors, RunRefused, UsageError, plain_errors
+from .errors import (
+    AuthError,
+    BulkGroupsError,
+    JobFileErrors,
+    OwnerRuleRefused,
+    RunRefused,
+    UsageError,
+    plain_errors,
+)
 from .model import RateSpec, parse_rate
 from .version import __version__
 
@@ -33,7 +41,7 @@ if TYPE_CHECKING:
 
     from . import engine
     from .display import PlanView, ProgressDisplay
-    from .model import Job, Plan
+    from .model import Job, Outcome, Plan
 
 __all__ = ["main"]
 
@@ -493,7 +501,7 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
         rate=args.rate or default_rate,
         write_rate=args.write_rate or default_write,
         jitter=jitter,
-        max_removals=args.max_removals,
+        max_removals=None if args.max_removals < 0 else args.max_removals,
         shard=args.shard,
         verify=verify,
         # Exits while waiting on a long pause would surprise nobody; slow sandbox verification would.
@@ -534,6 +542,18 @@ def _warn_if_slow(err: Console, what: str, seconds: float) -> None:
             markup=False,
             highlight=False,
         )
+
+
+@contextmanager
+def _owner_rule_located(job: Job) -> Iterator[None]:
+    """The engine reports the owner rule as values; here they get their places in the files."""
+    try:
+        with plain_errors():
+            yield
+    except OwnerRuleRefused as refused:
+        from . import jobs
+
+        raise JobFileErrors(jobs.locate_owner_rule(job, refused.violations)) from None
 
 
 def _count(n: int, noun: str) -> str:
@@ -605,13 +625,16 @@ def _refuse_removals(args: argparse.Namespace, plan: Plan) -> None:
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
     from . import planfile
     from .display import write_plan
-    from .engine.run import fewer_young_collections
+    from .engine.workers import fewer_young_collections
 
     job = _load(args.jobs)
+    if args.out:
+        planfile.check_plan_path(args.out)  # before anything is read: a FIFO or /dev/full
     # As apply does: a large plan allocates millions of long-lived objects, which CPython's
     # default young-generation threshold would scan again and again.
     with fewer_young_collections():
-        plan, seconds = _run(_plan, args, job, err)
+        with _owner_rule_located(job):
+            plan, seconds = _run(_plan, args, job, err)
         # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
         too_many = 0 <= args.max_removals < plan.removals
         if args.out and not too_many:
@@ -703,12 +726,18 @@ async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console)
     interrupt = anyio.Event()
     result: engine.RunResult | None = None
     in_write_phase = False
+    recorded = 0
 
     class _Observer(ProgressDisplay):
         def phase(self, name: str, total: int) -> None:
             nonlocal in_write_phase
-            in_write_phase = name == "apply"
+            in_write_phase = in_write_phase or name == "apply"
             super().phase(name, total)
+
+        def outcome(self, outcome: Outcome) -> None:
+            nonlocal recorded
+            recorded += 1
+            super().outcome(outcome)
 
     with _connection(args) as conn:
         async with UnipileClient(
@@ -746,7 +775,15 @@ async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console)
                     )
                     tg.cancel_scope.cancel()
             if result is None:
-                err.print("interrupted before anything was written; nothing to resume")
+                if in_write_phase:  # the run has its `run` record: the ledger knows it
+                    err.print(
+                        f"stopped at once: {_count(recorded, 'operation')} recorded in "
+                        f"{args.ledger}; run the same command with --resume to continue",
+                        markup=False,
+                        highlight=False,
+                    )
+                else:
+                    err.print("interrupted before anything was written; nothing to resume")
                 return 130
             render_outcomes(progress, out)
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
@@ -770,12 +807,13 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
 
 def _cmd_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
     job = _load(args.jobs)
-    if args.dry_run:
-        from .engine.run import fewer_young_collections
+    with _owner_rule_located(job):
+        if args.dry_run:
+            from .engine.workers import fewer_young_collections
 
-        with fewer_young_collections():  # a dry run is a plan: see _cmd_plan
-            return _run(_dry_run, args, job, out, err)
-    return _run(_apply, args, job, out, err)
+            with fewer_young_collections():  # a dry run is a plan: see _cmd_plan
+                return _run(_dry_run, args, job, out, err)
+        return _run(_apply, args, job, out, err)
 
 
 def _cmd_report(args: argparse.Namespace, out: Console) -> int:
@@ -877,13 +915,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         code = 1
     except AuthError as error:
         err.print(f"error: the API key was refused: {error}", markup=False, highlight=False)
-        code = 1
-    except (UsageError, RunRefused) as error:
+        code = error.exit_code
+    except BulkGroupsError as error:  # usage, refused runs, LedgerUnwritable (4), ...
         err.print(f"error: {error}", markup=False, highlight=False)
-        code = 1
-    except BulkGroupsError as error:
-        err.print(f"error: {error}", markup=False, highlight=False)
-        code = 1
+        code = error.exit_code
     except KeyboardInterrupt:
         code = 130
     finally:

@@ -370,9 +370,20 @@ class ProgressDisplay:
             self._progress.advance(task, count)
 
     def outcome(self, outcome: Outcome) -> None:
+        self._count(outcome)
+        self.advance("apply")
+
+    def amended(self, before: Outcome, after: Outcome) -> None:
+        """Verification turned an applied outcome into `after` (`not_effective`)."""
+        key = (before.status, before.reason or "")
+        self.by_reason[key] -= 1
+        if self.by_reason[key] <= 0:
+            del self.by_reason[key]
+        self._count(after)
+
+    def _count(self, outcome: Outcome) -> None:
         self.by_reason[(outcome.status, outcome.reason or "")] += 1
         if outcome.status in ("failed", "deferred"):
             self.problem_count += 1
             if len(self.problems) < self.MAX_PROBLEMS_SHOWN:
                 self.problems.append(outcome)
-        self.advance("apply")

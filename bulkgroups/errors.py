@@ -1,10 +1,13 @@
 """The exception tree of bulkgroups, grouped by what the caller does next.
 
-    BulkGroupsError                 root of everything raised on purpose
+    BulkGroupsError                 root of everything raised on purpose; `exit_code` is the CLI's
     ├── UsageError                  bad flags or settings                      -> exit 1, nothing sent
     ├── JobFileError                one problem in a job file (path, line, field)
     ├── JobFileErrors               all problems found in the job files        -> exit 1, nothing sent
     ├── RunRefused                  lock held, stale plan, resume of another job, max-removals -> exit 1
+    │   └── OwnerRuleRefused        an account owner's own id in remove/members/protect (as values)
+    ├── LedgerCorrupt               a complete ledger line that is not a valid record (path, line)
+    ├── LedgerUnwritable            the ledger could not be written or synced: sending stopped -> exit 4
     └── ApiError                    an answer (or no answer) from Unipile; carries status, type,
         │                           detail, req_id and account, never the API key
         ├── TransientError          5xx: retry with backoff; a write's outcome is unknown
@@ -25,6 +28,10 @@
 
 `error_from_response` builds the right class from a status, headers and a (possibly non-JSON)
 body; nothing here matches on message text.
+
+Control-flow signals the engine uses among its own parts (an account deferred, a request given up
+at its turn) are not errors of the tree: they are private to the engine and its retry loop and
+never reach a caller.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from .model import ErrorInfo, Reason
+from .model import ErrorInfo, OwnerRuleViolation, Reason
 
 __all__ = [
     "AccountDisconnected",
@@ -46,7 +53,10 @@ __all__ = [
     "Conflict",
     "JobFileError",
     "JobFileErrors",
+    "LedgerCorrupt",
+    "LedgerUnwritable",
     "NotFound",
+    "OwnerRuleRefused",
     "PaginationError",
     "PermissionDenied",
     "ProviderRateLimited",
@@ -65,7 +75,11 @@ __all__ = [
 
 
 class BulkGroupsError(Exception):
-    """Root of everything bulkgroups raises on purpose."""
+    """Root of everything bulkgroups raises on purpose.
+
+    `exit_code` is what `bulkgroups` exits with when this error ends a command: 1 ("nothing was
+    sent that changes anything") for all but `LedgerUnwritable` (4).
+    """
 
     exit_code: ClassVar[int] = 1
 
@@ -76,6 +90,58 @@ class UsageError(BulkGroupsError):
 
 class RunRefused(BulkGroupsError):
     """The run refuses to start (lock held, stale plan, another job's ledger, too many removals)."""
+
+
+class OwnerRuleRefused(RunRefused):
+    """The account owner's own id is in a chat's `remove`, `members` or `protect` (leaving is only
+    via `leave`); found right after the account lookup, before any account-scoped request.
+
+    `violations` are values: whoever loaded the job attaches file locations to them
+    (`jobs.locate_owner_rule`), so nothing re-reads the job files mid-run.
+    """
+
+    def __init__(self, violations: list[OwnerRuleViolation] | tuple[OwnerRuleViolation, ...]):
+        self.violations = tuple(violations)
+        shown = "; ".join(
+            f"{v.account}/{v.chat}: {v.list} holds the account owner {v.user}"
+            for v in self.violations[:5]
+        )
+        more = len(self.violations) - 5
+        if more > 0:
+            shown += f"; and {more} more"
+        super().__init__(
+            f"the account owner may not be in remove, members or protect (an owner leaves only "
+            f"via leave): {shown}; nothing was sent"
+        )
+
+
+class LedgerCorrupt(BulkGroupsError):
+    """A complete line of the ledger is not a valid record: the file was edited or damaged.
+
+    A torn *last* line is expected after a kill -9 and never raises this.
+    """
+
+    def __init__(self, path: str, line: int, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{path}:{line}: {problem}")
+
+
+class LedgerUnwritable(BulkGroupsError):
+    """Writing or syncing the ledger failed (disk full, I/O error, the file truncated or replaced
+    by another process): the run stopped sending at once. What was recorded before is intact."""
+
+    exit_code: ClassVar[int] = 4
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(
+            f"the ledger {path} could not be written ({cause}); sending stopped at once; what "
+            "was recorded before is intact; free the space (or fix the cause) and run again with "
+            "--resume"
+        )
 
 
 class JobFileError(BulkGroupsError):

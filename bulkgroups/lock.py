@@ -1,7 +1,8 @@
 """The ledger's lock file: one process appends to a ledger at a time.
 
 `LEDGER.lock` is created atomically (`O_CREAT | O_EXCL`) and holds only `{"pid", "started_at"}`, so a
-refused user can see who holds it and since when. A lock whose process is gone (kill -9, a crashed
+refused user can see who holds it and since when. A lock path that exists and is not a regular
+file (a FIFO, a directory) is refused with a usage error, never read. A lock whose process is gone (kill -9, a crashed
 container) is taken over. The check is by pid, so it is only as good as pids: a holder in another
 pid namespace sharing the file system looks dead (or, by chance, alive) to us.
 """
@@ -9,6 +10,7 @@ pid namespace sharing the file system looks dead (or, by chance, alive) to us.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,14 +111,9 @@ class LedgerLock:
         if identity is None:
             return
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            st = os.fstat(fd)
-            content = os.read(fd, 4096)
-        finally:
-            os.close(fd)
+            st, content = self._read_lock()
+        except (FileNotFoundError, UsageError):
+            return  # gone, or replaced by something that is not ours: nothing to remove
         if (st.st_dev, st.st_ino, content) == identity:
             os.unlink(self.path)
 
@@ -144,17 +141,26 @@ class LedgerLock:
         self._identity = (st.st_dev, st.st_ino, content)
         return True
 
+    def _read_lock(self) -> tuple[os.stat_result, bytes]:
+        """The lock file's identity and content; a path that is not a regular file (a FIFO would
+        block the read forever, a directory cannot be read) is refused, naming it."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UsageError(
+                    f"{self.ledger_path}: its lock {self.path} exists and is not a regular file"
+                )
+            return st, os.read(fd, 4096)
+        finally:
+            os.close(fd)
+
     def _break_if_stale(self) -> None:
         """Remove the existing lock if its process is gone; raise RunRefused if it is alive."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            st, raw = self._read_lock()
         except FileNotFoundError:
             return  # released meanwhile: try to create it again
-        try:
-            st = os.fstat(fd)
-            raw = os.read(fd, 4096)
-        finally:
-            os.close(fd)
         pid, started_at = _holder(raw)
         if pid is None:
             if not raw and time.time() - st.st_mtime < 5:

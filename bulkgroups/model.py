@@ -16,9 +16,11 @@ from typing import Final, Literal, Protocol, get_args
 
 __all__ = [
     "ACTIONS",
+    "DEFAULT_MAX_MEMBERS",
     "PROFILE_PREFIX",
     "REASONS",
     "STATUSES",
+    "WRITE_ACTIONS",
     "AccountInfo",
     "AccountSettings",
     "Action",
@@ -63,6 +65,7 @@ Reason = Literal[
     "already_left",
     "member_cap",
     "chat_not_found",
+    "account_not_found",
     "not_group",
     "not_effective",
     "account_disconnected",
@@ -88,6 +91,9 @@ STATUSES: tuple[Status, ...] = get_args(Status)
 REASONS: tuple[Reason, ...] = get_args(Reason)
 
 WRITE_ACTIONS: frozenset[str] = frozenset({"add", "remove", "rename", "leave"})
+
+# LinkedIn's cap on a group's participants (the owner counted); `max_members` defaults to it.
+DEFAULT_MAX_MEMBERS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,9 @@ class Operation:
     action: Action
     user: str | None = None
     name: str | None = None
+    # The identity, hashed once on first use: a run asks for it several times per operation
+    # (resume, the intent, the op record). A cache, not a field: equality ignores it.
+    _digest: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def subject(self) -> str | None:
@@ -166,11 +175,15 @@ class Operation:
 
     @property
     def op_id(self) -> str:
-        return op_id(self.account, self.chat, self.action, self.subject)
+        return self.digest.hex()
 
     @property
     def digest(self) -> bytes:
-        return op_digest(self.account, self.chat, self.action, self.subject)
+        digest = self._digest
+        if digest is None:
+            digest = op_digest(self.account, self.chat, self.action, self.subject)
+            object.__setattr__(self, "_digest", digest)
+        return digest
 
     @property
     def is_write(self) -> bool:
@@ -198,13 +211,21 @@ class ErrorInfo:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The final word on one operation in one run."""
+    """The final word on one operation in one run.
+
+    `in_doubt`: some attempt's outcome was unknown (timeout, reset, 5xx) and the status is
+    `failed` or `deferred`, so the write may have taken effect: the next run decides it from its
+    fresh read. `recovered`: `applied` because the fresh read showed in effect a write that an
+    earlier run had sent without recording its outcome (killed, or in doubt).
+    """
 
     operation: Operation
     status: Status
     reason: Reason | None = None
     attempts: int = 0
     error: ErrorInfo | None = None
+    in_doubt: bool = False
+    recovered: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,12 +501,17 @@ class UserProfile:
 
 @dataclass(frozen=True, slots=True)
 class ChatState:
-    """A chat as read (fresh) before planning: its info and every participant, owner included."""
+    """A chat as read (fresh) before planning: its info and every participant, owner included.
+
+    `members_listed` is False when the participants were not (or could not be) listed, e.g. for
+    a chat that is not a group or a read-only chat: then `participants` says nothing.
+    """
 
     account: str
     chat: str
     info: ChatInfo
     participants: tuple[Participant, ...]
+    members_listed: bool = True
 
     def member_ids(self) -> frozenset[str]:
         return frozenset(p.user_id for p in self.participants)
@@ -531,7 +557,9 @@ class ChatPlan:
 
     `to_send` are the writes still needed; `decided` are operations whose outcome the plan already
     knows (skips, member cap, read failures); `in_place` counts members the job wants that are
-    already there. `names` maps user ids to display names for humans.
+    already there. `names` maps user ids to display names for humans. `recovered` are writes an
+    earlier run sent without recording their outcome that the read shows in effect: the run
+    records them `applied` (`recovered`), instead of whatever the plan would have said of them.
     """
 
     account: str
@@ -542,6 +570,7 @@ class ChatPlan:
     names: Mapping[str, str] = field(default_factory=dict)
     state_digest: str | None = None
     chat_name: str | None = None
+    recovered: tuple[Operation, ...] = ()
 
     @property
     def has_changes(self) -> bool:

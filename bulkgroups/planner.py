@@ -21,8 +21,11 @@ Decisions the contract leaves open, taken here:
 * **Refusals and not-a-group take the whole chat:** every operation the chat would have had,
   including ones that would otherwise be skipped (`same_name`, `already_member`), gets the refusal,
   so a chat's records always tell one story.
-* **Read-only chats** (the owner left): every operation but leave is skipped `read_only`, a leave is
-  skipped `already_left`. The operations are those the job states (`chat_operations`): for a
+* **Read-only chats** (`is_readonly`: read-only *for the current user*, which is not always "left"):
+  every operation but leave is skipped `read_only`. A leave is skipped `already_left` when the
+  participants were listed and the owner is not among them, and `read_only` when the owner is
+  still there or the participants could not be listed (nothing can be sent to the chat anyway, and
+  "left" is claimed only when seen). The operations are those the job states (`chat_operations`): for a
   desired-state chat that is one `read` plus its rename and leave, because the owner can no longer
   manage its membership and the engine does not list the participants of such a chat, so no
   difference computed from them would mean anything.
@@ -44,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from .model import (
+    DEFAULT_MAX_MEMBERS,
     ChatJob,
     ChatPlan,
     ChatState,
@@ -52,7 +56,6 @@ from .model import (
     Operation,
     Outcome,
     OwnerRuleViolation,
-    Plan,
     ReadFailure,
     Reason,
     Status,
@@ -63,10 +66,7 @@ __all__ = [
     "chat_operations",
     "owner_rule_violations",
     "plan_chat",
-    "plan_job",
 ]
-
-DEFAULT_MAX_MEMBERS = 50
 
 # An operation still to send, or the outcome already known for it.
 _Step = Operation | Outcome
@@ -156,8 +156,9 @@ def plan_chat(
 
     steps: list[_Step]
     if info.is_readonly:
+        left = observed.members_listed and not (current & owners)
         steps = [
-            _decide(op, "skipped", "already_left" if op.action == "leave" else "read_only")
+            _decide(op, "skipped", "already_left" if op.action == "leave" and left else "read_only")
             for op in chat_operations(chat)
         ]
     elif chat.is_desired_state:
@@ -177,34 +178,6 @@ def plan_chat(
         state_digest=observed.digest(),
         chat_name=info.name,
     )
-
-
-def plan_job(
-    job: Job,
-    observed: Mapping[tuple[str, str], ChatState | ReadFailure],
-    *,
-    owners: Mapping[str, str],
-    max_members: int = DEFAULT_MAX_MEMBERS,
-) -> Plan:
-    """Plan every chat of `job` from `observed[(account, chat)]`.
-
-    Each chat's cap is its account's `max_members` from the job when set, else `max_members`. Every
-    chat of the job must have been observed (a `ReadFailure` counts): a missing one raises KeyError,
-    because leaving it out would silently drop its operations from the run.
-    """
-    chats: list[ChatPlan] = []
-    for chat in job.chats:
-        key = (chat.account, chat.chat)
-        if key not in observed:
-            raise KeyError(f"no observed state for chat {chat.chat} of account {chat.account}")
-        settings = job.accounts.get(chat.account)
-        cap = max_members
-        if settings is not None and settings.max_members is not None:
-            cap = settings.max_members
-        chats.append(
-            plan_chat(chat, observed[key], owner_id=owners.get(chat.account), max_members=cap)
-        )
-    return Plan(job_sha256=job.sha256, chats=tuple(chats), owners=owners, job=job)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
 """`bulkgroups report LEDGER`: what the runs in a ledger did, and why operations did not happen.
 
-`summarize` reads a ledger once (streaming) into a `Summary`: each run's counts by status, reason and
+`summarize` reads a ledger (streaming) into a `Summary`: each run's counts by status, reason and
 account, and across the whole ledger the last outcome of every operation, with the failed and
 deferred ones kept in full (error type, detail, req_id) so that the text report can say per account
 what went wrong. `render_text`, `render_json` and `write_csv` / `render_csv` turn it into the three
 `--format`s.
+
+An `op` record amended by a `verify` record of its run (the write did not show on re-read) counts
+with the amended status everywhere, as the run's own `end` counts do. To keep memory bounded
+whatever the size of a run, the ledger is read twice: once for the (few) amendments, once for the
+rest. `intent` records are counted per run (write attempts announced) and otherwise not shown.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Final, TextIO
 
 import orjson
@@ -24,14 +29,17 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .ledger import read_records
+from .ledger import read_ledger
 from .model import STATUSES, ErrorInfo
+from .records import EndRecord, IntentRecord, OpRecord, RunRecord, VerifyRecord
 
 __all__ = [
     "CSV_COLUMNS",
     "Problem",
     "RunSummary",
     "Summary",
+    "amended_ops",
+    "amendments",
     "describe_error",
     "explain",
     "print_text",
@@ -99,6 +107,7 @@ class RunSummary:
     counts: Mapping[str, int]
     by_reason: Mapping[str, int]
     by_account: Mapping[str, Mapping[str, int]]
+    intents: int = 0  # write attempts announced (`intent` records)
 
     @property
     def state(self) -> str:
@@ -126,11 +135,12 @@ class Summary:
 
 
 class _RunTally:
-    __slots__ = ("by_account", "by_reason", "counts", "end", "start")
+    __slots__ = ("by_account", "by_reason", "counts", "end", "intents", "start")
 
-    def __init__(self, start: Mapping[str, Any]) -> None:
+    def __init__(self, start: RunRecord | None) -> None:
         self.start = start
-        self.end: Mapping[str, Any] | None = None
+        self.end: EndRecord | None = None
+        self.intents = 0
         self.counts: Counter[str] = Counter()
         self.by_reason: Counter[str] = Counter()
         self.by_account: dict[str, Counter[str]] = {}
@@ -142,19 +152,47 @@ class _RunTally:
         self.by_account.setdefault(account, Counter())[status] += 1
 
     def summary(self, run_id: str) -> RunSummary:
-        start, end = self.start, self.end or {}
+        start, end = self.start, self.end
         return RunSummary(
             run_id=run_id,
-            job_sha256=_str(start.get("job_sha256")),
-            resume=start.get("resume") is True,
-            version=_str(start.get("version")),
-            started_at=_str(start.get("started_at")),
-            finished_at=_str(end.get("finished_at")) if self.end is not None else None,
-            interrupted=(end.get("interrupted") is True) if self.end is not None else None,
+            job_sha256=start.job_sha256 if start is not None else None,
+            resume=start.resume if start is not None else False,
+            version=start.version if start is not None else None,
+            started_at=start.started_at if start is not None else None,
+            finished_at=end.finished_at if end is not None else None,
+            interrupted=end.interrupted if end is not None else None,
             counts=_by_status(self.counts),
             by_reason=dict(sorted(self.by_reason.items())),
             by_account={a: _by_status(c) for a, c in sorted(self.by_account.items())},
+            intents=self.intents,
         )
+
+
+Amendments = dict[tuple[str, str], tuple[str, str | None]]
+
+
+def amendments(path: str | os.PathLike[str]) -> Amendments:
+    """(run_id, op_id) -> the (status, reason) a `verify` record of that run gave the op."""
+    return {
+        (record.run_id, record.op_id): (record.status, record.reason)
+        for record in read_ledger(path)
+        if isinstance(record, VerifyRecord)
+    }
+
+
+def amended_ops(
+    path: str | os.PathLike[str],
+) -> Iterator[OpRecord | RunRecord | EndRecord | IntentRecord]:
+    """The ledger's records but `verify`, each `op` record with its amended status, streaming."""
+    changes = amendments(path)
+    for record in read_ledger(path):
+        if isinstance(record, VerifyRecord):
+            continue
+        if isinstance(record, OpRecord) and changes:
+            change = changes.get((record.run_id, record.op_id))
+            if change is not None:
+                record = replace(record, status=change[0], reason=change[1])  # type: ignore[arg-type]
+        yield record
 
 
 def summarize(path: str | os.PathLike[str]) -> Summary:
@@ -164,32 +202,22 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
     # later outcome of the same operation supersedes them.
     last: dict[str, tuple[str, str, str | None]] = {}
     problems: dict[str, Problem] = {}
-    for record in read_records(path):
-        kind = record.get("type")
-        run_id = _str(record.get("run_id"))
-        if run_id is None:
-            continue
-        if kind == "run":
-            runs[run_id] = _RunTally(record)
-        elif kind == "end":
-            runs.setdefault(run_id, _RunTally({})).end = record
-        elif kind == "op":
-            op_id, account, status = (
-                _str(record.get("op_id")),
-                _str(record.get("account")),
-                _str(record.get("status")),
-            )
-            if op_id is None or account is None or status is None:
-                continue
-            account, status = sys.intern(account), sys.intern(status)
-            reason = _str(record.get("reason"))
-            reason = sys.intern(reason) if reason is not None else None
-            runs.setdefault(run_id, _RunTally({})).count(account, status, reason)
-            last[op_id] = (account, status, reason)
+    for record in amended_ops(path):
+        if isinstance(record, RunRecord):
+            runs[record.run_id] = _RunTally(record)
+        elif isinstance(record, EndRecord):
+            runs.setdefault(record.run_id, _RunTally(None)).end = record
+        elif isinstance(record, IntentRecord):
+            runs.setdefault(record.run_id, _RunTally(None)).intents += 1
+        else:
+            account, status = sys.intern(record.account), sys.intern(record.status)
+            reason = sys.intern(record.reason) if record.reason is not None else None
+            runs.setdefault(record.run_id, _RunTally(None)).count(account, status, reason)
+            last[record.op_id] = (account, status, reason)
             if status in _PROBLEMS:
-                problems[op_id] = _problem(record, op_id, run_id, account, status, reason)
+                problems[record.op_id] = _problem(record)
             else:
-                problems.pop(op_id, None)
+                problems.pop(record.op_id, None)
     counts: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
     by_account: dict[str, Counter[str]] = {}
@@ -225,40 +253,20 @@ def _by_status(counts: Mapping[str, int]) -> dict[str, int]:
     return result
 
 
-def _error(value: object) -> ErrorInfo | None:
-    if not isinstance(value, dict):
-        return None
-    status = value.get("status")
-    return ErrorInfo(
-        status=status if isinstance(status, int) and not isinstance(status, bool) else None,
-        type=_str(value.get("type")) or "unknown",
-        detail=_str(value.get("detail")),
-        req_id=_str(value.get("req_id")),
-    )
-
-
-def _problem(
-    record: Mapping[str, Any],
-    op_id: str,
-    run_id: str,
-    account: str,
-    status: str,
-    reason: str | None,
-) -> Problem:
-    attempts = record.get("attempts")
+def _problem(record: OpRecord) -> Problem:
     return Problem(
-        op_id=op_id,
-        run_id=run_id,
-        at=_str(record.get("at")) or "",
-        account=account,
-        chat=_str(record.get("chat")) or "",
-        action=_str(record.get("action")) or "",
-        user=_str(record.get("user")),
-        name=_str(record.get("name")),
-        status=status,
-        reason=reason,
-        attempts=attempts if isinstance(attempts, int) else 0,
-        error=_error(record.get("error")),
+        op_id=record.op_id,
+        run_id=record.run_id,
+        at=record.at,
+        account=record.account,
+        chat=record.chat,
+        action=record.action,
+        user=record.user,
+        name=record.name,
+        status=record.status,
+        reason=record.reason,
+        attempts=record.attempts,
+        error=record.error,
     )
 
 
@@ -455,6 +463,7 @@ def render_json(summary: Summary) -> str:
                 "counts": run.counts,
                 "by_reason": run.by_reason,
                 "by_account": run.by_account,
+                "intents": run.intents,
             }
             for run in summary.runs
         ],
@@ -474,30 +483,30 @@ def _cell(value: object) -> str | int:
 
 
 def write_csv(path: str | os.PathLike[str], out: TextIO) -> None:
-    """One CSV row per `op` record of the ledger, in file order (header first; LF line ends)."""
+    """One CSV row per `op` record of the ledger (status as amended by `verify`), in file order
+    (header first; LF line ends)."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for record in read_records(path):
-        if record.get("type") != "op":
+    for record in amended_ops(path):
+        if not isinstance(record, OpRecord):
             continue
-        error = record.get("error")
-        error = error if isinstance(error, dict) else {}
+        error = record.error
         writer.writerow(
             [
-                _cell(record.get("run_id")),
-                _cell(record.get("at")),
-                _cell(record.get("account")),
-                _cell(record.get("chat")),
-                _cell(record.get("action")),
-                _cell(record.get("user")),
-                _cell(record.get("name")),
-                _cell(record.get("status")),
-                _cell(record.get("reason")),
-                _cell(record.get("attempts")),
-                _cell(error.get("status")),
-                _cell(error.get("type")),
-                _cell(error.get("detail")),
-                _cell(error.get("req_id")),
+                _cell(record.run_id),
+                _cell(record.at),
+                _cell(record.account),
+                _cell(record.chat),
+                _cell(record.action),
+                _cell(record.user),
+                _cell(record.name),
+                _cell(record.status),
+                _cell(record.reason),
+                _cell(record.attempts),
+                _cell(error.status if error else None),
+                _cell(error.type if error else None),
+                _cell(error.detail if error else None),
+                _cell(error.req_id if error else None),
             ]
         )
 

@@ -54,9 +54,17 @@ def _newcomers(taken: set[str], start: int, count: int) -> list[str]:
     return chosen
 
 
-def mixed_job(path: Path, *, accounts: int = 6, chats: int = 5, tag: str = "r") -> MixedJob:
+def mixed_job(
+    path: Path,
+    *,
+    accounts: int = 6,
+    chats: int = 5,
+    tag: str = "r",
+    settings: dict[str, Any] | None = None,
+) -> MixedJob:
     """Write a job of `accounts` x `chats` group chats, five kinds in turn: plain adds, plain
-    removes, a `members` list, add + remove + rename, and `members` with a `protect`ed user."""
+    removes, a `members` list, add + remove + rename, and `members` with a `protect`ed user.
+    Accounts are `acc_{tag}{n}`; `settings` is the job's `accounts:` section."""
     job = MixedJob(path)
     entries: list[dict[str, Any]] = []
     for a in range(accounts):
@@ -91,7 +99,7 @@ def mixed_job(path: Path, *, accounts: int = 6, chats: int = 5, tag: str = "r") 
                 final = {owner, *entry["members"], *entry["protect"]}
             entries.append(entry)
             job.members[(account, chat)] = frozenset(final)
-    write_job(path, entries)
+    write_job(path, entries, settings)
     return job
 
 
@@ -123,6 +131,36 @@ def effective_writes(sim: Simulator) -> Counter[tuple[str, str | None, str | Non
 def duplicated_writes(sim: Simulator) -> dict[tuple[str, str | None, str | None, str | None], int]:
     """Effective writes made more than once: a change applied twice."""
     return {key: n for key, n in effective_writes(sim).items() if n > 1}
+
+
+WriteKey = tuple[str, str, str, str | None]
+_METHODS = {"add": "POST", "remove": "DELETE", "rename": "PATCH", "leave": "DELETE"}
+
+
+def write_key(record: dict[str, Any]) -> WriteKey:
+    """The request an `op` or `intent` record of a write stands for: (method, account, chat,
+    user) as the simulator logs it (a rename has no user; a leave removes the owner)."""
+    action, account = record["action"], record["account"]
+    user = owner_id(account) if action == "leave" else record["user"]
+    return (_METHODS[action], account, record["chat"], user)
+
+
+def requests_sent(sim: Simulator) -> Counter[WriteKey]:
+    """Every write request the simulator received (whatever its answer)."""
+    return Counter(
+        (r.method, r.account or "", r.chat or "", r.user)
+        for r in sim.requests()
+        if r.kind == "write"
+    )
+
+
+def writes_accepted(sim: Simulator) -> Counter[WriteKey]:
+    """The writes the simulator accepted (answered 200)."""
+    return Counter(
+        (r.method, r.account or "", r.chat or "", r.user)
+        for r in sim.requests()
+        if r.kind == "write" and r.status == 200
+    )
 
 
 def write_count(sim: Simulator) -> int:
@@ -171,21 +209,25 @@ def apply_command(
     ]
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNIPILE_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env["COLUMNS"] = "200"
     return env
 
 
-def start(command: Sequence[str], cwd: Path) -> subprocess.Popen[bytes]:
+def start(
+    command: Sequence[str], cwd: Path, *, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the command; `preexec_fn` runs in the child before it starts (e.g. resource limits)."""
     return subprocess.Popen(
         list(command),
         cwd=cwd,
-        env=_environment(),
+        env=environment(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -26,7 +26,7 @@ def config(rate: RateSpec, **overrides: Any) -> EngineConfig:
         "write_rate": rate,
         "verify_delay": 0.05,
         "retry": FAST_RETRY,
-        "max_removals": -1,
+        "max_removals": None,
     }
     settings.update(overrides)
     return EngineConfig(**settings)

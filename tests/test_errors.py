@@ -355,12 +355,28 @@ def test_errors_keep_no_secret_they_were_not_given() -> None:
     assert "X-API-KEY" not in text
 
 
-def test_every_error_is_a_bulkgroups_error_with_exit_code_1() -> None:
+def test_every_error_is_a_bulkgroups_error_whose_exit_code_is_the_clis() -> None:
+    # 1: nothing was sent that changes anything; 4: the ledger could not be written.
     for name in errors.__all__:
         obj = getattr(errors, name)
         if isinstance(obj, type):
             assert issubclass(obj, BulkGroupsError)
-            assert obj.exit_code == 1
+            assert obj.exit_code == (4 if obj is errors.LedgerUnwritable else 1), name
+
+
+def test_the_engines_control_flow_signals_are_not_part_of_the_public_tree() -> None:
+    from bulkgroups.attempts import AccountStopped, DeferAccount
+    from bulkgroups.engine.stops import BudgetSpent, SendingStopped
+
+    for signal in (AccountStopped, DeferAccount, BudgetSpent, SendingStopped):
+        assert not issubclass(signal, BulkGroupsError), signal
+    import bulkgroups
+
+    exported = {getattr(bulkgroups, n) for n in bulkgroups.__all__}
+    for name in errors.__all__:
+        obj = getattr(errors, name)
+        if isinstance(obj, type):
+            assert obj in exported, f"bulkgroups.{name} is not exported"
 
 
 def public_top_level_names(source: str) -> set[str]:

@@ -151,7 +151,7 @@ async def test_a_50_by_20_job_converges_through_injected_faults(
         rate=RateSpec(10, 0.1),
         write_rate=RateSpec(10, 0.1),
         retry=replace(FAST.retry, attempts=6),
-        max_removals=-1,
+        max_removals=None,
     )
 
     codes: list[int] = []

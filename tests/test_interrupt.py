@@ -22,9 +22,11 @@ from resume_helpers import (
     key_file,
     ledger_lines,
     mixed_job,
+    requests_sent,
     run,
     signal_when,
     start,
+    write_key,
 )
 
 from bulkgroups.model import WRITE_ACTIONS, parse_rate
@@ -65,7 +67,10 @@ def test_a_signal_during_the_writes_stops_sending_and_resume_completes_the_job(
 
     records, torn = ledger_lines(ledger)
     assert torn == b""
-    assert [r["type"] for r in records if r["type"] != "op"] == ["run", "end"]
+    assert [r["type"] for r in records if r["type"] not in ("op", "intent")] == ["run", "end"]
+    # Write-ahead: every write request that left has its intent in the ledger.
+    intents = Counter(write_key(r) for r in records if r["type"] == "intent")
+    assert requests_sent(sim) - intents == Counter()
     end = records[-1]
     assert end["type"] == "end" and end["interrupted"] is True
     ops = [r for r in records if r["type"] == "op"]

@@ -54,7 +54,7 @@ async def test_a_key_refused_while_another_account_still_reads_does_not_abort_th
     ]
 
     result, records = await run_job(
-        sim, tmp_path, chats, client=client, verify=False, max_removals=-1
+        sim, tmp_path, chats, client=client, verify=False, max_removals=None
     )
 
     assert ("team", "add", "applied") in [(r["chat"], r["action"], r["status"]) for r in records]

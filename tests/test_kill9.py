@@ -1,95 +1,69 @@
-"""kill -9: `bulkgroups apply` killed at any moment, then `--resume`d, converges exactly once.
+"""kill -9: `bulkgroups apply` killed at any moment, then `--resume`d, converges exactly once and
+its ledger tells the truth.
 
 A real subprocess is SIGKILLed at seeded moments (after a seeded number of its requests reached
-the simulator: during the reads or among the writes), and the same command is run again with
-`--resume` each time; the killed process's lock is stale and taken over. In the end every chat
-is in its desired state, no change was made twice, no rate limit was ever broken (a resumed run
-waits a full window, since the dead process may have sent requests after its last record), and
-every line of the ledger parses.
+the simulator: during the reads or among the writes) of a seeded job over several accounts that
+mixes desired-state and imperative chats, one account with a `daily_limit` smaller than its
+chats need; the same command is run again with `--resume` each time (the killed process's lock
+is stale and taken over), then once more to the end. Then: every chat of the other accounts is
+in its desired state, no change was made twice, the writes the simulator accepted are exactly
+the operations the ledger records `applied` (killed runs' unrecorded writes recovered by the next
+run's read), the limited account got at most its daily limit of write requests over all the
+runs, `report` counts the true number of applied operations, and no rate limit was broken.
+(`make soak` runs the same loop with 25 kills of a bigger job.)
 """
 
 from __future__ import annotations
 
 import os
-import random
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from conftest import SimFactory
+from killloop import RATE, figures, kill_loop, problems
 from resume_helpers import (
     apply_command,
     desired_state_problems,
-    duplicated_writes,
-    finish,
     key_file,
-    kill_when,
     ledger_lines,
     mixed_job,
     run,
-    start,
 )
 
 from bulkgroups.model import parse_rate
-from bulkgroups.simulator import Simulator
-
-# The engine's limits equal the simulator's, so that any request a dead process sent near its
-# death, plus the resumed run's first ones, would break the strict count if the resumed run did
-# not wait.
-RATE = "20/s"
 
 
-def _account_requests(sim: Simulator) -> int:
-    return sum(1 for r in sim.requests() if r.kind in ("read", "write"))
-
-
-def test_killed_at_seeded_moments_and_resumed_the_job_converges_exactly_once(
+def test_killed_at_seeded_moments_and_resumed_the_ledger_records_exactly_what_was_done(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     sim = sim_factory(rate=parse_rate(RATE), write_rate=parse_rate(RATE))
-    job = mixed_job(tmp_path / "job.yaml", accounts=6, chats=5, tag="k")
-    ledger = tmp_path / "ledger.jsonl"
-    lock = tmp_path / "ledger.jsonl.lock"
-    command = apply_command(
-        sim, job.path, ledger, key_file(sim, tmp_path), rate=RATE, write_rate=RATE
-    )
-    rng = random.Random(20240607)
-    kills = 0
+    day = datetime.now(UTC).date()
 
-    for round_number in range(4):
-        seen = _account_requests(sim)
-        target = seen + rng.randint(1, 80)
-        process = start([*command, *(["--resume"] if round_number else [])], tmp_path)
-        killed = kill_when(process, lambda at=target: _account_requests(sim) >= at)
-        ended = finish(process)
-        if not killed:
-            assert ended.code == 0, ended  # finished before the chosen moment
-            break
-        kills += 1
-        assert ended.code == -9, ended
-        # The dead process's lock is still there, naming it: the next run must take it over.
-        assert orjson.loads(lock.read_bytes())["pid"] == process.pid
-        # Every whole line parses; at most a torn last line (cut by the next run).
-        ledger_lines(ledger)
+    loop = kill_loop(sim, tmp_path, kills=5, seed=7)
 
-    assert kills >= 3, "the seeded moments should interrupt most runs"
-    final = run([*command, "--resume"], tmp_path)
-    assert final.code == 0, final
-    assert not lock.exists()
-
-    assert desired_state_problems(sim, job) == []
-    assert duplicated_writes(sim) == {}
+    assert loop.final is not None and loop.final.code == 3, loop.final  # daily_limit deferrals
+    if datetime.now(UTC).date() != day:  # the limit is per UTC day: the loop crossed midnight
+        loop.daily_limit *= 2
+    assert problems(sim, loop) == [], figures(sim, loop)
+    # The seeded kills landed between writes reaching the server and their outcomes being
+    # recorded: the next runs found them in effect.
+    assert any(r.get("recovered") for r in loop.records()), figures(sim, loop)
     assert sim.violations_by_account() == {}
+    assert not (tmp_path / "ledger.jsonl.lock").exists()
 
-    records, torn = ledger_lines(ledger)
+    records, torn = ledger_lines(loop.ledger)
     assert torn == b""
     runs = [r for r in records if r["type"] == "run"]
-    assert runs[0]["resume"] is False and all(r["resume"] for r in runs[1:])
+    # Only the first invocation is not a resume (it may have died before writing its `run`).
+    assert all(r["resume"] for r in runs[1:])
     assert len({r["job_sha256"] for r in runs}) == 1
-    ends = [r for r in records if r["type"] == "end"]
-    assert [e["run_id"] for e in ends] == [runs[-1]["run_id"]]  # killed runs never ended
-    assert ends[0]["interrupted"] is False
-    assert ends[0]["counts"]["failed"] == 0 and ends[0]["counts"]["deferred"] == 0
+    assert records[-1]["type"] == "end" and records[-1]["run_id"] == runs[-1]["run_id"]
+    final_ops = [r for r in records if r["type"] == "op" and r["run_id"] == runs[-1]["run_id"]]
+    assert {(r["status"], r["reason"]) for r in final_ops if r["status"] != "applied"} <= {
+        ("deferred", "daily_limit")
+    }
     # A settled operation is never recorded again by a resumed run.
     settled = Counter(
         r["op_id"] for r in records if r["type"] == "op" and r["status"] in ("applied", "skipped")

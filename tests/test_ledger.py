@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bulkgroups.errors import LedgerCorrupt, LedgerUnwritable, UsageError
 from bulkgroups.ledger import (
-    LedgerCorrupt,
     LedgerWriter,
     Replay,
     cut_torn_tail,
-    format_time,
     new_run_id,
-    parse_time,
-    read_records,
+    read_ledger,
     replay,
 )
 from bulkgroups.model import ErrorInfo, Operation, Outcome, op_digest
+from bulkgroups.records import (
+    EndRecord,
+    IntentRecord,
+    OpRecord,
+    RunRecord,
+    VerifyRecord,
+    format_time,
+    parse_time,
+)
 
 JOB = "a" * 64
 OTHER_JOB = "b" * 64
@@ -113,10 +122,10 @@ async def test_each_record_is_in_the_file_as_a_whole_line_while_the_writer_is_op
     path = tmp_path / "ledger.jsonl"
     async with LedgerWriter(path, fsync_interval=3600) as ledger:
         await ledger.run_started(run_id="r1", job_sha256=JOB, resume=False, version="0.1.0")
-        await ledger.flush()
+        await anyio.wait_all_tasks_blocked()  # the writer got to it
         assert [r["type"] for r in parsed(path)] == ["run"]
         await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
-        await ledger.flush()
+        await anyio.wait_all_tasks_blocked()
         assert [r["type"] for r in parsed(path)] == ["run", "op"]
         assert all(line.endswith(b"\n") for line in lines(path))
 
@@ -202,11 +211,11 @@ async def test_an_idle_writer_fsyncs_after_the_interval_without_closing(tmp_path
         assert len(fsync.threads) == 1
 
 
-async def test_a_durable_flush_fsyncs_off_the_event_loop(tmp_path: Path) -> None:
+async def test_a_durable_append_fsyncs_off_the_event_loop(tmp_path: Path) -> None:
     fsync = CountingFsync()
     async with LedgerWriter(tmp_path / "ledger.jsonl", fsync_interval=3600, fsync=fsync) as ledger:
         await ledger.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
-        await ledger.flush(durable=True)
+        await ledger.append_durable(intent("u2"))
         assert fsync.threads and threading.get_ident() not in fsync.threads
 
 
@@ -218,18 +227,22 @@ async def test_a_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
     assert [r["run_id"] for r in parsed(path)] == ["r1", "r2"]
 
 
+def cut(path: Path) -> int:
+    with path.open("r+b") as file:
+        return cut_torn_tail(file.fileno())
+
+
 def test_cutting_a_torn_tail_keeps_whole_lines_and_handles_edge_cases(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    assert cut_torn_tail(path) == 0  # missing file
     path.write_bytes(b"")
-    assert cut_torn_tail(path) == 0
+    assert cut(path) == 0
     path.write_bytes(b'{"a":1}\n')
-    assert cut_torn_tail(path) == 0 and path.read_bytes() == b'{"a":1}\n'
+    assert cut(path) == 0 and path.read_bytes() == b'{"a":1}\n'
     path.write_bytes(b'{"a":1')  # a first line torn: nothing survives
-    assert cut_torn_tail(path) == 6 and path.read_bytes() == b""
+    assert cut(path) == 6 and path.read_bytes() == b""
     long_tail = b"x" * 200_000  # longer than one read chunk
     path.write_bytes(b'{"a":1}\n' + long_tail)
-    assert cut_torn_tail(path) == len(long_tail) and path.read_bytes() == b'{"a":1}\n'
+    assert cut(path) == len(long_tail) and path.read_bytes() == b'{"a":1}\n'
 
 
 async def test_cancelling_the_enclosing_scope_leaves_whole_lines_and_a_closed_file(
@@ -278,27 +291,31 @@ def test_times_are_iso_utc_with_milliseconds_and_z() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+RUN = orjson.dumps(run_line("r1"))
+END = EndRecord("r1", {}, False, format_time(T0)).to_json()
+
+
 def test_readers_ignore_a_torn_last_line_and_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b'{"type":"run","run_id":"r1"}\n\n  \r\n{"type":"end","run_id":"r1"}\n{"ty')
-    assert [r["type"] for r in read_records(path)] == ["run", "end"]
+    path.write_bytes(RUN + b"\n\n  \r\n" + END + b'\n{"ty')
+    assert [type(r) for r in read_ledger(path)] == [RunRecord, EndRecord]
 
 
 def test_a_complete_but_unterminated_last_line_is_also_torn(tmp_path: Path) -> None:
     # The writer cuts it before appending, so readers must not count it either.
     path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b'{"type":"run","run_id":"r1"}\n{"type":"end","run_id":"r1"}')
-    assert [r["type"] for r in read_records(path)] == ["run"]
+    path.write_bytes(RUN + b"\n" + END)
+    assert [type(r) for r in read_ledger(path)] == [RunRecord]
 
 
 def test_a_damaged_line_in_the_middle_is_reported_with_its_line_number(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    path.write_bytes(b'{"type":"run"}\nnot json\n{"type":"end"}\n')
+    path.write_bytes(RUN + b"\nnot json\n" + END + b"\n")
     with pytest.raises(LedgerCorrupt, match=r"ledger\.jsonl:2: not a ledger record"):
-        list(read_records(path))
+        list(read_ledger(path))
     path.write_bytes(b"[1, 2]\n")
     with pytest.raises(LedgerCorrupt, match=r":1:"):
-        list(read_records(path))
+        list(read_ledger(path))
 
 
 def test_a_missing_ledger_replays_empty(tmp_path: Path) -> None:
@@ -326,7 +343,7 @@ def test_replay_keeps_the_last_outcome_per_op_over_trailing_runs_of_the_job(
         ],
     )
     result = replay(path, job_sha256=JOB)
-    assert result.last_job_sha256 == JOB and result.last_run_id == "r2"
+    assert result.last_job_sha256 == JOB
     assert result.outcomes == {
         u1.digest: "applied",
         u2.digest: "applied",
@@ -450,32 +467,238 @@ async def test_a_new_ledger_is_created_and_an_existing_one_appended_to(tmp_path:
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0), st.integers(min_value=1, max_value=5))
-def test_a_kill_at_any_byte_loses_only_the_line_being_written(cut: int, count: int) -> None:
+def test_a_kill_at_any_byte_loses_only_the_line_being_written(at: int, count: int) -> None:
     whole = b"".join(orjson.dumps(run_line(f"r{i}")) + b"\n" for i in range(count))
-    cut %= len(whole) + 1
+    cut = at % (len(whole) + 1)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "ledger.jsonl"
         path.write_bytes(whole[:cut])
-        survivors = [r["run_id"] for r in read_records(path)]
+        survivors = [r.run_id for r in read_ledger(path)]
         assert survivors == [f"r{i}" for i in range(whole[:cut].count(b"\n"))]
-        cut_torn_tail(path)
+        with path.open("r+b") as file:
+            cut_torn_tail(file.fileno())
         with path.open("ab") as file:
             file.write(orjson.dumps(run_line("next")) + b"\n")
-        assert [r["run_id"] for r in read_records(path)] == [*survivors, "next"]
+        assert [r.run_id for r in read_ledger(path)] == [*survivors, "next"]
 
 
-async def test_a_failing_disk_surfaces_as_the_writers_error(tmp_path: Path) -> None:
+# --------------------------------------------------------------------------------------------
+# Write-ahead intents, group commit
+# --------------------------------------------------------------------------------------------
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    with path.open("ab") as file:
+        file.write(data)
+
+
+def intent(user: str, attempt: int = 1, *, run_id: str = "r1", at: float = T0) -> IntentRecord:
+    return IntentRecord.of(add(user), run_id=run_id, attempt=attempt, at=format_time(at))
+
+
+async def test_an_intent_is_written_and_fsynced_before_append_durable_returns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    synced_sizes: list[int] = []
+
+    def fsync(fd: int) -> None:
+        synced_sizes.append(os.fstat(fd).st_size)
+
+    async with LedgerWriter(path, fsync_interval=3600, fsync=fsync) as ledger:
+        await ledger.append_durable(intent("u1"))
+        assert synced_sizes == [path.stat().st_size]  # synced, and with the intent in it
+        assert [r["type"] for r in parsed(path)] == ["intent"]
+
+
+async def test_concurrent_intents_share_fsyncs(tmp_path: Path) -> None:
+    """Group commit: intents handed over while an fsync runs are synced together by the next."""
+    path = tmp_path / "ledger.jsonl"
+    calls: list[int] = []
+
+    def slow_fsync(fd: int) -> None:
+        calls.append(fd)
+        time.sleep(0.02)
+
+    async with LedgerWriter(path, fsync=slow_fsync) as ledger, anyio.create_task_group() as tg:
+        for i in range(64):
+            tg.start_soon(ledger.append_durable, intent(f"u{i}"))
+    assert len(parsed(path)) == 64
+    assert 1 <= len(calls) <= 8, len(calls)
+
+
+# --------------------------------------------------------------------------------------------
+# A ledger that cannot be written
+# --------------------------------------------------------------------------------------------
+
+
+async def test_a_full_disk_fails_the_writer_once_and_keeps_what_was_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    full = False
+
+    def write(fd: int, data: memoryview) -> int:
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    failures: list[LedgerUnwritable] = []
+    with pytest.raises(LedgerUnwritable) as raised:
+        async with LedgerWriter(path, write=write, on_failure=failures.append) as ledger:
+            await ledger.run_started(run_id="r1", job_sha256=JOB, resume=False, version="0")
+            await ledger.append_durable(intent("u1"))
+            full = True
+            with pytest.raises(LedgerUnwritable):
+                await ledger.append_durable(intent("u2"))  # its write must not be sent
+            await ledger.record(Outcome(add("u3"), "applied", attempts=1), run_id="r1")  # dropped
+            with pytest.raises(LedgerUnwritable):
+                await ledger.append_durable(intent("u4"))
+    assert failures == [raised.value]
+    assert raised.value.path == str(path) and raised.value.exit_code == 4
+    assert "No space left on device" in str(raised.value) and "--resume" in str(raised.value)
+    assert [r["type"] for r in parsed(path)] == ["run", "intent"]  # intact
+
+
+async def test_a_failing_fsync_fails_the_writer(tmp_path: Path) -> None:
     def broken_fsync(fd: int) -> None:
-        raise OSError(5, "Input/output error")
+        raise OSError(errno.EIO, "Input/output error")
 
-    caught: list[BaseException] = []
-    try:
-        async with LedgerWriter(tmp_path / "ledger.jsonl", fsync_every=1, fsync=broken_fsync) as w:
-            await w.record(Outcome(add("u1"), "applied", attempts=1), run_id="r1")
-            await anyio.sleep_forever()  # the run is stopped by the writer's failure
-    except* OSError as group:
-        caught.extend(group.exceptions)
-    assert [str(e) for e in caught] == ["[Errno 5] Input/output error"]
+    with pytest.raises(LedgerUnwritable, match="Input/output error"):
+        async with LedgerWriter(tmp_path / "ledger.jsonl", fsync=broken_fsync) as ledger:
+            with pytest.raises(LedgerUnwritable):
+                await ledger.append_durable(intent("u1"))
+
+
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        (lambda path: os.truncate(path, 0), "truncated by another process"),
+        (lambda path: path.write_bytes(b""), "truncated by another process"),
+        (lambda path: os.replace(path.with_name("other"), path), "replaced by another process"),
+        (lambda path: path.unlink(), "removed by another process"),
+        (lambda path: append_bytes(path, b"{}\n"), "appended to by another process"),
+    ],
+    ids=["truncate", "rewrite", "replace", "remove", "append"],
+)
+async def test_a_ledger_changed_by_another_process_fails_the_writer_at_its_next_batch(
+    tmp_path: Path, change: Callable[[Path], object], cause: str
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    (tmp_path / "other").write_bytes(b"")
+    with pytest.raises(LedgerUnwritable, match=cause):
+        async with LedgerWriter(path) as ledger:
+            await ledger.append_durable(intent("u1"))
+            change(path)
+            with pytest.raises(LedgerUnwritable):
+                await ledger.append_durable(intent("u2"))
+
+
+def test_a_ledger_path_that_is_not_a_regular_file_is_refused_for_reading_and_writing(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path, Path("/dev/zero")):
+        with pytest.raises(UsageError, match="ledger"):
+            list(read_ledger(path))
+
+        async def append(path: Path = path) -> None:
+            async with LedgerWriter(path):
+                pass
+
+        with pytest.raises(UsageError, match="ledger"):
+            anyio.run(append)
+
+
+# --------------------------------------------------------------------------------------------
+# Replay of intents, in-doubt outcomes and verify amendments
+# --------------------------------------------------------------------------------------------
+
+
+def intent_line(run_id: str, op: Operation, attempt: int = 1, *, at: float = T0) -> dict[str, Any]:
+    return orjson.loads(
+        IntentRecord.of(op, run_id=run_id, attempt=attempt, at=format_time(at)).to_json()
+    )
+
+
+def test_daily_limits_count_intents_and_fall_back_to_attempts_for_older_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    write_ledger(
+        path,
+        [
+            run_line("old"),  # written before intents existed: its attempts count
+            op_line("old", add("u1"), "applied", attempts=2),
+            run_line("new"),
+            intent_line("new", add("u2"), 1),
+            intent_line("new", add("u2"), 2),
+            op_line("new", add("u2"), "applied", attempts=2),  # counted once, by its intents
+            intent_line("new", add("u3"), 1),  # killed before its outcome: still a write sent
+        ],
+    )
+    assert replay(path, now=T0).writes_today == {"acc_1": 2 + 2 + 1}
+
+
+def test_pending_writes_are_intents_without_an_outcome_and_outcomes_in_doubt(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.jsonl"
+    u1, u2, u3, u4, u5 = (add(f"u{i}") for i in range(1, 6))
+    in_doubt = op_line("r1", u3, "failed", attempts=6, reason="api_error") | {"in_doubt": True}
+    write_ledger(
+        path,
+        [
+            run_line("r1"),
+            intent_line("r1", u1),
+            op_line("r1", u1, "applied"),  # settled
+            intent_line("r1", u2),  # no outcome: the process died with it in flight
+            intent_line("r1", u3),
+            in_doubt,
+            intent_line("r1", u4),
+            op_line("r1", u4, "failed", reason="api_error"),  # a definite refusal: not pending
+            run_line("r2"),
+            intent_line("r2", u5),
+        ],
+    )
+    assert replay(path, job_sha256=JOB).pending == {u2.digest: u2, u3.digest: u3, u5.digest: u5}
+    # Pending writes belong to the trailing runs of the job asked about.
+    assert replay(path, job_sha256=OTHER_JOB).pending == {}
+    assert replay(path).pending == {}
+
+
+def test_a_later_outcome_settles_a_pending_write(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    u1 = add("u1")
+    recovered = op_line("r2", u1, "applied", attempts=0) | {"recovered": True}
+    write_ledger(path, [run_line("r1"), intent_line("r1", u1), run_line("r2"), recovered])
+    result = replay(path, job_sha256=JOB)
+    assert result.pending == {} and result.settled(u1.digest)
+
+
+def test_a_verify_record_amends_the_outcome_resume_sees(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    u1 = add("u1")
+    verify = VerifyRecord(u1.op_id, "r1", "failed", "not_effective", format_time(T0))
+    write_ledger(
+        path, [run_line("r1"), op_line("r1", u1, "applied"), orjson.loads(verify.to_json())]
+    )
+    result = replay(path, job_sha256=JOB)
+    assert result.outcomes == {u1.digest: "failed"} and not result.settled(u1.digest)
+
+
+def test_an_intent_counts_as_the_accounts_last_use(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    write_ledger(
+        path,
+        [
+            run_line("r1"),
+            op_line("r1", add("u1"), "applied", at=T0),
+            intent_line("r1", add("u2"), at=T0 + 5),
+        ],
+    )
+    assert replay(path).last_record_at == {"acc_1": pytest.approx(T0 + 5)}
 
 
 WRITE_FOREVER = """
@@ -506,9 +729,10 @@ def test_kill_9_mid_run_leaves_whole_lines_and_the_next_writer_continues(tmp_pat
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    records = list(read_records(path))
-    assert records[0]["type"] == "run" and len(records) > 100
-    assert [int(r["user"].lstrip("u")) for r in records[1:]] == list(range(len(records) - 1))
+    records = list(read_ledger(path))
+    assert isinstance(records[0], RunRecord) and len(records) > 100
+    users = [r.user for r in records[1:] if isinstance(r, OpRecord) and r.user is not None]
+    assert [int(user.lstrip("u")) for user in users] == list(range(len(records) - 1))
 
     async def append() -> None:
         async with LedgerWriter(path) as ledger:
@@ -516,4 +740,4 @@ def test_kill_9_mid_run_leaves_whole_lines_and_the_next_writer_continues(tmp_pat
 
     anyio.run(append)
     assert lines(path)[-1].startswith(b'{"type":"run","run_id":"r2"')
-    assert len(list(read_records(path))) == len(records) + 1
+    assert len(list(read_ledger(path))) == len(records) + 1

@@ -10,9 +10,12 @@ simulator just before or after the chosen request; nothing of the engine is repl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from conftest import Http, SimFactory
+from engine_helpers import ledger_records
 from outcome_helpers import (
     SIM_RATE,
     Bystander,
@@ -23,7 +26,8 @@ from outcome_helpers import (
     writes,
 )
 
-from bulkgroups.model import RateSpec
+from bulkgroups.errors import error_from_response
+from bulkgroups.model import AccountInfo, RateSpec
 from bulkgroups.pacing import RetryPolicy
 from bulkgroups.simulator import Simulator
 
@@ -142,6 +146,130 @@ async def test_a_remove_answered_404_on_its_first_attempt_is_skipped_not_member(
     assert result.exit_code == 0
 
 
+async def test_a_first_remove_answered_404_because_the_chat_is_gone_fails_chat_not_found(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN, BOB)
+    client = bystander(sim)
+    client.before_write[1] = lambda: sim.configure_chat(A, "c1", deleted=True)
+    result, records = await run_job(
+        sim, tmp_path, [{"chat": "c1", "account": A, "remove": [BOB, ANN]}], client=client
+    )
+    remove = record(records, "remove", BOB)
+    assert (remove["status"], remove["reason"], remove["attempts"]) == (
+        "failed",
+        "chat_not_found",
+        1,
+    )
+    # The 404 was ambiguous: the chat was read again (fresh) to tell.
+    delete = writes(sim, A)[0]
+    after = [r for r in scoped(sim, A) if r.seq > delete.seq]
+    assert (after[0].method, after[0].path, after[0].status) == ("GET", "/v2/acc_a/chats/c1", 404)
+    assert result.exit_code == 3
+
+
+class ForbiddenChat(Bystander):
+    """The real client, but writes to one chat are answered as Unipile answers a write it does
+    not allow for this chat: 403 api/insufficient_permissions (reads of the chat still work)."""
+
+    def __init__(self, *args: Any, chat: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chat = chat
+        self.refused = 0
+
+    async def add_participant(self, account_id: str, chat_id: str, user_id: str, **kw: Any) -> None:
+        if chat_id != self.chat:
+            return await super().add_participant(account_id, chat_id, user_id, **kw)
+        async with kw["gate"](account_id, "write"):
+            self.refused += 1
+            body = orjson.dumps({"type": "api/insufficient_permissions", "status": 403})
+            raise error_from_response(403, body, account=account_id)
+
+
+async def test_a_403_on_one_chats_write_fails_that_chat_and_the_account_carries_on(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    given(sim, "c2", ANN)
+    client = ForbiddenChat(sim.url, api_key=sim.api_key, chat="c1")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB, CID]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        client=client,
+        chats_per_account=1,
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "failed", "api_error"),
+        ("c1", "add", CID, "failed", "api_error"),  # not sent: the chat is off limits
+        ("c2", "add", BOB, "applied", None),
+    ]
+    assert [r["error"]["type"] for r in records[:2]] == ["api/insufficient_permissions"] * 2
+    assert [r["attempts"] for r in records] == [1, 0, 1]
+    assert client.refused == 1
+    assert result.exit_code == 3
+
+
+async def test_a_403_on_a_write_that_the_chats_read_gets_too_stops_the_account_unsupported(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    given(sim, "c1", ANN)
+    given(sim, "c2", ANN)
+    client = bystander(sim)
+    # The account turns out to be a Recruiter one: its writes and reads both get 403.
+    client.before_write[1] = lambda: sim.configure_account(A, product="recruiter")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB, CID]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        client=client,
+        chats_per_account=1,
+    )
+    assert {(r["status"], r["reason"]) for r in records} == {("failed", "unsupported_account")}
+    assert [w.status for w in writes(sim, A)] == [403]
+    assert scoped(sim, A)[-1].method == "GET"  # the re-read, then nothing more
+    assert result.exit_code == 3
+
+
+class MissingAccount(Bystander):
+    """The real client, but one account's lookup is answered 404, as for a deleted account."""
+
+    async def get_account(self, account_id: str, **kw: Any) -> AccountInfo:
+        if account_id != "acc_deleted":
+            return await super().get_account(account_id, **kw)
+        body = orjson.dumps({"type": "api/resource_not_found", "status": 404, "req_id": "r404"})
+        raise error_from_response(404, body, account=account_id)
+
+
+async def test_an_account_lookup_answered_404_fails_its_operations_account_not_found(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    client = MissingAccount(sim.url, api_key=sim.api_key)
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": "acc_deleted", "add": [BOB], "rename": "X"},
+            {"chat": "c1", "account": A, "add": [BOB]},
+        ],
+        client=client,
+    )
+    gone = [r for r in records if r["account"] == "acc_deleted"]
+    assert {(r["status"], r["reason"]) for r in gone} == {("failed", "account_not_found")}
+    assert gone[0]["error"]["req_id"] == "r404"
+    assert sim.requests("acc_deleted") == ()
+    assert outcomes([r for r in records if r["account"] == A]) == [
+        ("c1", "add", BOB, "applied", None)
+    ]
+    assert result.exit_code == 3
+
+
 def fail_once(sim: Simulator, client: Bystander, fault: str, write: int = 1) -> None:
     """The `write`-th write request meets `fault` (e.g. applied500: it takes effect, then 500)."""
     client.before_write[write] = lambda: sim.set_faults(f"{fault}=1")
@@ -244,11 +372,24 @@ async def test_a_read_only_chat_skips_every_operation_and_its_leave_is_already_l
         ("c1", "leave", None, "skipped", "already_left"),
         ("c2", "read", None, "skipped", "read_only"),
     ]
-    # One chat GET each: no participants listing, no write.
+    # One chat GET each, and only the chat with a leave lists its participants (is the owner
+    # still in it?); no write.
     assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in scoped(sim, A)] == [
         ("GET", "c1"),
+        ("GET", "participants"),
         ("GET", "c2"),
     ]
+    assert result.exit_code == 0
+
+
+async def test_a_leave_of_a_read_only_chat_that_still_lists_the_owner_is_skipped_read_only(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # `is_readonly` is "read-only for the current user", not necessarily "left".
+    sim.configure_chat(A, "c1", members=[ANN], readonly=True)
+    result, records = await run_job(sim, tmp_path, [{"chat": "c1", "account": A, "leave": True}])
+    assert outcomes(records) == [("c1", "leave", None, "skipped", "read_only")]
+    assert writes(sim, A) == []
     assert result.exit_code == 0
 
 
@@ -316,10 +457,17 @@ async def test_a_write_accepted_without_effect_fails_not_effective_after_two_rer
     result, records = await run_job(
         sim, tmp_path, [{"chat": "c1", "account": A, "add": [BOB, CID]}], client=client
     )
+    # Each outcome is recorded as it happens (the write was accepted); the chat's verifying
+    # re-reads then amend the one that does not show with a `verify` record.
     assert outcomes(records) == [
-        ("c1", "add", BOB, "failed", "not_effective"),
+        ("c1", "add", BOB, "applied", None),
         ("c1", "add", CID, "applied", None),
     ]
+    verify = [r for r in ledger_records(tmp_path / "ledger.jsonl") if r["type"] == "verify"]
+    assert [(r["op_id"], r["status"], r["reason"]) for r in verify] == [
+        (record(records, "add", BOB)["op_id"], "failed", "not_effective")
+    ]
+    assert result.counts == {"applied": 1, "skipped": 0, "deferred": 0, "failed": 1}
     assert [(w.status, w.fault) for w in writes(sim, A)] == [(200, "ignored"), (200, None)]
     # Plan read, then two verifying re-reads (chat + participants each), all fresh.
     reads = [r for r in scoped(sim, A) if r.kind == "read"]

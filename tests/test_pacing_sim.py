@@ -84,7 +84,7 @@ async def test_an_account_whose_real_limit_is_half_the_configured_one_is_paced_a
     job = load_job(write_job(tmp_path / "job.yaml", chats))
     configured = RateSpec(20, 1.0)
     config = EngineConfig(
-        rate=configured, write_rate=configured, verify_delay=0.05, max_removals=-1
+        rate=configured, write_rate=configured, verify_delay=0.05, max_removals=None
     )
     async with UnipileClient(sim.url, api_key=sim.api_key) as client:
         result = await apply_job(job, client, ledger=tmp_path / "ledger.jsonl", config=config)
@@ -114,7 +114,7 @@ async def test_a_write_window_that_an_answer_shows_spent_is_waited_out_without_a
     sim.configure_account(account, write_rate="1/2s")
     job = load_job(write_job(tmp_path / "job.yaml", chats))
     fast = RateSpec(5, 0.1)
-    config = EngineConfig(rate=fast, write_rate=fast, verify=False, max_removals=-1)
+    config = EngineConfig(rate=fast, write_rate=fast, verify=False, max_removals=None)
     async with UnipileClient(sim.url, api_key=sim.api_key) as client:
         result = await apply_job(job, client, ledger=tmp_path / "ledger.jsonl", config=config)
 

@@ -8,11 +8,11 @@ again on that state sends nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
 from bulkgroups.model import (
-    AccountSettings,
     ChatInfo,
     ChatJob,
     ChatPlan,
@@ -30,7 +30,6 @@ from bulkgroups.planner import (
     chat_operations,
     owner_rule_violations,
     plan_chat,
-    plan_job,
 )
 
 ACC = "acc_1"
@@ -183,6 +182,23 @@ def test_a_read_only_chat_skips_every_operation_read_only_and_its_leave_already_
         ("leave", None, "skipped", "already_left"),
     ]
     assert not result.has_changes
+
+
+def test_a_leave_of_a_read_only_chat_that_still_lists_the_owner_is_skipped_read_only() -> None:
+    # `is_readonly` is "read-only for the current user": the owner may not have left.
+    result = plan(job(leave=True), state(["u1"], readonly=True))
+    assert decided(result) == [("leave", None, "skipped", "read_only")]
+
+
+def test_a_leave_of_a_read_only_chat_whose_members_could_not_be_listed_is_skipped_read_only() -> (
+    None
+):
+    unlisted = replace(state([], owner=None, readonly=True), members_listed=False)
+    result = plan(job(leave=True, add=("u1",)), unlisted)
+    assert decided(result) == [
+        ("add", "u1", "skipped", "read_only"),
+        ("leave", None, "skipped", "read_only"),
+    ]
 
 
 def test_a_read_only_desired_state_chat_records_one_read_plus_rename_and_leave() -> None:
@@ -445,40 +461,15 @@ def test_chat_operations_of_a_desired_state_chat_are_its_read_rename_and_leave()
 
 
 # --------------------------------------------------------------------------------------------
-# plan_job
+# The cap each chat is planned with
 # --------------------------------------------------------------------------------------------
 
 
-def test_plan_job_plans_each_chat_with_its_accounts_owner_and_cap() -> None:
-    chats = (
-        ChatJob("acc_1", "c1", add=("u2", "u3")),
-        ChatJob("acc_2", "c2", add=("u2", "u3")),
-        ChatJob("acc_2", "c3", members=()),
-    )
-    the_job = Job(
-        chats=chats,
-        accounts={"acc_1": AccountSettings(max_members=3), "acc_2": AccountSettings()},
-        sha256="abc",
-    )
-    observed: dict[tuple[str, str], ChatState | ReadFailure] = {
-        ("acc_1", "c1"): state(["u1"], chat="c1", account="acc_1", owner="O1"),
-        ("acc_2", "c2"): state(["u1"], chat="c2", account="acc_2", owner="O2"),
-        ("acc_2", "c3"): ReadFailure("acc_2", "c3", "failed", "chat_not_found", GONE),
-    }
-    result = plan_job(the_job, observed, owners={"acc_1": "O1", "acc_2": "O2"}, max_members=4)
-    assert result.job_sha256 == "abc" and result.job is the_job
-    assert result.owners == {"acc_1": "O1", "acc_2": "O2"}
-    c1, c2, c3 = result.chats
-    assert c1.to_send == () and {o.reason for o in c1.decided} == {"member_cap"}  # account cap 3
-    assert [o.user for o in c2.to_send] == ["u2", "u3"]  # default cap 4
-    assert [o.operation.action for o in c3.decided] == ["read"]
-    assert result.removals == 0
-
-
-def test_plan_job_refuses_to_drop_a_chat_that_was_not_observed() -> None:
-    the_job = Job(chats=(ChatJob(ACC, "c1", add=("u1",)),))
-    with pytest.raises(KeyError, match="c1"):
-        plan_job(the_job, {}, owners={ACC: OWNER})
+def test_each_chat_is_planned_against_the_cap_it_is_given() -> None:
+    # The engine passes each account's `max_members` from the job, else the flag's.
+    chat = job(add=("u2", "u3"))
+    assert {o.reason for o in plan(chat, state(["u1"]), max_members=3).decided} == {"member_cap"}
+    assert sent(plan(chat, state(["u1"]), max_members=4)) == [("add", "u2"), ("add", "u3")]
 
 
 def test_the_owner_rule_finds_the_owner_in_remove_members_and_protect_as_values() -> None:

@@ -10,7 +10,8 @@ import orjson
 import pytest
 from rich.console import Console
 
-from bulkgroups.ledger import LedgerCorrupt, LedgerWriter
+from bulkgroups.errors import LedgerCorrupt
+from bulkgroups.ledger import LedgerWriter
 from bulkgroups.model import ErrorInfo, Operation, Outcome
 from bulkgroups.report import (
     CSV_COLUMNS,

@@ -34,7 +34,7 @@ async def _apply(
     resume: bool = False,
     rate: RateSpec = FAST,
 ) -> RunResult:
-    config = EngineConfig(rate=rate, write_rate=rate, max_removals=-1, verify_delay=0.05)
+    config = EngineConfig(rate=rate, write_rate=rate, max_removals=None, verify_delay=0.05)
     async with UnipileClient(sim.url, api_key=sim.api_key) as client:
         return await apply_job(load_job(job), client, ledger=ledger, config=config, resume=resume)
 

@@ -6,14 +6,21 @@ The run has three phases, each finished for every account before the next starts
    status and its owner's id. The owner rule is checked for all accounts here, before a single
    account-scoped request is sent.
 2. **Read and plan** — each chat's fresh state (chat + every participant page), planned as soon
-   as it is read, so only the compact plan is kept, not the participants.
-3. **Write** — each chat's writes in contract order (rename, removes, adds, leave), then a fresh
-   re-read to verify them; outcomes go to the ledger as the chat finishes.
+   as it is read, so only the compact plan is kept, not the participants. Writes an earlier run
+   sent without recording their outcome are decided from the same read.
+3. **Write** — each chat's writes in contract order (rename, removes, adds, leave), each attempt
+   announced by a durable intent, each outcome recorded as soon as it is known; then a fresh
+   re-read to verify them.
 
 The barrier between reading and writing is what lets `--max-removals` refuse a plan before any
 change is made. Within a phase, accounts run side by side: each account has a few workers over
 its own chats, so a slow or paused account never holds up another (its workers wait in its
 pacer, never on a global slot). Every request of an account goes through that account's pacer.
+
+Modules: `config` (settings, observer, result), `api` (the client seam), `run` (the requests),
+`gates` (what every request passes), `accounts`, `budget` (`daily_limit`), `outcomes` (the pure
+outcome table), `stops`, `recorder` (the run's records), `apply` (the application of a plan),
+`removals` (the `--max-removals` gate), `opening` (a run on a ledger), `workers`.
 """
 
 from __future__ import annotations
@@ -21,22 +28,22 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import anyio
 
-from ..client import UnipileClient
 from ..errors import RunRefused, plain_errors
-from ..ledger import replay
-from ..lock import LedgerLock
-from ..model import AccountInfo, ChatJob, ChatPlan, Job, Plan
-from .apply import apply_run, pause_after_previous_runs
+from ..ledger import LedgerIO
+from ..model import ChatJob, ChatPlan, Job, Plan
+from .api import ChatApi
+from .apply import apply_run
 from .config import DEFAULT_LEDGER, EngineConfig, RunObserver, RunResult
-from .run import Run, build_pacing, fewer_young_collections, shard_job, shard_of
+from .opening import opened_run
+from .run import Run, build_pacing, shard_job, shard_of
 
 __all__ = [
     "DEFAULT_LEDGER",
+    "ChatApi",
     "EngineConfig",
     "RunObserver",
     "RunResult",
@@ -48,12 +55,9 @@ __all__ = [
 ]
 
 
-# ------------------------------------------------------------------------------------ public
-
-
 async def plan_job_online(
     job: Job,
-    client: UnipileClient,
+    client: ChatApi,
     *,
     config: EngineConfig | None = None,
     observer: RunObserver | None = None,
@@ -71,8 +75,7 @@ def estimate_seconds(plan: Plan, config: EngineConfig | None = None) -> float:
     """How long applying the plan takes at the configured rates: the slowest account's writes
     and their verification reads, paced."""
     config = config or EngineConfig()
-    job = plan.job
-    pacing = build_pacing(job, config)
+    pacing = build_pacing(plan.job, config)
     writes: dict[str, int] = defaultdict(int)
     reads: dict[str, int] = defaultdict(int)
     for chat in plan.chats:
@@ -87,7 +90,7 @@ def estimate_seconds(plan: Plan, config: EngineConfig | None = None) -> float:
 
 async def apply_job(
     job: Job,
-    client: UnipileClient,
+    client: ChatApi,
     *,
     ledger: str | Path = DEFAULT_LEDGER,
     config: EngineConfig | None = None,
@@ -96,82 +99,75 @@ async def apply_job(
     interrupt: anyio.Event | None = None,
     expected: Plan | None = None,
     confirm: Callable[[Plan], Awaitable[bool]] | None = None,
+    ledger_io: LedgerIO | None = None,
 ) -> RunResult:
     """Plan the job from fresh reads and apply it, recording every outcome in the ledger.
 
     With `expected` (a plan saved by `plan --out`), the fresh reads must match the state that
     plan was computed from, chat by chat, or nothing is sent (RunRefused). `confirm` sees the
-    plan before anything is written and may refuse it.
+    plan before anything is written and may refuse it. A ledger that fails mid-run raises
+    `LedgerUnwritable` (sending stopped at once; what was recorded is intact); `ledger_io` is how
+    its bytes reach the disk (tests inject a full disk there).
     """
     config = config or EngineConfig()
-    ledger = str(ledger)
-    with plain_errors(), LedgerLock(ledger) as lock, fewer_young_collections():
-        # Per-operation outcomes are only needed to resume (a million of them cost memory).
-        # A ledger of a million records takes seconds to read: not on the event loop.
-        previous = await anyio.to_thread.run_sync(
-            partial(replay, ledger, job_sha256=job.sha256 if resume else None)
-        )
-        if resume and previous.last_job_sha256 not in (None, job.sha256):
-            raise RunRefused(
-                f"{ledger}: its last run is of another job (job_sha256 "
-                f"{previous.last_job_sha256[:12] if previous.last_job_sha256 else '?'}…, this job "
-                f"{job.sha256[:12]}…); resume only continues the same job"
+    path = str(ledger)
+    with plain_errors():
+        async with opened_run(
+            shard_job(job, config.shard), client, config, observer, ledger=path, resume=resume
+        ) as (run, previous):
+            await run.preflight()
+            run.check_owner_rule()
+            return await apply_run(
+                run,
+                ledger=path,
+                resume=resume,
+                previous=previous,
+                interrupt=interrupt,
+                source=Run.plan_chats,
+                expected=expected,
+                confirm=confirm,
+                ledger_io=ledger_io,
             )
-        run = Run(shard_job(job, config.shard), client, config, observer)
-        pause_after_previous_runs(run, previous, holder_died=lock.took_over)
-        await run.preflight()
-        run.check_owner_rule()
-        return await apply_run(
-            run,
-            ledger=ledger,
-            resume=resume,
-            previous=previous,
-            interrupt=interrupt,
-            source=Run.plan_chats,
-            expected=expected,
-            confirm=confirm,
-        )
 
 
 async def apply_plan(
     plan: Plan,
-    client: UnipileClient,
+    client: ChatApi,
     *,
     ledger: str | Path = DEFAULT_LEDGER,
     config: EngineConfig | None = None,
     observer: RunObserver | None = None,
     interrupt: anyio.Event | None = None,
+    ledger_io: LedgerIO | None = None,
 ) -> RunResult:
-    """Apply a plan as it is (library use: the plan was just computed by `plan`)."""
+    """Apply a plan as it is (library use: the plan was just computed by `plan`).
+
+    The plan's own reads decided it, so writes an earlier run left pending are not looked for
+    here (`apply_job` does): a write in effect shows as a skip in a fresh plan.
+    """
     config = config or EngineConfig()
     if plan.job is None:
         raise RunRefused("this plan does not carry its job; plan it with bulkgroups.plan()")
-    ledger = str(ledger)
+    path = str(ledger)
     given = {(c.account, c.chat): c for c in plan.chats}
 
     async def given_plans(run: Run, chats: list[ChatJob]) -> list[ChatPlan]:
         return [given[(c.account, c.chat)] for c in chats if (c.account, c.chat) in given]
 
-    with plain_errors(), LedgerLock(ledger) as lock, fewer_young_collections():
-        previous = await anyio.to_thread.run_sync(replay, ledger)
-        job = replace(
-            plan.job, chats=tuple(c for c in plan.job.chats if (c.account, c.chat) in given)
-        )
-        run = Run(job, client, config, observer)
-        pause_after_previous_runs(run, previous, holder_died=lock.took_over)
-        # The plan's reads were paced by another run: wait one general window before writing.
-        for account in run.accounts:
-            policy = run.pacing.policy(account)
-            if policy.rate is not None:
-                run.pacing.pacer(account).pause_for(policy.effective_period(policy.rate))
-        for account_id, owner in plan.owners.items():
-            if account_id in run.accounts:
-                run.accounts[account_id].info = AccountInfo(account_id, owner, "running")
-        return await apply_run(
+    job = replace(plan.job, chats=tuple(c for c in plan.job.chats if (c.account, c.chat) in given))
+    with plain_errors():
+        async with opened_run(job, client, config, observer, ledger=path, resume=False) as (
             run,
-            ledger=ledger,
-            resume=False,
-            previous=previous,
-            interrupt=interrupt,
-            source=given_plans,
-        )
+            previous,
+        ):
+            run.wait_one_window()  # the plan's reads were paced by another run
+            run.adopt_owners(plan.owners)
+            return await apply_run(
+                run,
+                ledger=path,
+                resume=False,
+                previous=previous,
+                interrupt=interrupt,
+                source=given_plans,
+                ledger_io=ledger_io,
+            )

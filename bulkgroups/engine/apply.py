@@ -1,33 +1,39 @@
-"""Applying: per-account pipelines (read and plan, then write once the removal gate opens),
-the ledger's run/op/end records, interruption, resume and pacing across runs.
+"""Applying a plan: per-account pipelines (read and plan, then write once the removal gate
+opens), each chat's writes and their verification, every outcome recorded as it happens.
+
+Records, in CONTRACT terms: the `run` record once, before anything else of the run; per chat,
+first what is known without sending (writes of earlier runs found in effect, `recovered`; the
+plan's skips and refusals), then each write's `intent` (durable) before each of its attempts and
+its `op` record as soon as its outcome is known; after the chat's writes a fresh re-read (once
+more after a short delay) and a `verify` record for each applied write that does not show; the
+`end` record last, also when the run is interrupted or cancelled from outside.
 """
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import anyio
 
 from ..errors import RunRefused
-from ..ledger import LedgerWriter, Replay, new_run_id
-from ..model import ChatJob, ChatPlan, Operation, Outcome, Plan
-from ..version import __version__
+from ..ledger import LedgerIO, LedgerWriter, Replay, new_run_id
+from ..model import ChatJob, ChatPlan, ErrorInfo, Operation, Outcome, Plan
+from .accounts import Account
+from .budget import Claim
 from .config import EngineConfig, RunResult
+from .outcomes import chat_refused, in_effect
+from .recorder import Recorder
 from .removals import RemovalGate, removal_bound
-from .run import Run, WritesStopped, for_each
+from .run import Run
+from .stops import SendingStopped
+from .workers import for_each
 
-__all__ = [
-    "PlanSource",
-    "apply_run",
-    "check_expected",
-    "check_removals",
-    "pause_after_previous_runs",
-]
+__all__ = ["Application", "PlanSource", "apply_run", "check_expected", "check_removals"]
 
 PlanSource = Callable[[Run, list[ChatJob]], Awaitable[list[ChatPlan]]]
+Confirm = Callable[[Plan], Awaitable[bool]]
 
 
 async def apply_run(
@@ -39,214 +45,262 @@ async def apply_run(
     interrupt: anyio.Event | None,
     source: PlanSource,
     expected: Plan | None = None,
-    confirm: Callable[[Plan], Awaitable[bool]] | None = None,
+    confirm: Confirm | None = None,
+    ledger_io: LedgerIO | None = None,
 ) -> RunResult:
-    """Each account: its plans (read + plan, or given), then — once the gate opens — its writes."""
-    config = run.config
-    for account_id, state in run.accounts.items():
-        limit = run._daily_limit(account_id)
-        if limit is not None:
-            state.writes_left = limit - previous.writes_today.get(account_id, 0)
-
-    by_account: dict[str, list[ChatJob]] = defaultdict(list)
-    for chat in run.job.chats:
-        by_account[chat.account].append(chat)
-    planned: dict[tuple[str, str], ChatPlan] = {}
-    gate = RemovalGate(
-        {a: removal_bound(chats) for a, chats in by_account.items()},
-        config.max_removals,
-        wait_for_all=expected is not None or confirm is not None,
-    )
-
-    def whole_plan() -> Plan:
-        return Plan(
-            job_sha256=run.job.sha256,
-            chats=tuple(planned[(c.account, c.chat)] for c in run.job.chats),
-            owners=run.owners(),
-            job=run.job,
-        )
-
-    async def complete() -> None:
-        plan = whole_plan()
-        if expected is not None:
-            plan = check_expected(plan, expected)
-            planned.update({(c.account, c.chat): c for c in plan.chats})
-            check_removals(plan, config)
-        # Abandoned on cancel: Ctrl-C at the prompt must not wait for an answer that may never come.
-        if confirm is not None and not await confirm(plan):
-            raise RunRefused("not confirmed; nothing was sent")
-
-    gate.on_complete = complete
+    """Apply the run's job on `ledger`; raises `LedgerUnwritable` if the ledger failed."""
     run_id = new_run_id()
-    stop_sending = anyio.Event()
-    run.observer.phase("read", len(run.job.chats))
-
-    async with LedgerWriter(ledger) as writer:
-        started = False
-        starting = anyio.Lock()
-
-        async def start_writing() -> None:
-            """The `run` record goes first, once, before any account's first outcome."""
-            nonlocal started
-            async with starting:
-                if not started:
-                    run.observer.phase("apply", 0)
-                    await writer.run_started(
-                        run_id=run_id, job_sha256=run.job.sha256, resume=resume, version=__version__
-                    )
-                    started = True
-
-        async def emit(outcome: Outcome) -> None:
-            await writer.record(outcome, run_id=run_id)
-            run.counts[outcome.status] += 1
-            run.observer.outcome(outcome)
-
-        async def apply_chat(chat_plan: ChatPlan) -> None:
-            if stop_sending.is_set():
-                return  # interrupted before this chat began: nothing of it is recorded
-            account = run.accounts[chat_plan.account]
-            owner = account.info.owner_id if account.info is not None else None
-            for decided in chat_plan.decided:
-                if not (resume and previous.settled(decided.operation.digest)):
-                    await emit(decided)
-            if resume:
-                # A desired-state chat whose read failed before was planned afresh and read now:
-                # its `read` operation has an outcome in this run too.
-                read = Operation(chat_plan.account, chat_plan.chat, "read")
-                if previous.outcomes.get(read.digest) in ("failed", "deferred") and not any(
-                    d.operation.action == "read" for d in chat_plan.decided
-                ):
-                    await emit(Outcome(read, "applied", None, 1))
-            ops = [op for op in chat_plan.to_send if not (resume and previous.settled(op.digest))]
-            if not ops:
-                return
-            if account.writes_left is not None:
-                if account.writes_left < len(ops):
-                    for op in ops:
-                        await emit(Outcome(op, "deferred", "daily_limit", 0))
-                    return
-                # Chats of one account start side by side: claim this chat's writes before the
-                # first goes, so the next chat sees only what is left of the budget.
-                account.writes_left -= len(ops)
-            outcomes: list[Outcome] = []
-            for op in ops:
-                if stop_sending.is_set():
-                    break  # never attempted: nothing recorded, --resume plans it again
-                if account.stop is not None or run.run_auth_error is not None:
-                    outcomes.append(run._stopped_outcome(account, op))
-                    continue
-                try:
-                    outcome = await run.write(account, op, owner)
-                except WritesStopped:
-                    break  # not sent: nothing recorded, --resume plans it again
-                if account.writes_left is not None:
-                    account.writes_left += 1  # the claim, now that `write` counted what was sent
-                outcomes.append(outcome)
-            if config.verify and not stop_sending.is_set():
-                outcomes = await run.verify(account, chat_plan.chat, outcomes, owner)
-            for outcome in outcomes:
-                await emit(outcome)
-
-        async def account_pipeline(account: str, chats: list[ChatJob]) -> None:
-            try:
-                plans = await source(run, chats)
-            except BaseException as error:
-                gate.refuse(error)
-                raise
-            for chat_plan in plans:
-                planned[(chat_plan.account, chat_plan.chat)] = chat_plan
-            if run.run_auth_error is not None and not gate.opened.is_set():
-                # The key was refused before anything was written: the whole run stops (exit 1).
-                # Once writes have begun, the remaining operations are recorded as failed instead.
-                gate.refuse(run.run_auth_error)
-            await gate.report(
-                account, sum(1 for p in plans for op in p.to_send if op.action == "remove")
-            )
-            await gate.wait()
-            await start_writing()
-            if not stop_sending.is_set():
-                current = [planned[(c.account, c.chat)] for c in chats]
-                run.observer.grow("apply", sum(len(p.to_send) + len(p.decided) for p in current))
-                await for_each(current, apply_chat, config.chats_per_account)
-
-        async def watch_interrupt(scope: anyio.CancelScope) -> None:
-            assert interrupt is not None
-            await interrupt.wait()
-            stop_sending.set()
-            run.writes_stopped = True
-            if not started:
-                scope.cancel()  # nothing written yet: nothing to wait for
-                return
-            await anyio.sleep(config.interrupt_grace)
-            scope.cancel()
-
-        # A run cut short from outside (a second Ctrl-C cancels it, a library caller's timeout)
-        # or by an error still closes its `run` with an `end`: interrupted, --resume continues.
-        interrupted = True
-        try:
-            with anyio.CancelScope() as writes_scope:
-                async with anyio.create_task_group() as tg:
-                    if interrupt is not None:
-                        tg.start_soon(watch_interrupt, writes_scope)
-                    async with anyio.create_task_group() as workers:
-                        for account, chats in by_account.items():
-                            workers.start_soon(account_pipeline, account, chats)
-                    tg.cancel_scope.cancel()
-            interrupted = stop_sending.is_set() or writes_scope.cancelled_caught
-            if not by_account:
-                await start_writing()  # an empty shard still writes its run and end records
-        finally:
-            if started:
-                with anyio.CancelScope(shield=True):
-                    await writer.run_ended(
-                        run_id=run_id, counts=dict(run.counts), interrupted=interrupted
-                    )
+    io = ledger_io or LedgerIO()
+    async with LedgerWriter(
+        ledger, write=io.write, fsync=io.fsync, on_failure=run.stops.fail_ledger
+    ) as writer:
+        recorder = Recorder(writer, run_id, run.observer)
+        run.recorder = recorder
+        application = Application(
+            run,
+            recorder,
+            resume=resume,
+            previous=previous,
+            source=source,
+            expected=expected,
+            confirm=confirm,
+        )
+        interrupted = await application.apply(interrupt)
+        if run.stops.ledger_failure is not None:
+            raise run.stops.ledger_failure
     return RunResult(
         run_id=run_id,
-        counts=dict(run.counts),
+        counts=dict(recorder.counts),
         interrupted=interrupted,
         ledger=ledger,
-        plan=whole_plan() if len(planned) == len(run.job.chats) else Plan(run.job.sha256, ()),
+        plan=application.plan(),
     )
+
+
+class Application:
+    """One application of a job's plan on a ledger; `apply` runs it once."""
+
+    def __init__(
+        self,
+        run: Run,
+        recorder: Recorder,
+        *,
+        resume: bool,
+        previous: Replay,
+        source: PlanSource,
+        expected: Plan | None = None,
+        confirm: Confirm | None = None,
+    ) -> None:
+        self.run = run
+        self.recorder = recorder
+        self.resume = resume
+        self.previous = previous
+        self.source = source
+        self.expected = expected
+        self.confirm = confirm
+        self.planned: dict[tuple[str, str], ChatPlan] = {}
+        self.by_account = run.chats_by_account()
+        self.removals = RemovalGate(
+            {a: removal_bound(chats) for a, chats in self.by_account.items()},
+            run.config.max_removals,
+            wait_for_all=expected is not None or confirm is not None,
+        )
+        self.removals.on_complete = self._complete
+
+    def plan(self) -> Plan:
+        """The whole plan applied, once every chat was planned (else an empty plan)."""
+        if len(self.planned) == len(self.run.job.chats):
+            return self.run.plan_of(self.planned)
+        return Plan(self.run.job.sha256, ())
+
+    # -- the run as a whole --------------------------------------------------------------------
+
+    async def apply(self, interrupt: anyio.Event | None) -> bool:
+        """Every account's pipeline side by side; True if the run was interrupted.
+
+        A run cut short from outside (a second Ctrl-C cancels it, a library caller's timeout) or
+        by an error still closes its `run` with an `end` record: interrupted, --resume continues.
+        """
+        run, recorder = self.run, self.recorder
+        run.observer.phase("read", len(run.job.chats))
+        interrupted = True
+        try:
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as tg:
+                    if interrupt is not None:
+                        tg.start_soon(self._forward, interrupt)
+                    tg.start_soon(self._watch_stops, scope)
+                    async with anyio.create_task_group() as workers:
+                        for account, chats in self.by_account.items():
+                            workers.start_soon(self._pipeline, account, chats)
+                    tg.cancel_scope.cancel()
+            interrupted = run.stops.interrupted or scope.cancelled_caught
+            if not self.by_account:
+                await self._start()  # an empty shard still writes its run and end records
+        finally:
+            if recorder.started:
+                with anyio.CancelScope(shield=True):
+                    await recorder.end(interrupted=interrupted)
+        return interrupted
+
+    async def _forward(self, interrupt: anyio.Event) -> None:
+        await interrupt.wait()
+        self.run.stops.interrupt()
+
+    async def _watch_stops(self, scope: anyio.CancelScope) -> None:
+        """Once the run stops sending, requests in flight get a bounded grace, then the rest
+        (waits in a pacer, backoffs) is cancelled; before anything was written, at once."""
+        await self.run.stops.stopped.wait()
+        if self.recorder.started:
+            await anyio.sleep(self.run.config.interrupt_grace)
+        scope.cancel()
+
+    async def _start(self) -> None:
+        await self.recorder.start(job_sha256=self.run.job.sha256, resume=self.resume)
+
+    async def _complete(self) -> None:
+        """Every chat is planned: `apply --plan` checks it, a person may confirm it."""
+        plan = self.run.plan_of(self.planned)
+        if self.expected is not None:
+            plan = check_expected(plan, self.expected)
+            self.planned.update({(c.account, c.chat): c for c in plan.chats})
+            check_removals(plan, self.run.config)
+        # Abandoned on cancel: Ctrl-C at the prompt must not wait for an answer that may never come.
+        if self.confirm is not None and not await self.confirm(plan):
+            raise RunRefused("not confirmed; nothing was sent")
+
+    # -- one account ---------------------------------------------------------------------------
+
+    async def _pipeline(self, account: str, chats: list[ChatJob]) -> None:
+        # SendingStopped: the run stopped sending (its ledger failed): nothing more to do here.
+        with contextlib.suppress(SendingStopped):
+            await self._plan_and_apply(account, chats)
+
+    async def _plan_and_apply(self, account: str, chats: list[ChatJob]) -> None:
+        run = self.run
+        try:
+            plans = await self.source(run, chats)
+        except BaseException as error:
+            self.removals.refuse(error)
+            raise
+        for chat_plan in plans:
+            self.planned[(chat_plan.account, chat_plan.chat)] = chat_plan
+        if run.stops.key_refused is not None and not self.removals.opened.is_set():
+            # The key was refused before anything was written: the whole run stops (exit 1).
+            # Once writes have begun, the remaining operations are recorded as failed instead.
+            self.removals.refuse(run.stops.key_refused)
+        removals = sum(1 for p in plans for op in p.to_send if op.action == "remove")
+        await self.removals.report(account, removals)
+        await self.removals.wait()
+        await self._start()
+        if run.stops.writes_stopped:
+            return
+        current = [self.planned[(c.account, c.chat)] for c in chats]
+        run.observer.grow(
+            "apply", sum(len(p.to_send) + len(p.decided) + len(p.recovered) for p in current)
+        )
+        await for_each(current, self.apply_chat, run.config.chats_per_account)
+
+    # -- one chat ------------------------------------------------------------------------------
+
+    def _settled(self, operation: Operation) -> bool:
+        return self.resume and self.previous.settled(operation.digest)
+
+    async def apply_chat(self, plan: ChatPlan) -> None:
+        """What is known without sending, then the chat's writes in order, then verification."""
+        if self.run.stops.writes_stopped:
+            return  # interrupted before this chat began: nothing of it is recorded
+        await self._record_known(plan)
+        ops = [op for op in plan.to_send if not self._settled(op)]
+        if ops:
+            await self._write_chat(plan, ops)
+
+    async def _record_known(self, plan: ChatPlan) -> None:
+        recorder = self.recorder
+        for operation in plan.recovered:
+            await recorder.outcome(Outcome(operation, "applied", None, 0, recovered=True))
+        for decided in plan.decided:
+            if not self._settled(decided.operation):
+                await recorder.outcome(decided, previous_name=plan.chat_name)
+        if self.resume:
+            # A desired-state chat whose read failed before was planned afresh and read now:
+            # its `read` operation has an outcome in this run too.
+            read = Operation(plan.account, plan.chat, "read")
+            if self.previous.outcomes.get(read.digest) in ("failed", "deferred") and not any(
+                d.operation.action == "read" for d in plan.decided
+            ):
+                await recorder.outcome(Outcome(read, "applied", None, 1))
+
+    async def _write_chat(self, plan: ChatPlan, ops: list[Operation]) -> None:
+        run, recorder = self.run, self.recorder
+        account = run.accounts[plan.account]
+        # Chats of one account start side by side: claim this chat's writes before the first
+        # goes, so that the next chat sees only what is left of the budget.
+        claim = run.budget.claim(plan.account, len(ops))
+        if claim is None:
+            for op in ops:
+                await recorder.outcome(Outcome(op, "deferred", "daily_limit", 0))
+            return
+        applied: list[Outcome] = []
+        try:
+            refused: ErrorInfo | None = None
+            for op in ops:
+                outcome = await self._write_one(account, op, claim, refused)
+                if outcome is None:
+                    break  # not sent: nothing recorded, --resume plans it again
+                await recorder.outcome(outcome, previous_name=plan.chat_name)
+                if outcome.status == "applied":
+                    applied.append(outcome)
+                if chat_refused(outcome):
+                    refused = outcome.error
+        finally:
+            run.budget.release(claim)
+        if applied and run.config.verify and not run.stops.writes_stopped:
+            await self._verify(account, plan.chat, applied)
+
+    async def _write_one(
+        self, account: Account, op: Operation, claim: Claim, refused: ErrorInfo | None
+    ) -> Outcome | None:
+        """The outcome of one write of the chat, or None if the run stopped before it went."""
+        if self.run.stops.writes_stopped:
+            return None
+        if account.halted():
+            return account.stopped_outcome(op)
+        if refused is not None:  # this chat alone is off limits: the rest of it fails unsent
+            return Outcome(op, "failed", "api_error", 0, refused)
+        try:
+            return await self.run.write(account, op, claim)
+        except SendingStopped:
+            return None
+
+    async def _verify(self, account: Account, chat: str, applied: list[Outcome]) -> None:
+        """Re-read the chat (once more after a short delay if needed); writes that do not show
+        are amended `failed not_effective`. A chat that cannot be re-read keeps its outcomes."""
+        missing = applied
+        for check in range(2):
+            state = await self.run.read_for_verify(account, chat)
+            if state is None:
+                return
+            missing = [o for o in missing if not in_effect(o.operation, state, account.owner)]
+            if not missing:
+                return
+            if check == 0:
+                await self.run.sleep(self.run.config.verify_delay)
+        for outcome in missing:
+            await self.recorder.amend(outcome, "failed", "not_effective")
 
 
 def check_removals(plan: Plan, config: EngineConfig) -> None:
     removals = plan.removals
-    if config.max_removals >= 0 and removals > config.max_removals:
+    if config.max_removals is not None and removals > config.max_removals:
         raise RunRefused(
             f"the plan removes {removals} members, more than --max-removals {config.max_removals}; "
             "nothing was sent"
         )
 
 
-def pause_after_previous_runs(run: Run, previous: Replay, *, holder_died: bool) -> None:
-    """Runs back to back stay within the limits: each account waits its strictest window (with
-    the pacer's margin) since the last request an earlier run may have sent it.
-
-    That is bounded by the account's last `op` record (a write is answered before it is
-    recorded) and by the last `end` record (all reads before it; with `interrupted`, writes given
-    up in flight too). A process that died mid-run (its stale lock taken over, or a last run
-    without `end`) may have sent anything until it died, which was before now: every account of
-    this run then waits a full strictest window from now.
-    """
-    now = time.time()
-    for account in run.accounts:
-        policy = run.pacing.policy(account)
-        limits = [spec for spec in (policy.rate, policy.write_rate) if spec is not None]
-        strictest = max((policy.effective_period(spec) for spec in limits), default=0.0)
-        general = policy.effective_period(policy.rate) if policy.rate is not None else 0.0
-        ready = [now]
-        last = previous.last_record_at.get(account)
-        if last is not None:
-            ready.append(last + strictest)
-        if holder_died or previous.last_run_open:
-            ready.append(now + strictest)
-        elif previous.last_end_at is not None:
-            window = strictest if previous.last_end_interrupted else general
-            ready.append(previous.last_end_at + window)
-        remaining = max(ready) - now
-        if remaining > 0:
-            run.pacing.pacer(account).pause_for(remaining)
+def _shown(chats: list[str]) -> str:
+    return ", ".join(chats[:20]) + (f" and {len(chats) - 20} more" if len(chats) > 20 else "")
 
 
 def check_expected(fresh: Plan, expected: Plan) -> Plan:
@@ -256,15 +310,15 @@ def check_expected(fresh: Plan, expected: Plan) -> Plan:
             "the job changed since the plan was made (job_sha256 differs); nothing was sent"
         )
     saved = {(c.account, c.chat): c for c in expected.chats}
-    stale: list[str] = []
-    for chat in fresh.chats:
-        before = saved.get((chat.account, chat.chat))
-        if before is None or before.state_digest != chat.state_digest:
-            stale.append(f"{chat.account}/{chat.chat}")
+    stale = [
+        f"{chat.account}/{chat.chat}"
+        for chat in fresh.chats
+        if (before := saved.get((chat.account, chat.chat))) is None
+        or before.state_digest != chat.state_digest
+    ]
     if stale:
-        shown = ", ".join(stale[:20]) + (f" and {len(stale) - 20} more" if len(stale) > 20 else "")
         raise RunRefused(
-            f"the state of these chats changed since the plan: {shown}; nothing was sent"
+            f"the state of these chats changed since the plan: {_shown(stale)}; nothing was sent"
         )
     # Same job, same states: the planner (pure) gives the same writes, unless the file was edited —
     # and an edited plan must not send what the job never asked for (the owner, past the cap).
@@ -274,12 +328,9 @@ def check_expected(fresh: Plan, expected: Plan) -> Plan:
         if saved[(chat.account, chat.chat)].to_send != chat.to_send
     ]
     if edited:
-        shown = ", ".join(edited[:20]) + (
-            f" and {len(edited) - 20} more" if len(edited) > 20 else ""
-        )
         raise RunRefused(
             f"the plan's operations for these chats are not what the job plans (was the plan "
-            f"file edited?): {shown}; nothing was sent"
+            f"file edited?): {_shown(edited)}; nothing was sent"
         )
     chats = tuple(
         replace(chat, to_send=saved[(chat.account, chat.chat)].to_send) for chat in fresh.chats

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .. import planner
-from ..model import (
-    Outcome,
-    Plan,
-    RateSpec,
-)
+from ..errors import UsageError
+from ..model import DEFAULT_MAX_MEMBERS, Outcome, Plan, RateSpec
 from ..pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE, RetryPolicy
 
 __all__ = [
@@ -25,16 +22,35 @@ __all__ = [
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"
 
 
+def _whole(name: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UsageError(f"EngineConfig.{name} must be a whole number >= {minimum}, got {value!r}")
+
+
+def _seconds(name: str, value: object, *, maximum: float = math.inf) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value <= maximum
+        or math.isnan(value)
+    ):
+        raise UsageError(f"EngineConfig.{name} must be a number from 0 to {maximum}, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
-    """Everything a run can be told; per-account settings of the job override the rates."""
+    """Everything a run can be told; per-account settings of the job override the rates.
+
+    Every field is checked when the config is made (`UsageError` naming the field): a bad value
+    fails here, not deep inside a run.
+    """
 
     concurrency: int = 64
     rate: RateSpec | None = DEFAULT_RATE
     write_rate: RateSpec | None = DEFAULT_WRITE_RATE  # LinkedIn: ~a minute apart
     jitter: float = 0.0
-    max_members: int = planner.DEFAULT_MAX_MEMBERS
-    max_removals: int = 100  # -1 disables the check
+    max_members: int = DEFAULT_MAX_MEMBERS
+    max_removals: int | None = 100  # None: no limit (the CLI's -1)
     daily_limit: int | None = None
     verify: bool = True
     verify_delay: float = 1.0
@@ -50,12 +66,49 @@ class EngineConfig:
     interrupt_grace: float = 10.0
     seed: int | None = None
 
+    def __post_init__(self) -> None:
+        _whole("concurrency", self.concurrency, minimum=1)
+        for name, spec in (("rate", self.rate), ("write_rate", self.write_rate)):
+            if spec is not None and not isinstance(spec, RateSpec):
+                raise UsageError(f"EngineConfig.{name} must be a RateSpec or None, got {spec!r}")
+        _seconds("jitter", self.jitter, maximum=10.0)
+        _whole("max_members", self.max_members, minimum=1)
+        if self.max_removals is not None:
+            _whole("max_removals", self.max_removals, minimum=0)
+        if self.daily_limit is not None:
+            _whole("daily_limit", self.daily_limit, minimum=0)
+        if not isinstance(self.verify, bool):
+            raise UsageError(f"EngineConfig.verify must be True or False, got {self.verify!r}")
+        _seconds("verify_delay", self.verify_delay, maximum=3600.0)
+        if not isinstance(self.retry, RetryPolicy):
+            raise UsageError(f"EngineConfig.retry must be a RetryPolicy, got {self.retry!r}")
+        if self.shard is not None:
+            self._check_shard(self.shard)
+        _whole("chats_per_account", self.chats_per_account, minimum=1)
+        _whole("failure_streak_slowdown", self.failure_streak_slowdown, minimum=1)
+        _whole("failure_streak_defer", self.failure_streak_defer, minimum=1)
+        _seconds("interrupt_grace", self.interrupt_grace, maximum=3600.0)
+        if self.seed is not None:
+            _whole("seed", self.seed, minimum=-(2**63))
+
+    @staticmethod
+    def _check_shard(shard: object) -> None:
+        valid = (
+            isinstance(shard, tuple)
+            and len(shard) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+            and 0 <= shard[0] < shard[1]
+        )
+        if not valid:
+            raise UsageError(f"EngineConfig.shard must be (I, N) with 0 <= I < N, got {shard!r}")
+
 
 class RunObserver(Protocol):
     """What a progress display is told; every method must return at once.
 
     Phases ("preflight", "read", "apply") overlap: an account may write while another still reads.
-    `outcome` advances "apply".
+    `outcome` is called for each `op` record as it is written (operations, not chats: it
+    advances "apply"); `amended` when verification turned an applied outcome into `after`.
     """
 
     def phase(self, name: str, total: int) -> None: ...
@@ -65,6 +118,8 @@ class RunObserver(Protocol):
     def grow(self, name: str, count: int) -> None: ...
 
     def outcome(self, outcome: Outcome) -> None: ...
+
+    def amended(self, before: Outcome, after: Outcome) -> None: ...
 
 
 class SilentObserver:
@@ -80,10 +135,16 @@ class SilentObserver:
     def outcome(self, outcome: Outcome) -> None:
         pass
 
+    def amended(self, before: Outcome, after: Outcome) -> None:
+        pass
+
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What an apply did: the counts of this run's `op` records, and where they are."""
+    """What an apply did: the counts of this run's `op` records (as amended), and where they are.
+
+    A run whose ledger failed does not return: it raises `LedgerUnwritable` (exit 4).
+    """
 
     run_id: str
     counts: Mapping[str, int]
@@ -93,6 +154,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        """CONTRACT.md's exit code of this run: 130 interrupted, 3 some operation failed or
+        deferred, else 0 (1 and 4 are raised as errors before or instead of a result)."""
         if self.interrupted:
             return 130
         if self.counts.get("failed", 0) or self.counts.get("deferred", 0):

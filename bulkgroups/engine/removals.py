@@ -7,9 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import anyio
 
 from ..errors import RunRefused
-from ..model import (
-    ChatJob,
-)
+from ..model import ChatJob
 
 __all__ = ["RemovalGate", "removal_bound"]
 
@@ -25,7 +23,7 @@ class RemovalGate:
     the whole plan: then the gate waits for every account.
     """
 
-    def __init__(self, bounds: dict[str, float], limit: int, *, wait_for_all: bool) -> None:
+    def __init__(self, bounds: dict[str, float], limit: int | None, *, wait_for_all: bool) -> None:
         self.pending = dict(bounds)
         self.limit = limit
         self.wait_for_all = wait_for_all
@@ -47,7 +45,7 @@ class RemovalGate:
     async def _decide(self) -> None:
         if self.opened.is_set():
             return
-        if self.limit >= 0 and self.known > self.limit:
+        if self.limit is not None and self.known > self.limit:
             self.refuse(
                 RunRefused(
                     f"the plan removes {self.known} or more members, more than --max-removals "
@@ -57,7 +55,7 @@ class RemovalGate:
             return
         if self.pending and (
             self.wait_for_all
-            or (self.limit >= 0 and self.known + sum(self.pending.values()) > self.limit)
+            or (self.limit is not None and self.known + sum(self.pending.values()) > self.limit)
         ):
             return
         if not self.pending and self.on_complete is not None:

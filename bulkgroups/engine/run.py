@@ -1,112 +1,55 @@
-"""One invocation's mutable state and its requests: preflight, fresh reads, writes, verification.
+"""One invocation's requests: preflight, fresh reads and plans, writes and their outcomes.
 
-Every request of an account goes through that account's pacer (`Run._gate`); an account-wide
-stop (`AccountStop`) sends nothing more for that account, and never touches another.
+Every request of an account goes through that account's pacer and the run's last look
+(`gates.RunTurn`); an account-wide stop (`accounts.AccountStop`) sends nothing more for that
+account, and never touches another. The decisions themselves (which outcome, which stop, whether
+a write shows) are the pure functions of `outcomes`; this module makes the requests they need.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import random
+import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from functools import partial
 from typing import TypeVar
 
 import anyio
 
-from .. import jobs, planner
+from .. import planner
 from ..attempts import AccountStopped, Attempts, DeferAccount, call_with_retry
-from ..client import UnipileClient
-from ..errors import (
-    AccountError,
-    ApiError,
-    AuthError,
-    Conflict,
-    JobFileErrors,
-    NotFound,
-    PermissionDenied,
-    ProviderRateLimited,
-    TransientError,
-)
+from ..errors import ApiError, AuthError, NotFound, OwnerRuleRefused, TransientError
+from ..ledger import Replay
 from ..model import (
-    STATUSES,
     AccountInfo,
     ChatJob,
     ChatPlan,
     ChatState,
-    ErrorInfo,
     Job,
     Operation,
     Outcome,
     Plan,
-    RateLimitHeaders,
     ReadFailure,
-    Reason,
     RequestKind,
-    Status,
+    RequestTurn,
 )
 from ..pacing import Pacing, PacingPolicy
+from .accounts import Account, AccountStop
+from .api import ChatApi
+from .budget import Claim, WriteBudget
 from .config import EngineConfig, RunObserver, SilentObserver
+from .gates import RunTurn, WriteSender
+from .outcomes import PREFLIGHT_STOPS, Recheck, after_recheck, in_effect, outcome_of, stop_for
+from .recorder import Recorder
+from .stops import BudgetSpent, RunStops, SendingStopped
+from .workers import for_each
 
-__all__ = [
-    "PREFLIGHT_STOPS",
-    "AccountState",
-    "AccountStop",
-    "Run",
-    "RunTurn",
-    "WritesStopped",
-    "build_pacing",
-    "fewer_young_collections",
-    "for_each",
-    "shard_job",
-    "shard_of",
-    "stop_for",
-]
+__all__ = ["Run", "build_pacing", "shard_job", "shard_of"]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class AccountStop:
-    """Why an account sends nothing more; its remaining operations get this outcome."""
-
-    status: Status
-    reason: Reason
-    error: ErrorInfo | None = None
-
-
-@dataclass(slots=True)
-class AccountState:
-    account: str
-    info: AccountInfo | None = None
-    stop: AccountStop | None = None
-    writes_left: int | None = None
-    failure_streak: int = 0
-
-    def stop_with(self, stop: AccountStop) -> None:
-        if self.stop is None:
-            self.stop = stop
-
-
-@contextmanager
-def fewer_young_collections() -> Iterator[None]:
-    """Raise the garbage collector's first threshold for the length of a run, then restore it.
-
-    Every request allocates a few hundred short-lived objects (coroutines, headers, answers);
-    at CPython's default of one young collection per 700 allocations the collector took about a
-    sixth of the engine's CPU (benchmarks/bench_overhead.py). Nothing here holds reference cycles
-    that need prompt collection, and the older generations keep their thresholds.
-    """
-    previous = gc.get_threshold()
-    gc.set_threshold(max(previous[0], 10_000), *previous[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
 
 
 def build_pacing(
@@ -134,90 +77,28 @@ def shard_job(job: Job, shard: tuple[int, int] | None) -> Job:
     return replace(job, chats=chats)
 
 
-async def for_each(items: Iterable[T], work: Callable[[T], Awaitable[None]], workers: int) -> None:
-    """Run `work` over `items` with at most `workers` at once (a shared iterator, no queue)."""
-    if isinstance(items, Sized):
-        workers = min(workers, len(items))  # --concurrency 10**9 must not start 10**9 tasks
-    iterator = iter(items)
-
-    async def worker() -> None:
-        for item in iterator:
-            await work(item)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(max(1, workers)):
-            tg.start_soon(worker)
+def _ignore(*_: object) -> None:
+    """Reads do not count towards an account's run of failing writes."""
 
 
-PREFLIGHT_STOPS: dict[str, AccountStop] = {
-    "disconnected": AccountStop("failed", "account_disconnected"),
-    "paused": AccountStop("failed", "account_paused"),
-    "errored": AccountStop("deferred", "account_errored"),
-}
-
-
-def stop_for(error: ApiError) -> AccountStop | None:
-    """The account-wide stop an error calls for, or None if it concerns one request only."""
-    if isinstance(error, ProviderRateLimited):
-        return AccountStop("deferred", "provider_rate_limited", error.info)
-    if isinstance(error, AccountError) and error.account_reason is not None:
-        return AccountStop("failed", error.account_reason, error.info)
-    if isinstance(error, AuthError):
-        return AccountStop("failed", "account_auth", error.info)
-    return None
-
-
-class WritesStopped(Exception):
-    """A write reached its turn after the run was interrupted; it was not sent."""
-
-
-class RunTurn:
-    """`Run._gate`: the pacer's turn, then the run's own last look before the request goes.
-
-    A class rather than an @asynccontextmanager: it is entered around every request.
-    """
-
-    __slots__ = ("_account", "_run", "_turn", "_writes")
-
-    def __init__(self, run: Run, account: str, kind: RequestKind, *, writes: bool) -> None:
-        self._run = run
-        self._account = account
-        self._turn = run.pacing.gate(account, kind)
-        self._writes = writes
-
-    async def __aenter__(self) -> RunTurn:
-        await self._turn.__aenter__()
-        run = self._run
-        state = run.accounts.get(self._account)
-        refusal: BaseException | None = None
-        if run.run_auth_error is not None or (state is not None and state.stop is not None):
-            refusal = AccountStopped()
-        elif self._writes and run.writes_stopped:
-            refusal = WritesStopped()
-        if refusal is not None:
-            await self._turn.__aexit__(type(refusal), refusal, None)
-            raise refusal
-        return self
-
-    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
-        self._turn.observe(status, headers)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._turn.__aexit__(exc_type, exc, tb)
+def _with_recovered(plan: ChatPlan, recovered: list[Operation]) -> ChatPlan:
+    """The plan with `recovered` recorded as such instead of whatever it said of them."""
+    found = {op.digest for op in recovered}
+    return replace(
+        plan,
+        to_send=tuple(op for op in plan.to_send if op.digest not in found),
+        decided=tuple(o for o in plan.decided if o.operation.digest not in found),
+        recovered=tuple(recovered),
+    )
 
 
 class Run:
-    """The mutable state of one invocation: pacers, accounts, counts. Owned by one task group."""
+    """The mutable state of one invocation and the requests it makes; owned by one task group."""
 
     def __init__(
         self,
         job: Job,
-        client: UnipileClient,
+        client: ChatApi,
         config: EngineConfig,
         observer: RunObserver | None,
         *,
@@ -229,70 +110,135 @@ class Run:
         self.observer: RunObserver = observer or SilentObserver()
         self.sleep = sleep
         self.rng = random.Random(config.seed)
-        self.pacing = build_pacing(job, config, rng=random.Random(self.rng.random()))
-        self.accounts: dict[str, AccountState] = {a: AccountState(a) for a in job.account_ids()}
-        self.counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-        self.run_auth_error: AuthError | None = None
-        # Set on SIGINT/SIGTERM: a write whose turn comes after that is not sent.
-        self.writes_stopped = False
+        self._pacing = build_pacing(job, config, rng=random.Random(self.rng.random()))
+        self.stops = RunStops()
+        self.accounts: dict[str, Account] = {
+            account: Account(
+                account,
+                pacer=self._pacing.pacer(account),
+                stops=self.stops,
+                slowdown_every=config.failure_streak_slowdown,
+                defer_after=config.failure_streak_defer,
+            )
+            for account in job.account_ids()
+        }
+        self.budget = WriteBudget({})
+        self.recorder: Recorder | None = None
+        self._pending: dict[tuple[str, str], list[Operation]] = defaultdict(list)
 
-    # ---------------------------------------------------------------------------------- helpers
+    # ------------------------------------------------------------------------- settings, ledger
 
-    def _chats_by_account(self) -> dict[str, list[ChatJob]]:
-        by_account: dict[str, list[ChatJob]] = defaultdict(list)
-        for chat in self.job.chats:
-            by_account[chat.account].append(chat)
-        return by_account
-
-    def _max_members(self, account: str) -> int:
+    def max_members(self, account: str) -> int:
         settings = self.job.accounts.get(account)
         if settings is not None and settings.max_members is not None:
             return settings.max_members
         return self.config.max_members
 
-    def _daily_limit(self, account: str) -> int | None:
+    def daily_limit(self, account: str) -> int | None:
         settings = self.job.accounts.get(account)
         if settings is not None and settings.daily_limit is not None:
             return settings.daily_limit
         return self.config.daily_limit
 
-    async def _call(
-        self,
-        account: AccountState,
-        call: Callable[[], Awaitable[T]],
-        attempts: Attempts,
-        *,
-        write: bool,
+    def learn_from(self, previous: Replay) -> None:
+        """What this run takes from the ledger: today's budget of each limited account (its
+        write attempts today already spent) and the earlier runs' writes left pending."""
+        left: dict[str, int] = {}
+        for account in self.accounts:
+            limit = self.daily_limit(account)
+            if limit is not None:
+                left[account] = limit - previous.writes_today.get(account, 0)
+        self.budget = WriteBudget(left)
+        for operation in previous.pending.values():
+            if operation.account in self.accounts:
+                self._pending[(operation.account, operation.chat)].append(operation)
+
+    def adopt_owners(self, owners: Mapping[str, str]) -> None:
+        """Accounts looked up by an earlier `plan` (library `apply(plan)`): running, with these
+        owners, without a lookup of their own."""
+        for account_id, owner in owners.items():
+            account = self.accounts.get(account_id)
+            if account is not None:
+                account.info = AccountInfo(account_id, owner, "running")
+
+    # --------------------------------------------------------------------------------- pacing
+
+    def pacing_turn(self, account: str, kind: RequestKind) -> RequestTurn:
+        """The account's pacing turn for one request (see `gates.RunTurn`)."""
+        return self._pacing.gate(account, kind)
+
+    def gate(self, account: str, kind: RequestKind) -> RunTurn:
+        """The gate of a read: the pacer's turn, then the run's last look before it goes."""
+        return RunTurn(self, account, kind)
+
+    def check_before_sending(self, account: str, *, write: bool) -> None:
+        """At a request's turn: a stopped run (`SendingStopped`) or a stopped account
+        (`AccountStopped`) sends nothing more."""
+        self.stops.check(write=write)
+        state = self.accounts.get(account)
+        if state is not None and state.halted():
+            raise AccountStopped()
+
+    def pause_after_previous_runs(self, previous: Replay, *, holder_died: bool) -> None:
+        """Runs back to back stay within the limits: each account waits its strictest window (with
+        the pacer's margin) since the last request an earlier run may have sent it.
+
+        That is bounded by the account's last `intent` or `op` record (a write is announced just
+        before it is sent and answered before its outcome is recorded) and by the last `end`
+        record (all reads before it; with `interrupted`, writes given up in flight too). A process
+        that died mid-run (its stale lock taken over, or a last run without `end`) may have sent
+        anything until it died, which was before now: every account then waits a full strictest
+        window from now.
+        """
+        now = time.time()
+        for account in self.accounts:
+            policy = self._pacing.policy(account)
+            limits = [spec for spec in (policy.rate, policy.write_rate) if spec is not None]
+            strictest = max((policy.effective_period(spec) for spec in limits), default=0.0)
+            general = policy.effective_period(policy.rate) if policy.rate is not None else 0.0
+            ready = [now]
+            last = previous.last_record_at.get(account)
+            if last is not None:
+                ready.append(last + strictest)
+            if holder_died or previous.last_run_open:
+                ready.append(now + strictest)
+            elif previous.last_end_at is not None:
+                window = strictest if previous.last_end_interrupted else general
+                ready.append(previous.last_end_at + window)
+            remaining = max(ready) - now
+            if remaining > 0:
+                self._pacing.pacer(account).pause_for(remaining)
+
+    def wait_one_window(self) -> None:
+        """Each account waits one general window before its first request (a plan's reads were
+        paced by another run)."""
+        for account in self.accounts:
+            policy = self._pacing.policy(account)
+            if policy.rate is not None:
+                self._pacing.pacer(account).pause_for(policy.effective_period(policy.rate))
+
+    # --------------------------------------------------------------------------------- requests
+
+    async def _read(
+        self, account: Account, call: Callable[[], Awaitable[T]], attempts: Attempts
     ) -> T:
-        def transient(error: ApiError) -> None:
-            if not write:
-                return
-            account.failure_streak += 1
-            if account.failure_streak % self.config.failure_streak_slowdown == 0:
-                self.pacing.pacer(account.account).slow_down()
-            if account.failure_streak >= self.config.failure_streak_defer:
-                account.stop_with(AccountStop("deferred", "provider_rate_limited", error.info))
-
-        def success() -> None:
-            if write:
-                account.failure_streak = 0
-
         return await call_with_retry(
             call,
-            pacer=self.pacing.pacer(account.account),
+            pacer=self._pacing.pacer(account.account),
             policy=self.config.retry,
             attempts=attempts,
-            write=write,
+            write=False,
             rng=self.rng,
             sleep=self.sleep,
-            stopped=lambda: account.stop is not None or self.run_auth_error is not None,
-            on_transient=transient,
-            on_success=success,
+            stopped=account.halted,
+            on_transient=_ignore,
+            on_success=_ignore,
         )
 
-    def _note_stop(self, account: AccountState, error: ApiError) -> AccountStop | None:
+    def _note_stop(self, account: Account, error: ApiError) -> AccountStop | None:
+        """Stop what the error stops (the account; every account for a refused key)."""
         if isinstance(error, AuthError):
-            self.run_auth_error = error
+            self.stops.refuse_key(error)
         stop = stop_for(error)
         if stop is not None:
             account.stop_with(stop)
@@ -303,108 +249,115 @@ class Run:
     async def preflight(self) -> None:
         """The core account GET of every account; an invalid API key stops the run (exit 1)."""
         self.observer.phase("preflight", len(self.accounts))
+        await for_each(self.accounts.values(), self._look_up, self.config.concurrency)
 
-        async def check(account: AccountState) -> None:
-            attempts = Attempts()
-            try:
-                info = await self._call(
-                    account,
-                    lambda: self.client.get_account(account.account, gate=self.pacing.gate),
-                    attempts,
-                    write=False,
+    async def _look_up(self, account: Account) -> None:
+        try:
+            info = await self._read(
+                account,
+                partial(self.client.get_account, account.account, gate=self.gate),
+                Attempts(),
+            )
+        except AuthError:
+            raise
+        except NotFound as error:
+            account.stop_with(AccountStop("failed", "account_not_found", error.info))
+        except ApiError as error:
+            account.stop_with(stop_for(error) or AccountStop("failed", "api_error", error.info))
+        except DeferAccount as deferral:
+            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+        else:
+            account.info = info
+            if info.status != "running":
+                account.stop_with(
+                    PREFLIGHT_STOPS.get(info.status, AccountStop("deferred", "account_errored"))
                 )
-            except AuthError:
-                raise
-            except ApiError as error:
-                account.stop_with(stop_for(error) or AccountStop("failed", "api_error", error.info))
-            except DeferAccount as deferral:
-                account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
-            else:
-                account.info = info
-                if info.status != "running":
-                    account.stop_with(
-                        PREFLIGHT_STOPS.get(info.status, AccountStop("deferred", "account_errored"))
-                    )
-            finally:
-                self.observer.advance("preflight")
+        finally:
+            self.observer.advance("preflight")
 
-        await for_each(self.accounts.values(), check, self.config.concurrency)
+    def owners(self) -> dict[str, str]:
+        return {a: acc.owner for a, acc in self.accounts.items() if acc.owner is not None}
 
     def check_owner_rule(self) -> None:
-        owners = {a: acc.info.owner_id for a, acc in self.accounts.items() if acc.info is not None}
-        errors = jobs.owner_rule_errors(self.job, owners)
-        if errors:
-            raise JobFileErrors(errors)
+        """The owner's own id in remove/members/protect refuses the run (`OwnerRuleRefused`)."""
+        violations = planner.owner_rule_violations(self.job, self.owners())
+        if violations:
+            raise OwnerRuleRefused(violations)
 
     # ----------------------------------------------------------------------------- read + plan
 
-    async def _fetch_state(self, account: str, chat: str) -> ChatState:
-        """One fresh read of a chat: its info, then every participant page."""
-        info = await self.client.get_chat(account, chat, fresh=True, gate=self._gate)
-        if info.type != "group" or not info.is_group or info.is_readonly:
-            # Nothing to list: the planner refuses non-groups and skips read-only chats (and a
-            # left chat verifies by being read-only).
-            return ChatState(account, chat, info, ())
-        participants = [
-            p async for p in self.client.participants(account, chat, fresh=True, gate=self._gate)
-        ]
+    async def fetch_state(self, account: str, chat: str, *, listing: bool) -> ChatState:
+        """One fresh read of a chat: its info, then every participant page.
+
+        A chat that is not a group is not listed (a 400 there), nor is a read-only one unless
+        `listing` (its leave needs to know whether the owner is still in it); a read-only chat
+        whose participants cannot be listed is returned unlisted (`members_listed` False).
+        """
+        info = await self.client.get_chat(account, chat, fresh=True, gate=self.gate)
+        if info.type != "group" or not info.is_group or (info.is_readonly and not listing):
+            return ChatState(account, chat, info, (), members_listed=False)
+        try:
+            participants = [
+                p async for p in self.client.participants(account, chat, fresh=True, gate=self.gate)
+            ]
+        except ApiError as error:
+            if not info.is_readonly or stop_for(error) is not None:
+                raise
+            return ChatState(account, chat, info, (), members_listed=False)
         return ChatState(account, chat, info, tuple(participants))
 
-    async def read_chat(self, account: AccountState, chat: str) -> ChatState | ReadFailure:
+    async def read_chat(
+        self, account: Account, chat: str, *, listing: bool = False
+    ) -> ChatState | ReadFailure:
         """A chat's fresh state, or why it could not be read."""
-        if account.stop is not None or self.run_auth_error is not None:
-            why = self._current_stop(account)
-            return ReadFailure(account.account, chat, why.status, why.reason, why.error, 0)
+        if account.halted():
+            return self._stopped_read(account, chat, 0)
         attempts = Attempts()
         try:
-            return await self._call(
-                account, lambda: self._fetch_state(account.account, chat), attempts, write=False
+            return await self._read(
+                account, partial(self.fetch_state, account.account, chat, listing=listing), attempts
             )
+        except SendingStopped:
+            raise
+        except AccountStopped:
+            return self._stopped_read(account, chat, 0)
         except NotFound as error:
             return ReadFailure(
                 account.account, chat, "failed", "chat_not_found", error.info, attempts.count
             )
         except ApiError as error:
-            account_stop = self._note_stop(account, error)
-            if account_stop is not None:
-                return ReadFailure(
-                    account.account,
-                    chat,
-                    account_stop.status,
-                    account_stop.reason,
-                    account_stop.error,
-                    attempts.count,
-                )
+            if self._note_stop(account, error) is not None:
+                return self._stopped_read(account, chat, attempts.count)
             return ReadFailure(
                 account.account, chat, "failed", "api_error", error.info, attempts.count
             )
         except DeferAccount as deferral:
             account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
-            return ReadFailure(
-                account.account,
-                chat,
-                "deferred",
-                "rate_limited",
-                deferral.error.info,
-                attempts.count,
-            )
-        except AccountStopped:
-            why = self._current_stop(account)
-            return ReadFailure(account.account, chat, why.status, why.reason, why.error, 0)
+            return self._stopped_read(account, chat, attempts.count)
 
-    def owners(self) -> dict[str, str]:
-        return {a: acc.info.owner_id for a, acc in self.accounts.items() if acc.info is not None}
+    @staticmethod
+    def _stopped_read(account: Account, chat: str, attempts: int) -> ReadFailure:
+        why = account.current_stop()
+        return ReadFailure(account.account, chat, why.status, why.reason, why.error, attempts)
 
     async def plan_chat(self, chat: ChatJob) -> ChatPlan:
-        """Read one chat (fresh) and plan it; only the compact plan is kept."""
+        """Read one chat (fresh) and plan it; only the compact plan is kept.
+
+        Writes an earlier run left pending on this chat are decided from the same read: those in
+        effect become the plan's `recovered` (the rest is planned again if the job still asks).
+        """
         account = self.accounts[chat.account]
-        observed = await self.read_chat(account, chat.chat)
-        owner = account.info.owner_id if account.info is not None else None
-        chat_plan = planner.plan_chat(
-            chat, observed, owner_id=owner, max_members=self._max_members(chat.account)
+        observed = await self.read_chat(account, chat.chat, listing=chat.leave)
+        plan = planner.plan_chat(
+            chat, observed, owner_id=account.owner, max_members=self.max_members(chat.account)
         )
+        pending = self._pending.get((chat.account, chat.chat))
+        if pending and isinstance(observed, ChatState):
+            found = [op for op in pending if in_effect(op, observed, account.owner)]
+            if found:
+                plan = _with_recovered(plan, found)
         self.observer.advance("read")
-        return chat_plan
+        return plan
 
     async def plan_chats(self, chats: list[ChatJob]) -> list[ChatPlan]:
         """One account's chats read and planned, a few at a time, in the job's order."""
@@ -416,6 +369,12 @@ class Run:
         await for_each(chats, plan_one, self.config.chats_per_account)
         return [planned[c.chat] for c in chats]
 
+    def chats_by_account(self) -> dict[str, list[ChatJob]]:
+        by_account: dict[str, list[ChatJob]] = defaultdict(list)
+        for chat in self.job.chats:
+            by_account[chat.account].append(chat)
+        return by_account
+
     async def read_and_plan(self) -> Plan:
         """Every chat read and planned (accounts side by side): what `plan` shows."""
         planned: dict[tuple[str, str], ChatPlan] = {}
@@ -426,10 +385,14 @@ class Run:
                 planned[(chat_plan.account, chat_plan.chat)] = chat_plan
 
         async with anyio.create_task_group() as tg:
-            for chats in self._chats_by_account().values():
+            for chats in self.chats_by_account().values():
                 tg.start_soon(plan_account, chats)
-        if self.run_auth_error is not None:
-            raise self.run_auth_error
+        if self.stops.key_refused is not None:
+            raise self.stops.key_refused
+        return self.plan_of(planned)
+
+    def plan_of(self, planned: Mapping[tuple[str, str], ChatPlan]) -> Plan:
+        """The whole plan, in the job's order, from every chat's plan."""
         return Plan(
             job_sha256=self.job.sha256,
             chats=tuple(planned[(c.account, c.chat)] for c in self.job.chats),
@@ -439,152 +402,94 @@ class Run:
 
     # ------------------------------------------------------------------------------------ write
 
-    def _gate(self, account: str, kind: RequestKind) -> RunTurn:
-        """The pacing gate, with a last look once the turn has come: a request that waited in
-        the pacer (minutes, at 1 write/min) while another request of its account stopped the
-        account is given up there, unsent: an account-wide stop sends nothing more."""
-        return RunTurn(self, account, kind, writes=False)
+    async def write(self, account: Account, op: Operation, claim: Claim) -> Outcome:
+        """Send one write (with retries) and decide its outcome (CONTRACT: outcomes and reasons).
 
-    def _write_gate(self, account: str, kind: RequestKind) -> RunTurn:
-        """The pacing gate, except that an interrupted run sends no write: one that waited in
-        the pacer for its turn is given up there, unsent (a request in flight finishes)."""
-        return RunTurn(self, account, kind, writes=True)
-
-    async def _send(self, op: Operation, owner: str | None) -> None:
-        gate = self._write_gate
-        if op.action == "add" and op.user is not None:
-            await self.client.add_participant(op.account, op.chat, op.user, gate=gate)
-        elif op.action == "remove" and op.user is not None:
-            await self.client.remove_participant(op.account, op.chat, op.user, gate=gate)
-        elif op.action == "rename" and op.name is not None:
-            await self.client.rename_chat(op.account, op.chat, op.name, gate=gate)
-        elif op.action == "leave" and owner is not None:
-            await self.client.remove_participant(op.account, op.chat, owner, gate=gate)
-        else:
-            raise ValueError(f"cannot send {op!r}")
-
-    async def _left_already(self, account: AccountState, op: Operation) -> bool:
-        """After a leave whose first attempt's outcome is unknown: does a re-read show it done?"""
-        try:
-            info = await self._call(
-                account,
-                lambda: self.client.get_chat(op.account, op.chat, fresh=True, gate=self._gate),
-                Attempts(),
-                write=False,
-            )
-        except (ApiError, DeferAccount, AccountStopped):
-            return False
-        return info.is_readonly
-
-    async def write(self, account: AccountState, op: Operation, owner: str | None) -> Outcome:
-        """Send one write and decide its outcome (CONTRACT: order, outcomes and reasons)."""
+        Raises `SendingStopped` if the run stopped before an attempt went: nothing is recorded.
+        """
         attempts = Attempts()
+        sender = WriteSender(self, op, account.owner, attempts, claim)
         try:
-            await self._call(account, lambda: self._send(op, owner), attempts, write=True)
-        except Conflict as error:
-            if op.action == "add":
-                if attempts.outcome_unknown:
-                    return Outcome(op, "applied", None, attempts.count)
-                return Outcome(op, "skipped", "already_member", attempts.count)
-            return Outcome(op, "failed", "api_error", attempts.count, error.info)
-        except NotFound as error:
-            if op.action == "remove":
-                if attempts.outcome_unknown:
-                    return Outcome(op, "applied", None, attempts.count)
-                return Outcome(op, "skipped", "not_member", attempts.count)
-            if op.action == "leave" and await self._left_already(account, op):
-                return self._left(op, attempts)
-            return Outcome(op, "failed", "chat_not_found", attempts.count, error.info)
-        except PermissionDenied as error:
-            if op.action == "leave" and await self._left_already(account, op):
-                return self._left(op, attempts)
-            return Outcome(op, "failed", "api_error", attempts.count, error.info)
-        except ApiError as error:
-            stop = self._note_stop(account, error)
-            if stop is not None:
-                return Outcome(op, stop.status, stop.reason, attempts.count, error.info)
-            if isinstance(error, TransientError) and account.stop is not None:
-                stop = account.stop  # the failure streak just deferred the account
-                return Outcome(op, stop.status, stop.reason, attempts.count, error.info)
-            return Outcome(op, "failed", "api_error", attempts.count, error.info)
-        except DeferAccount as deferral:
-            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
-            return Outcome(op, "deferred", "rate_limited", attempts.count, deferral.error.info)
+            await call_with_retry(
+                sender.send,
+                pacer=self._pacing.pacer(account.account),
+                policy=self.config.retry,
+                attempts=attempts,
+                write=True,
+                rng=self.rng,
+                sleep=self.sleep,
+                stopped=account.halted,
+                on_transient=account.write_failed,
+                on_success=account.write_succeeded,
+            )
+        except BudgetSpent:
+            doubt = attempts.outcome_unknown
+            return Outcome(op, "deferred", "daily_limit", attempts.count, in_doubt=doubt)
+        except SendingStopped:
+            raise
         except AccountStopped:
-            return self._stopped_outcome(account, op, attempts.count)
-        finally:
-            if account.writes_left is not None:
-                account.writes_left -= attempts.count
+            stopped = account.stopped_outcome(op, attempts.count)
+            return replace(stopped, in_doubt=attempts.outcome_unknown)
+        except (ApiError, DeferAccount) as error:
+            return await self._decide(account, op, error, attempts)
         return Outcome(op, "applied", None, attempts.count)
 
-    @staticmethod
-    def _left(op: Operation, attempts: Attempts) -> Outcome:
-        """A leave refused because the chat is read-only: our own earlier attempt may have done
-        it (outcome unknown: applied), or the owner had left since the plan read it."""
-        if attempts.outcome_unknown:
-            return Outcome(op, "applied", None, attempts.count)
-        return Outcome(op, "skipped", "already_left", attempts.count)
+    async def _decide(
+        self, account: Account, op: Operation, error: ApiError | DeferAccount, attempts: Attempts
+    ) -> Outcome:
+        verdict = outcome_of(op, error, attempts)
+        if isinstance(verdict, Recheck):
+            assert isinstance(error, ApiError)
+            reread = await self._reread(account, op.chat, verdict)
+            if isinstance(reread, ApiError):
+                self._note_stop(account, reread)
+            return after_recheck(op, verdict, error, attempts, reread, account.owner)
+        if isinstance(error, DeferAccount):
+            account.stop_with(AccountStop("deferred", "rate_limited", error.error.info))
+            return verdict
+        stop = self._note_stop(account, error)
+        if stop is None and isinstance(error, TransientError):
+            stop = account.stop  # the run of failing writes may just have deferred the account
+        if stop is not None:
+            return replace(verdict, status=stop.status, reason=stop.reason)
+        return verdict
 
-    def _current_stop(self, account: AccountState) -> AccountStop:
-        """Why an account sends nothing more: its own stop, or the run's refused API key."""
-        if account.stop is not None:
-            return account.stop
-        auth = self.run_auth_error
-        return AccountStop("failed", "account_auth", auth.info if auth else None)
+    async def _reread(
+        self, account: Account, chat: str, recheck: Recheck
+    ) -> ChatState | ApiError | None:
+        """A fresh read that decides an ambiguous write answer: the chat (with its participants
+        for a leave), the error the read ended with, or None if it could not be sent."""
+        try:
+            if recheck is Recheck.LEAVE_REFUSED:
+                return await self._read(
+                    account,
+                    partial(self.fetch_state, account.account, chat, listing=True),
+                    Attempts(),
+                )
+            info = await self._read(
+                account,
+                partial(self.client.get_chat, account.account, chat, fresh=True, gate=self.gate),
+                Attempts(),
+            )
+            return ChatState(account.account, chat, info, (), members_listed=False)
+        except SendingStopped:
+            raise
+        except ApiError as error:
+            return error
+        except (DeferAccount, AccountStopped):
+            return None
 
-    def _stopped_outcome(self, account: AccountState, op: Operation, attempts: int = 0) -> Outcome:
-        why = self._current_stop(account)
-        return Outcome(op, why.status, why.reason, attempts, why.error)
-
-    @staticmethod
-    def _visible(op: Operation, state: ChatState, owner: str | None) -> bool:
-        members = state.member_ids()
-        if op.action in ("add", "remove") and state.info.is_readonly:
-            # The chat's own leave went first: its members can no longer be listed, so the
-            # re-read cannot tell; the write was accepted and stays applied.
-            return True
-        if op.action == "add":
-            return op.user in members
-        if op.action == "remove":
-            return op.user not in members
-        if op.action == "rename":
-            return state.info.name == op.name
-        if op.action == "leave":
-            return state.info.is_readonly or (owner is not None and owner not in members)
-        return True
-
-    async def verify(
-        self, account: AccountState, chat: str, outcomes: list[Outcome], owner: str | None
-    ) -> list[Outcome]:
-        """Re-read the chat (once more after a short delay if needed); writes that do not show
-        become `not_effective`. A chat that cannot be re-read keeps its outcomes."""
-        for check in range(2):
-            pending = [o for o in outcomes if o.status == "applied"]
-            if not pending:
-                return outcomes
-            observed = await self.read_chat_for_verify(account, chat)
-            if observed is None:
-                return outcomes
-            missing = {id(o) for o in pending if not self._visible(o.operation, observed, owner)}
-            if not missing:
-                return outcomes
-            if check == 0:
-                await self.sleep(self.config.verify_delay)
-                continue
-            return [
-                Outcome(o.operation, "failed", "not_effective", o.attempts, None)
-                if id(o) in missing
-                else o
-                for o in outcomes
-            ]
-        return outcomes
-
-    async def read_chat_for_verify(self, account: AccountState, chat: str) -> ChatState | None:
-        if account.stop is not None:
+    async def read_for_verify(self, account: Account, chat: str) -> ChatState | None:
+        """The chat's fresh state after its writes, or None if it cannot be read now."""
+        if account.halted():
             return None
         try:
-            return await self._call(
-                account, lambda: self._fetch_state(account.account, chat), Attempts(), write=False
+            return await self._read(
+                account,
+                partial(self.fetch_state, account.account, chat, listing=False),
+                Attempts(),
             )
+        except SendingStopped:
+            raise
         except (ApiError, DeferAccount, AccountStopped):
             return None

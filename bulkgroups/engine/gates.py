@@ -1,0 +1,111 @@
+"""What every request of a run passes through just before it is sent.
+
+`RunTurn` wraps the account's pacing turn (`pacing.Pacing.gate`): once the turn has come (a write
+may have waited minutes for it), the run takes a last look — a stopped run, a stopped account
+and, for a write, an exhausted daily budget send nothing — and for a write it writes the attempt's
+intent ahead (durable) before letting the request go. `WriteSender` is one operation's writes:
+what the retry loop calls, with the gate each of its attempts passes.
+
+Both are classes rather than closures: they are built once per request (`RunTurn`) or once per
+operation (`WriteSender`), on the path every write takes.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ..attempts import Attempts
+from ..errors import LedgerUnwritable
+from ..model import Operation, RateLimitHeaders, RequestKind, RequestTurn
+from .budget import Claim
+from .stops import BudgetSpent, SendingStopped
+
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["RunTurn", "WriteSender"]
+
+
+class RunTurn:
+    """One request's passage: the pacer's turn, the run's last look, a write's intent."""
+
+    __slots__ = ("_account", "_run", "_turn", "_write")
+
+    def __init__(
+        self, run: Run, account: str, kind: RequestKind, write: WriteSender | None = None
+    ) -> None:
+        self._run = run
+        self._account = account
+        self._turn: RequestTurn = run.pacing_turn(account, kind)
+        self._write = write
+
+    async def __aenter__(self) -> RunTurn:
+        await self._turn.__aenter__()
+        try:
+            self._run.check_before_sending(self._account, write=self._write is not None)
+            if self._write is not None:
+                await self._write.announce()
+        except BaseException as refusal:
+            await self._turn.__aexit__(type(refusal), refusal, refusal.__traceback__)
+            raise
+        return self
+
+    def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
+        self._turn.observe(status, headers)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._turn.__aexit__(exc_type, exc, tb)
+
+
+class WriteSender:
+    """The write requests of one operation: `send` is one attempt, `gate` the gate it passes."""
+
+    __slots__ = ("_attempts", "_claim", "_owner", "_run", "operation")
+
+    def __init__(
+        self, run: Run, operation: Operation, owner: str | None, attempts: Attempts, claim: Claim
+    ) -> None:
+        self._run = run
+        self.operation = operation
+        self._owner = owner
+        self._attempts = attempts
+        self._claim = claim
+
+    async def send(self) -> None:
+        """One attempt: the request for the operation's action (a leave removes the owner)."""
+        op, client, gate = self.operation, self._run.client, self.gate
+        if op.action == "add" and op.user is not None:
+            await client.add_participant(op.account, op.chat, op.user, gate=gate)
+        elif op.action == "remove" and op.user is not None:
+            await client.remove_participant(op.account, op.chat, op.user, gate=gate)
+        elif op.action == "rename" and op.name is not None:
+            await client.rename_chat(op.account, op.chat, op.name, gate=gate)
+        elif op.action == "leave" and self._owner is not None:
+            await client.remove_participant(op.account, op.chat, self._owner, gate=gate)
+        else:
+            raise ValueError(f"cannot send {op!r}")
+
+    def gate(self, account: str, kind: RequestKind) -> RunTurn:
+        return RunTurn(self._run, account, kind, self)
+
+    async def announce(self) -> None:
+        """At the attempt's turn: spend a unit of the daily budget, then write the attempt's
+        intent and wait until it is durable. Raises (and nothing is sent) when there is no
+        budget, the ledger fails, or the run stopped meanwhile."""
+        run = self._run
+        if not run.budget.spend(self._claim):
+            raise BudgetSpent()
+        recorder = run.recorder
+        if recorder is None:
+            raise RuntimeError("a write needs the run's ledger")
+        try:
+            await recorder.intent(self.operation, self._attempts.count)
+        except LedgerUnwritable:
+            raise SendingStopped() from None
+        run.stops.check(write=True)

@@ -1,0 +1,62 @@
+"""Opening a run on a ledger: what `apply_job` and `apply_plan` both do before applying."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import anyio
+
+from ..errors import RunRefused, UsageError
+from ..files import FileRefused, check_appendable
+from ..ledger import Replay, replay
+from ..lock import LedgerLock
+from ..model import Job
+from .api import ChatApi
+from .config import EngineConfig, RunObserver
+from .run import Run
+from .workers import fewer_young_collections
+
+__all__ = ["check_ledger_path", "opened_run"]
+
+
+def check_ledger_path(ledger: str) -> None:
+    """A ledger path that exists must be a regular file (after symlinks): a FIFO, `/dev/full` or
+    a directory is refused (exit 1) before the lock is taken and before anything is sent."""
+    try:
+        check_appendable(ledger)
+    except FileRefused as refused:
+        raise UsageError(f"{ledger}: cannot use it as the ledger: {refused.reason}") from None
+
+
+@asynccontextmanager
+async def opened_run(
+    job: Job,
+    client: ChatApi,
+    config: EngineConfig,
+    observer: RunObserver | None,
+    *,
+    ledger: str,
+    resume: bool,
+) -> AsyncIterator[tuple[Run, Replay]]:
+    """The ledger checked and locked, read once, and a run that learnt from it: today's daily
+    budgets, the earlier runs' pending writes, and the pause that keeps back-to-back runs within
+    the limits. The lock is held until the context is left."""
+    check_ledger_path(ledger)
+    with LedgerLock(ledger) as lock, fewer_young_collections():
+        # A ledger of a million records takes seconds to read: not on the event loop. Per-operation
+        # outcomes are only needed to resume (a million of them cost memory).
+        previous = await anyio.to_thread.run_sync(
+            partial(replay, ledger, job_sha256=job.sha256, keep_outcomes=resume)
+        )
+        if resume and previous.last_job_sha256 not in (None, job.sha256):
+            raise RunRefused(
+                f"{ledger}: its last run is of another job (job_sha256 "
+                f"{previous.last_job_sha256[:12] if previous.last_job_sha256 else '?'}…, this job "
+                f"{job.sha256[:12]}…); resume only continues the same job"
+            )
+        run = Run(job, client, config, observer)
+        run.learn_from(previous)
+        run.pause_after_previous_runs(previous, holder_died=lock.took_over)
+        yield run, previous

@@ -1,0 +1,71 @@
+"""Why a run sends nothing more: the stop signals one run owns, and the private control-flow
+signals a request given up at its turn raises.
+
+Three things stop a run's sending, each set once and read before every request (at its turn,
+after the pacer's wait, so that a request that waited minutes does not go out after the stop):
+
+- an interrupt (SIGINT/SIGTERM, or the library caller's event): no write leaves after it; reads
+  in flight and requests already sent finish;
+- the ledger failing (`LedgerUnwritable`): no request of any kind leaves after it, since nothing
+  more could be recorded;
+- the API key refused (`AuthError`): every account stops (a per-account matter, see `accounts`).
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from ..attempts import AccountStopped
+from ..errors import AuthError, LedgerUnwritable
+
+__all__ = ["BudgetSpent", "RunStops", "SendingStopped"]
+
+
+class SendingStopped(AccountStopped):
+    """A request reached its turn after the run stopped sending (interrupt, ledger failure): it
+    was not sent. Nothing is recorded for its operation (`--resume` plans it again).
+
+    An `AccountStopped`, so that the retry loop does not count the attempt it never sent.
+    """
+
+
+class BudgetSpent(AccountStopped):
+    """A write attempt reached its turn with no daily budget left for its account: not sent; its
+    operation is deferred `daily_limit`."""
+
+
+class RunStops:
+    """The stop signals of one run; owned by the run, created inside its event loop."""
+
+    __slots__ = ("interrupted", "key_refused", "ledger_failure", "stopped")
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.ledger_failure: LedgerUnwritable | None = None
+        self.key_refused: AuthError | None = None
+        # Set by an interrupt or a ledger failure: the run's watcher then gives requests in
+        # flight their grace and cancels the rest.
+        self.stopped = anyio.Event()
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self.stopped.set()
+
+    def fail_ledger(self, error: LedgerUnwritable) -> None:
+        if self.ledger_failure is None:
+            self.ledger_failure = error
+        self.stopped.set()
+
+    def refuse_key(self, error: AuthError) -> None:
+        if self.key_refused is None:
+            self.key_refused = error
+
+    @property
+    def writes_stopped(self) -> bool:
+        """No write may be sent (an interrupt or a failed ledger)."""
+        return self.interrupted or self.ledger_failure is not None
+
+    def check(self, *, write: bool) -> None:
+        """Raise `SendingStopped` if a request of this kind may no longer be sent."""
+        if self.ledger_failure is not None or (write and self.interrupted):
+            raise SendingStopped()
