@@ -24,7 +24,7 @@ from typing import TypeVar
 import anyio
 import tenacity
 
-from .errors import ApiError, RateLimited, TransientError
+from .errors import ApiError, RateLimited, TransientError, Unreachable
 from .pacing import AccountPacer, RetryPolicy
 
 __all__ = ["AccountStopped", "Attempts", "DeferAccount", "call_with_retry"]
@@ -63,6 +63,25 @@ class Attempts:
 
 def _retryable(error: BaseException) -> bool:
     return isinstance(error, ApiError) and error.retryable
+
+
+def _unreachable_for(attempts: int, *, first: bool) -> tenacity.stop.stop_base:
+    """Stop once `attempts` tries in a row failed to connect (`RetryPolicy.unreachable_attempts`);
+    `first`: the plain first try, which tenacity does not see, was one of them."""
+
+    class _Stop(tenacity.stop.stop_base):
+        def __init__(self) -> None:
+            self.in_a_row = 1 if first else 0
+
+        def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+            outcome = retry_state.outcome
+            if outcome is not None and isinstance(outcome.exception(), Unreachable):
+                self.in_a_row += 1
+            else:
+                self.in_a_row = 0
+            return self.in_a_row >= attempts
+
+    return _Stop()
 
 
 def _backoff_budget(budget: float) -> tenacity.stop.stop_base:
@@ -113,6 +132,10 @@ async def call_with_retry(
                 raise DeferAccount(error) from error
             pacer.pause_for(retry_after)
             raise
+        except Unreachable as error:
+            # No connection was made: nothing was sent, the write's outcome is known (not done).
+            on_transient(error)
+            raise
         except TransientError as error:
             if write:
                 attempts.outcome_unknown = True
@@ -133,6 +156,9 @@ async def call_with_retry(
     except BaseException as error:
         if not _retryable(error) or policy.attempts <= 1:
             raise
+        unreachable = isinstance(error, Unreachable)
+        if unreachable and policy.unreachable_attempts <= 1:
+            raise
         first_backoff = backoff(error, 1)
         if first_backoff > policy.budget:
             raise
@@ -144,10 +170,14 @@ async def call_with_retry(
         error = outcome.exception() if outcome is not None else None
         return backoff(error, retry_state.attempt_number + 1)  # attempt 1 was the plain try
 
+    stop = (
+        tenacity.stop_after_attempt(policy.attempts - 1)
+        | _backoff_budget(policy.budget - first_backoff)
+        | _unreachable_for(policy.unreachable_attempts, first=unreachable)
+    )
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_retryable),
-        stop=tenacity.stop_after_attempt(policy.attempts - 1)
-        | _backoff_budget(policy.budget - first_backoff),
+        stop=stop,
         wait=wait,
         sleep=sleep,
         reraise=True,

@@ -2,9 +2,10 @@
 
 Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes anything (bad job
 file or flags, owner rule, max-removals, bad key at the first request, resume of another job,
-stale plan, held lock); 4 the ledger could not be written; 130 interrupted; 3 finished with
-failed or deferred operations; 2 `plan --detailed-exitcode` with changes; 0 success. Usage
-errors exit 1, not argparse's 2. An error's code is its `BulkGroupsError.exit_code`.
+stale plan, held lock, an API no account lookup could reach; `plan`: what apply would refuse); 4
+the ledger could not be written; 130 interrupted; 3 finished with failed or deferred operations
+(`plan`: some chats could not be read); 2 `plan --detailed-exitcode`, every chat read, with
+changes; 0 success. Usage errors exit 1, not argparse's 2. An error's code is its `BulkGroupsError.exit_code`.
 
 Start-up is part of the interface: `--help`, `validate` and `report` must answer at once, so this
 module imports only what parsing needs (errors, the rate grammar); the engine, the HTTP client
@@ -73,15 +74,17 @@ RATES_HELP = (
 EXIT_CODES_HELP = """\
 exit codes (the first that applies):
   1    nothing was sent that changes anything: a bad job file or flag, the owner
-       rule, --max-removals, a refused API key, --resume of another job, a stale
-       --plan, a held ledger lock, a declined confirmation
+       rule, --max-removals, a refused API key, an API no account lookup could
+       reach, --resume of another job, a stale --plan, a held ledger lock, a
+       declined confirmation (plan: what apply would refuse)
   4    the ledger could not be written: sending stopped at once; what was recorded
        is intact; fix the cause and --resume
   130  interrupted (Ctrl-C or SIGTERM): the ledger is consistent, --resume continues
   3    finished, but some operations failed or were deferred (see the ledger);
        plan: some accounts or chats could not be read
-  2    plan --detailed-exitcode only: the plan has changes
-  0    success: every operation applied or skipped
+  2    plan --detailed-exitcode only: every chat was read and the plan has changes
+  0    success: every operation applied or skipped (plan: every chat was read;
+       with --detailed-exitcode, and nothing to change)
 """
 
 
@@ -649,8 +652,23 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
                 )
     if plan.has_changes:
         _warn_if_slow(err, "applying this plan", seconds)
+    return _plan_exit_code(args, plan, err)
+
+
+def _plan_exit_code(args: argparse.Namespace, plan: Plan, err: Console) -> int:
+    """`plan` (and `apply --dry-run`) exit as apply would: 1 for a plan apply refuses, 3 when
+    some chats could not be read (a plan of what could be read is not the plan of the job), 2
+    with `--detailed-exitcode` only when every chat was read and something would change."""
     _refuse_removals(args, plan)
-    if args.detailed_exitcode and plan.has_changes:
+    if plan.unread_chats:
+        err.print(
+            f"{_count(plan.unread_chats, 'chat')} could not be read (the `!` lines say why): "
+            "this plan leaves out what they need",
+            markup=False,
+            highlight=False,
+        )
+        return 3
+    if getattr(args, "detailed_exitcode", False) and plan.has_changes:
         return 2
     return 0
 
@@ -801,8 +819,7 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
     out.print("Dry run: nothing was sent.")
     if plan.has_changes:
         _warn_if_slow(err, "applying this plan", seconds)
-    _refuse_removals(args, plan)
-    return 0
+    return _plan_exit_code(args, plan, err)
 
 
 def _cmd_apply(args: argparse.Namespace, out: Console, err: Console) -> int:

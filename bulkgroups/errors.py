@@ -5,7 +5,8 @@
     ├── JobFileError                one problem in a job file (path, line, field)
     ├── JobFileErrors               all problems found in the job files        -> exit 1, nothing sent
     ├── RunRefused                  lock held, stale plan, resume of another job, max-removals -> exit 1
-    │   └── OwnerRuleRefused        an account owner's own id in remove/members/protect (as values)
+    │   ├── OwnerRuleRefused        an account owner's own id in remove/members/protect (as values)
+    │   └── ApiUnreachable          no account could be looked up: the API cannot be reached
     ├── LedgerCorrupt               a complete ledger line that is not a valid record (path, line)
     ├── LedgerUnwritable            the ledger could not be written or synced: sending stopped -> exit 4
     └── ApiError                    an answer (or no answer) from Unipile; carries status, type,
@@ -48,6 +49,7 @@ __all__ = [
     "AccountError",
     "AccountRestricted",
     "ApiError",
+    "ApiUnreachable",
     "AuthError",
     "BulkGroupsError",
     "Conflict",
@@ -90,6 +92,23 @@ class UsageError(BulkGroupsError):
 
 class RunRefused(BulkGroupsError):
     """The run refuses to start (lock held, stale plan, another job's ledger, too many removals)."""
+
+
+class ApiUnreachable(RunRefused):
+    """No account could be looked up because no connection to the API could be made (refused,
+    no such host, TLS): the base URL is wrong or the service is down. Nothing was sent.
+
+    `error` is the lookup's last `Unreachable`; the message names the URL and the cause once,
+    instead of one failure per account and chat.
+    """
+
+    def __init__(self, error: Unreachable) -> None:
+        self.error = error
+        cause = error.detail or f"cannot reach {error.base_url}"
+        super().__init__(
+            f"{cause}; no account could be looked up, so nothing was sent "
+            "(check --base-url / UNIPILE_BASE_URL and the network)"
+        )
 
 
 class OwnerRuleRefused(RunRefused):

@@ -560,6 +560,9 @@ class ChatPlan:
     already there. `names` maps user ids to display names for humans. `recovered` are writes an
     earlier run sent without recording their outcome that the read shows in effect: the run
     records them `applied` (`recovered`), instead of whatever the plan would have said of them.
+    `unread`: the chat's state could not be read (its account stopped, the chat is gone, the read
+    failed), so every operation carries why — not the same as a chat read and found wanting (not a
+    group, over the member cap), which `plan` reports as a change it cannot make.
     """
 
     account: str
@@ -571,6 +574,7 @@ class ChatPlan:
     state_digest: str | None = None
     chat_name: str | None = None
     recovered: tuple[Operation, ...] = ()
+    unread: bool = False
 
     @property
     def has_changes(self) -> bool:
@@ -602,6 +606,11 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return any(chat.has_changes for chat in self.chats)
+
+    @property
+    def unread_chats(self) -> int:
+        """Chats whose state could not be read: `plan` exits 3 when there are any."""
+        return sum(1 for chat in self.chats if chat.unread)
 
     @property
     def removals(self) -> int:

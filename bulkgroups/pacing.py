@@ -804,9 +804,15 @@ class RetryPolicy:
     cost seconds: issue #12), while the five backoffs of the six attempts still span some 12 to
     18 s of a longer outage, as 0.5 s doubling did. The retry cannot hurt the server's limits:
     it waits for its turn in the account's pacer like any request.
+
+    A failure to connect at all (`errors.Unreachable`: refused, no such host, TLS) is tried at
+    most `unreachable_attempts` times in a row: nothing was sent, and an API that cannot be
+    reached now will not be reached within the backoff of a 5xx outage — a run against a wrong
+    or dead base URL must say so in seconds, not after 12 to 18 s of silence per request.
     """
 
     attempts: int = 6  # total attempts per request
+    unreachable_attempts: int = 3  # consecutive failures to connect before giving up
     budget: float = 120.0  # seconds of backoff allowed per operation
     initial: float = 0.1  # first backoff
     multiplier: float = 3.0  # each backoff is this many times the one before
@@ -814,7 +820,7 @@ class RetryPolicy:
     jitter: float = 0.5  # random extra, fraction of the backoff
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
+        if self.attempts < 1 or self.unreachable_attempts < 1:
             raise ValueError("a retry policy needs at least one attempt")
         if self.budget < 0 or self.initial < 0 or self.jitter < 0 or self.maximum < self.initial:
             raise ValueError("backoff times must be non-negative, with maximum >= initial")

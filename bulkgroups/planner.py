@@ -141,6 +141,7 @@ def plan_chat(
             reason=observed.reason,
             error=observed.error,
             read_attempts=observed.attempts,
+            unread=True,
         )
     info = observed.info
     if info.type != "group" or not info.is_group:
@@ -295,6 +296,7 @@ def _unreadable(
     error: ErrorInfo | None,
     read_attempts: int,
     state: ChatState | None = None,
+    unread: bool = False,
 ) -> ChatPlan:
     """Every operation of a chat whose state is unusable gets the same outcome."""
     decided = tuple(
@@ -313,4 +315,5 @@ def _unreadable(
         decided=decided,
         state_digest=state.digest() if state is not None else None,
         chat_name=state.info.name if state is not None else None,
+        unread=unread,
     )

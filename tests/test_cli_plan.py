@@ -143,23 +143,47 @@ def test_detailed_exitcode_is_2_with_changes_and_0_once_applied(
 def test_detailed_exitcode_counts_a_refused_chat_as_a_change(
     cli: Cli, sim: Simulator, tmp_path: Path
 ) -> None:
+    # Read, but over the member cap: the chat is not as the job asks, so the plan has changes.
     job = write_job(
-        tmp_path / "job.yaml", [{"chat": "gone_chat", "account": "acc_1", "leave": True}]
+        tmp_path / "job.yaml",
+        [{"chat": "team", "account": "acc_1", "add": [f"ACoAA{n:04d}" for n in range(400, 460)]}],
     )
     run = cli.run("plan", job, "--detailed-exitcode", *connect(sim, tmp_path))
-    assert run.code == 2
+    assert run.code == 2, run.err
+    assert "failed member_cap" in run.out
+
+
+@pytest.mark.parametrize("detailed", [False, True], ids=["plain", "detailed"])
+def test_a_chat_that_could_not_be_read_exits_3_whatever_the_flags(
+    cli: Cli, sim: Simulator, tmp_path: Path, detailed: bool
+) -> None:
+    job = write_job(
+        tmp_path / "job.yaml",
+        [
+            {"chat": "gone_chat", "account": "acc_1", "leave": True},
+            {"chat": "team", "account": "acc_1", "rename": "Team"},
+        ],
+    )
+    flags = ["--detailed-exitcode"] if detailed else []
+    run = cli.run("plan", job, *flags, *connect(sim, tmp_path))
+    assert run.code == 3, run.err
     assert "! leave: failed chat_not_found" in run.out
+    assert "1 chat could not be read" in run.err
+    dry = cli.run("apply", job, "--dry-run", *connect(sim, tmp_path))
+    assert dry.code == 3, dry.err
+    assert writes(sim) == []
 
 
-def test_detailed_exitcode_counts_a_deferred_chat_as_a_change(
+def test_an_account_that_could_not_be_used_exits_3(
     cli: Cli, sim: Simulator, tmp_path: Path
 ) -> None:
-    # An account in trouble (errored: try later) is refused too: "nothing to do" would be a lie.
+    # An account in trouble (errored: try later): "nothing to do" would be a lie, and so would
+    # "here is the plan": its chats were never read.
     job = write_job(
         tmp_path / "job.yaml", [{"chat": "team", "account": "acc_errored", "leave": True}]
     )
     run = cli.run("plan", job, "--detailed-exitcode", *connect(sim, tmp_path))
-    assert run.code == 2, run.out
+    assert run.code == 3, run.out
     assert "! leave: deferred account_errored" in run.out
 
 

@@ -40,7 +40,13 @@ class InMemoryChats:
         return ChatInfo(chat_id, chat_id, "group", True, False, len(self.chats[chat_id]))
 
     async def participants(
-        self, account_id: str, chat_id: str, *, fresh: bool = False, gate: Gate | None = None
+        self,
+        account_id: str,
+        chat_id: str,
+        *,
+        fresh: bool = False,
+        gate: Gate | None = None,
+        expected_count: int | None = None,
     ) -> AsyncIterator[Participant]:
         await self._through(gate, account_id, "read")
         for user in sorted(self.chats[chat_id]):

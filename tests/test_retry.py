@@ -30,6 +30,7 @@ from bulkgroups.errors import (
     RequestRejected,
     TransientError,
     TransportError,
+    Unreachable,
     UnsupportedAccount,
 )
 from bulkgroups.model import RateSpec
@@ -119,6 +120,39 @@ async def test_transient_errors_are_retried_until_a_success() -> None:
     assert h.attempts.count == 3
     assert len(h.sleeps) == 2
     assert [e.type for e in h.transients] == ["api/internal_error", "transport/reset"]
+
+
+def refused() -> Unreachable:
+    return Unreachable(
+        "connect",
+        base_url="https://127.0.0.1:9",
+        detail="cannot reach https://127.0.0.1:9: connection refused",
+    )
+
+
+async def test_a_failure_to_connect_is_tried_three_times_in_a_row_then_raised() -> None:
+    h = Harness(RetryPolicy(attempts=6, budget=60.0, initial=1.0, multiplier=2.0, maximum=8.0))
+    with pytest.raises(Unreachable):
+        await h.run([refused()] * 6)
+    assert h.attempts.count == 3  # not the policy's 6: an API not reachable now says so at once
+    assert h.sleeps == [pytest.approx(s, rel=0.5) for s in (1.5, 3.0)]
+
+
+async def test_failures_to_connect_count_in_a_row_only() -> None:
+    h = Harness(RetryPolicy(attempts=6, budget=60.0, initial=0.1, multiplier=1.0, maximum=1.0))
+    assert await h.run([refused(), refused(), server_error(), refused(), refused(), "ok"]) == "ok"
+    assert h.attempts.count == 6
+
+
+async def test_a_write_that_never_connected_is_not_in_doubt() -> None:
+    h = Harness()
+    with pytest.raises(Unreachable):
+        await h.run([refused()] * 3)
+    assert h.attempts.outcome_unknown is False
+    h2 = Harness()
+    with pytest.raises(Unreachable):
+        await h2.run([TransportError("reset"), refused(), refused(), refused()])
+    assert h2.attempts.outcome_unknown is True  # the reset may have been applied
 
 
 @pytest.mark.parametrize(

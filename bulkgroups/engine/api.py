@@ -29,9 +29,16 @@ class ChatApi(Protocol):
         ...
 
     def participants(
-        self, account_id: str, chat_id: str, *, fresh: bool = False, gate: Gate | None = None
+        self,
+        account_id: str,
+        chat_id: str,
+        *,
+        fresh: bool = False,
+        gate: Gate | None = None,
+        expected_count: int | None = None,
     ) -> AsyncIterator[Participant]:
-        """Every participant of a chat, each once (one request per page)."""
+        """Every participant of a chat, each once (one request per page); a listing that ends
+        with fewer than `expected_count` (the chat's `participants_count`) is a failed read."""
         ...
 
     async def add_participant(

@@ -21,7 +21,15 @@ import anyio
 
 from .. import planner
 from ..attempts import AccountStopped, Attempts, DeferAccount, call_with_retry
-from ..errors import ApiError, AuthError, NotFound, OwnerRuleRefused, TransientError
+from ..errors import (
+    ApiError,
+    ApiUnreachable,
+    AuthError,
+    NotFound,
+    OwnerRuleRefused,
+    TransientError,
+    Unreachable,
+)
 from ..ledger import Replay
 from ..model import (
     AccountInfo,
@@ -247,11 +255,20 @@ class Run:
     # -------------------------------------------------------------------------------- preflight
 
     async def preflight(self) -> None:
-        """The core account GET of every account; an invalid API key stops the run (exit 1)."""
+        """The core account GET of every account; an invalid API key stops the run (exit 1), and
+        so does an API that no lookup could reach (`ApiUnreachable`): one message naming the URL
+        instead of a connection failure for every chat."""
         self.observer.phase("preflight", len(self.accounts))
-        await for_each(self.accounts.values(), self._look_up, self.config.concurrency)
+        unreachable: list[Unreachable] = []
+        await for_each(
+            self.accounts.values(),
+            partial(self._look_up, unreachable=unreachable),
+            self.config.concurrency,
+        )
+        if unreachable and len(unreachable) == len(self.accounts):
+            raise ApiUnreachable(unreachable[0])
 
-    async def _look_up(self, account: Account) -> None:
+    async def _look_up(self, account: Account, *, unreachable: list[Unreachable]) -> None:
         try:
             info = await self._read(
                 account,
@@ -260,6 +277,9 @@ class Run:
             )
         except AuthError:
             raise
+        except Unreachable as error:
+            unreachable.append(error)
+            account.stop_with(AccountStop("failed", "api_error", error.info))
         except NotFound as error:
             account.stop_with(AccountStop("failed", "account_not_found", error.info))
         except ApiError as error:
@@ -297,9 +317,10 @@ class Run:
         if info.type != "group" or not info.is_group or (info.is_readonly and not listing):
             return ChatState(account, chat, info, (), members_listed=False)
         try:
-            participants = [
-                p async for p in self.client.participants(account, chat, fresh=True, gate=self.gate)
-            ]
+            pages = self.client.participants(
+                account, chat, fresh=True, gate=self.gate, expected_count=info.participants_count
+            )
+            participants = [p async for p in pages]
         except ApiError as error:
             if not info.is_readonly or stop_for(error) is not None:
                 raise
