@@ -184,3 +184,10 @@ async def test_sandbox_prints_url_and_key_then_serves_until_signalled(stop: sign
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_a_generated_key_never_reads_as_a_command_line_option() -> None:
+    # `bulkgroups plan --api-key KEY` with a key starting with `-` is argparse's next option.
+    keys = {Simulator(SimConfig()).api_key for _ in range(200)}
+    assert len(keys) == 200
+    assert not any(key.startswith("-") for key in keys)

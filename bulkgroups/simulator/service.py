@@ -78,7 +78,7 @@ _LISTINGS: frozenset[Endpoint] = frozenset({"chats", "participants"})
 class SimConfig:
     """How a simulator behaves; per-account settings (`configure_account`) override the rates."""
 
-    api_key: str | None = field(default=None, repr=False)  # None: secrets.token_urlsafe()
+    api_key: str | None = field(default=None, repr=False)  # None: a fresh random key
     rate: RateSpec = DEFAULT_RATE
     write_rate: RateSpec | None = None
     provider_write_limit: int | None = None
@@ -230,7 +230,9 @@ class Simulator:
         self, config: SimConfig | None = None, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.config = config if config is not None else SimConfig()
-        self._api_key = self.config.api_key or secrets.token_urlsafe(24)
+        # A fixed prefix: a bare token_urlsafe may start with `-`, which a command line given
+        # `--api-key KEY` would read as an option.
+        self._api_key = self.config.api_key or "sk_sim_" + secrets.token_urlsafe(24)
         self._clock = clock
         self._lock = threading.Lock()
         self._world = World(member_cap=self.config.member_cap, short_pages=self.config.short_pages)
