@@ -12,7 +12,7 @@ import hashlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
@@ -25,6 +25,7 @@ from ..errors import ApiError, AuthError, NotFound, OwnerRuleRefused, TransientE
 from ..ledger import Replay
 from ..model import (
     AccountInfo,
+    ChatInfo,
     ChatJob,
     ChatPlan,
     ChatState,
@@ -35,6 +36,8 @@ from ..model import (
     ReadFailure,
     RequestKind,
     RequestTurn,
+    Resolution,
+    profile_slug,
 )
 from ..pacing import Pacing, PacingPolicy
 from .accounts import Account, AccountStop
@@ -43,6 +46,7 @@ from .budget import Claim, WriteBudget
 from .config import EngineConfig, RunObserver, SilentObserver
 from .gates import RunTurn, WriteSender
 from .outcomes import PREFLIGHT_STOPS, Recheck, after_recheck, in_effect, outcome_of, stop_for
+from .people import People
 from .recorder import Recorder
 from .stops import BudgetSpent, RunStops, SendingStopped
 from .workers import for_each
@@ -93,7 +97,9 @@ def _with_recovered(plan: ChatPlan, recovered: list[Operation]) -> ChatPlan:
 
 
 class Run:
-    """The mutable state of one invocation and the requests it makes; owned by one task group."""
+    """The mutable state of one invocation and the requests it makes; owned by one task group.
+
+    Its accounts are the job's, or `accounts` for a run that reads what exists (`export`)."""
 
     def __init__(
         self,
@@ -103,6 +109,7 @@ class Run:
         observer: RunObserver | None,
         *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        accounts: Iterable[str] | None = None,
     ) -> None:
         self.job = job
         self.client = client
@@ -120,8 +127,9 @@ class Run:
                 slowdown_every=config.failure_streak_slowdown,
                 defer_after=config.failure_streak_defer,
             )
-            for account in job.account_ids()
+            for account in (job.account_ids() if accounts is None else dict.fromkeys(accounts))
         }
+        self.people = People(job, max_age=config.resolve_max_age)
         self.budget = WriteBudget({})
         self.recorder: Recorder | None = None
         self._pending: dict[tuple[str, str], list[Operation]] = defaultdict(list)
@@ -152,6 +160,7 @@ class Run:
         for operation in previous.pending.values():
             if operation.account in self.accounts:
                 self._pending[(operation.account, operation.chat)].append(operation)
+        self.people.learn(previous.resolutions.values())
 
     def adopt_owners(self, owners: Mapping[str, str]) -> None:
         """Accounts looked up by an earlier `plan` (library `apply(plan)`): running, with these
@@ -279,21 +288,67 @@ class Run:
         return {a: acc.owner for a, acc in self.accounts.items() if acc.owner is not None}
 
     def check_owner_rule(self) -> None:
-        """The owner's own id in remove/members/protect refuses the run (`OwnerRuleRefused`)."""
-        violations = planner.owner_rule_violations(self.job, self.owners())
+        """The owner's own id in remove/members/protect refuses the run (`OwnerRuleRefused`);
+        once profiles are resolved, so does a profile that resolved to the owner."""
+        violations = planner.owner_rule_violations(
+            self.job, self.owners(), self.people.by_account()
+        )
         if violations:
             raise OwnerRuleRefused(violations)
 
+    async def resolve_people(self) -> None:
+        """Resolve the job's profiles (see `people`), then check the owner rule with them: all
+        before any chat is read. A key refused meanwhile stops the run (exit 1)."""
+        if self.people.wanted:
+            await self.people.resolve(self)
+            if self.stops.key_refused is not None:
+                raise self.stops.key_refused
+            self.check_owner_rule()
+
+    async def resolve_profile(self, account: Account, profile: str) -> Resolution:
+        """One profile's provider id, or why it has none: `unresolved_user` for a profile the
+        users endpoint does not know (404), a read failure's outcome for any other error."""
+        name = account.account
+        if account.halted():
+            why = account.current_stop()
+            return Resolution(name, profile, status=why.status, reason=why.reason, error=why.error)
+        lookup = partial(
+            self.client.get_user, name, profile_slug(profile), fresh=True, gate=self.gate
+        )
+        try:
+            user = await self._read(account, lookup, Attempts())
+        except SendingStopped:
+            raise
+        except NotFound as error:
+            return Resolution(name, profile, reason="unresolved_user", error=error.info)
+        except ApiError as error:
+            stop = self._note_stop(account, error)
+            if stop is not None:
+                return Resolution(
+                    name, profile, status=stop.status, reason=stop.reason, error=stop.error
+                )
+            return Resolution(name, profile, reason="api_error", error=error.info)
+        except (AccountStopped, DeferAccount) as stopped:
+            if isinstance(stopped, DeferAccount):
+                account.stop_with(AccountStop("deferred", "rate_limited", stopped.error.info))
+            why = account.current_stop()
+            return Resolution(name, profile, status=why.status, reason=why.reason, error=why.error)
+        return Resolution(name, profile, user.user_id, user.display_name, resolved_at=time.time())
+
     # ----------------------------------------------------------------------------- read + plan
 
-    async def fetch_state(self, account: str, chat: str, *, listing: bool) -> ChatState:
-        """One fresh read of a chat: its info, then every participant page.
+    async def fetch_state(
+        self, account: str, chat: str, *, listing: bool, info: ChatInfo | None = None
+    ) -> ChatState:
+        """One fresh read of a chat: its info (unless given, as an account's chat listing gives
+        it), then every participant page.
 
         A chat that is not a group is not listed (a 400 there), nor is a read-only one unless
         `listing` (its leave needs to know whether the owner is still in it); a read-only chat
         whose participants cannot be listed is returned unlisted (`members_listed` False).
         """
-        info = await self.client.get_chat(account, chat, fresh=True, gate=self.gate)
+        if info is None:
+            info = await self.client.get_chat(account, chat, fresh=True, gate=self.gate)
         if info.type != "group" or not info.is_group or (info.is_readonly and not listing):
             return ChatState(account, chat, info, (), members_listed=False)
         try:
@@ -307,16 +362,15 @@ class Run:
         return ChatState(account, chat, info, tuple(participants))
 
     async def read_chat(
-        self, account: Account, chat: str, *, listing: bool = False
+        self, account: Account, chat: str, *, listing: bool = False, info: ChatInfo | None = None
     ) -> ChatState | ReadFailure:
         """A chat's fresh state, or why it could not be read."""
         if account.halted():
             return self._stopped_read(account, chat, 0)
         attempts = Attempts()
+        read = partial(self.fetch_state, account.account, chat, listing=listing, info=info)
         try:
-            return await self._read(
-                account, partial(self.fetch_state, account.account, chat, listing=listing), attempts
-            )
+            return await self._read(account, read, attempts)
         except SendingStopped:
             raise
         except AccountStopped:
@@ -349,7 +403,11 @@ class Run:
         account = self.accounts[chat.account]
         observed = await self.read_chat(account, chat.chat, listing=chat.leave)
         plan = planner.plan_chat(
-            chat, observed, owner_id=account.owner, max_members=self.max_members(chat.account)
+            chat,
+            observed,
+            owner_id=account.owner,
+            max_members=self.max_members(chat.account),
+            people=self.people.of(chat.account),
         )
         pending = self._pending.get((chat.account, chat.chat))
         if pending and isinstance(observed, ChatState):
@@ -398,6 +456,7 @@ class Run:
             chats=tuple(planned[(c.account, c.chat)] for c in self.job.chats),
             owners=self.owners(),
             job=self.job,
+            resolutions=self.people.all(),
         )
 
     # ------------------------------------------------------------------------------------ write
