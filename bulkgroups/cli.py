@@ -14,6 +14,7 @@ module imports only what parsing needs (errors, the rate grammar); the engine, t
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, TypeVar
 
 from .errors import (
     AuthError,
@@ -171,6 +172,32 @@ def _port(text: str) -> int:
     return value
 
 
+_DURATION_UNITS: Final = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """`30d`, `12h`, `90min`, `45s` or `0`: a length of time, in seconds."""
+    number, unit = text, "s"
+    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)], suffix
+            break
+    else:
+        if text.strip() != "0":
+            raise argparse.ArgumentTypeError(
+                f"expected a duration such as 30d, 12h, 90min or 45s, got {text!r}"
+            )
+    try:
+        value = float(number)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30d, 12h, 90min or 45s, got {text!r}"
+        )
+    return value * _DURATION_UNITS[unit]
+
+
 def _jitter(text: str) -> float:
     try:
         value = float(text)
@@ -256,6 +283,14 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="I/N",
         help="only the accounts of shard I of N, 0 <= I < N (default: every account)",
     )
+    parser.add_argument(
+        "--resolve-max-age",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="reuse a profile's provider id found in the ledger while younger than this, "
+        "e.g. 30d, 12h, 90min, 0 = always look profiles up (default: 30d)",
+    )
 
 
 def _view_flags(parser: argparse.ArgumentParser, shown: str) -> None:
@@ -327,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--detailed-exitcode",
         action="store_true",
         help="exit 2 when the plan has changes (default: 0 with or without)",
+    )
+    plan.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="read the profiles resolved in this ledger instead of looking them up again; it is "
+        "only read (default: no ledger, every profile looked up)",
     )
     _view_flags(plan, "the text plan")
     _run_flags(plan)
@@ -496,7 +537,11 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
     default_rate = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_RATE
     default_write = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_WRITE_RATE
     jitter = args.jitter if args.jitter is not None else (0.0 if sandbox else 0.5)
+    resolve_max_age = getattr(args, "resolve_max_age", None)
     return engine.EngineConfig(
+        resolve_max_age=(
+            engine.DEFAULT_RESOLVE_MAX_AGE if resolve_max_age is None else resolve_max_age
+        ),
         concurrency=args.concurrency,
         rate=args.rate or default_rate,
         write_rate=args.write_rate or default_write,
@@ -586,7 +631,13 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
         ) as client:
             with ProgressDisplay(err) as progress:
                 plan = await _until_signalled(
-                    engine.plan_job_online(job, client, config=config, observer=progress)
+                    engine.plan_job_online(
+                        job,
+                        client,
+                        config=config,
+                        observer=progress,
+                        ledger=getattr(args, "ledger", None),
+                    )
                 )
     if plan is None:
         raise KeyboardInterrupt  # main: exit 130, as for Ctrl-C

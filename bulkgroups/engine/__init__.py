@@ -40,13 +40,14 @@ from ..ledger import LedgerIO, replay
 from ..model import ChatJob, ChatPlan, Job, Plan
 from .api import ChatApi
 from .apply import apply_run
-from .config import DEFAULT_LEDGER, EngineConfig, RunObserver, RunResult
+from .config import DEFAULT_LEDGER, DEFAULT_RESOLVE_MAX_AGE, EngineConfig, RunObserver, RunResult
 from .opening import check_ledger_path, opened_run
 from .people import check_resolutions
 from .run import Run, build_pacing, shard_job, shard_of
 
 __all__ = [
     "DEFAULT_LEDGER",
+    "DEFAULT_RESOLVE_MAX_AGE",
     "ChatApi",
     "EngineConfig",
     "RunObserver",
