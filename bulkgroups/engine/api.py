@@ -41,6 +41,19 @@ class ChatApi(Protocol):
         """A person's profile by the slug of their profile URL (or provider id); 404: nobody."""
         ...
 
+    def chats(
+        self,
+        account_id: str,
+        *,
+        type: str | None = "group",
+        fresh: bool = False,
+        gate: Gate | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[ChatInfo]:
+        """The account's chats of one type, each once (one request per page); `export` lists
+        them, a run of a job never does."""
+        ...
+
     async def add_participant(
         self, account_id: str, chat_id: str, user_id: str, *, gate: Gate | None = None
     ) -> None: ...

@@ -34,6 +34,7 @@ from ..model import (
     Outcome,
     Plan,
     ReadFailure,
+    Reason,
     RequestKind,
     RequestTurn,
     Resolution,
@@ -388,6 +389,37 @@ class Run:
         except DeferAccount as deferral:
             account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
             return self._stopped_read(account, chat, attempts.count)
+
+    async def list_group_chats(
+        self, account: Account, *, page_size: int | None = None
+    ) -> list[ChatInfo] | ReadFailure:
+        """Every group chat of the account (all cursor pages, fresh), or why they could not be
+        listed (a `ReadFailure` whose chat is empty). Like any listing, read whole or not at all:
+        a failed page is retried from the first."""
+        if account.halted():
+            return self._stopped_read(account, "", 0)
+        attempts = Attempts()
+
+        async def listing() -> list[ChatInfo]:
+            chats = self.client.chats(
+                account.account, type="group", fresh=True, gate=self.gate, page_size=page_size
+            )
+            return [chat async for chat in chats]
+
+        try:
+            return await self._read(account, listing, attempts)
+        except SendingStopped:
+            raise
+        except AccountStopped:
+            return self._stopped_read(account, "", 0)
+        except ApiError as error:
+            if self._note_stop(account, error) is not None:
+                return self._stopped_read(account, "", attempts.count)
+            reason: Reason = "account_not_found" if isinstance(error, NotFound) else "api_error"
+            return ReadFailure(account.account, "", "failed", reason, error.info, attempts.count)
+        except DeferAccount as deferral:
+            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            return self._stopped_read(account, "", attempts.count)
 
     @staticmethod
     def _stopped_read(account: Account, chat: str, attempts: int) -> ReadFailure:
