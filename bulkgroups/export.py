@@ -4,9 +4,10 @@ Adopting bulkgroups starts from chats that exist. `export` reads them (`engine.i
 module writes what it read as a job any command takes: one desired-state entry per group chat,
 its `members` everyone in it but the account's owner, so that `plan` of the file is empty until
 someone edits it. The formatting is pure (`yaml_header`, `yaml_chat`, `csv_chat`); `ExportFile`
-spools each account's chats to a temporary file as they are read and writes them out in the
-order of the accounts at the end, so that thousands of chats never sit in memory and several
-accounts can be read side by side while the file still comes out in a stable order.
+spools each account's chats as they are read (in memory up to 256 KiB an account, then in a
+temporary file) and writes them out in the order of the accounts at the end, so that thousands
+of chats never sit in memory and several accounts can be read side by side while the file
+still comes out in a stable order.
 
 Decisions:
 - Members are written as provider ids, exact and with nothing to resolve; the YAML gives each
@@ -28,7 +29,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Final, Literal
+from typing import Final, Literal
 
 import orjson
 
@@ -53,6 +54,7 @@ ChatKind = Literal["group", "readonly", "not_group", "unreadable"]
 
 _PLAIN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _YAML_WORDS: Final = frozenset({"y", "yes", "n", "no", "on", "off", "true", "false", "null"})
+_SPOOL_IN_MEMORY: Final = 256 * 1024
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 
 
@@ -174,7 +176,7 @@ class ExportFile:
         self.accounts = list(dict.fromkeys(accounts))
         self.entries = 0
         self.problems: list[str] = []
-        self._spools: dict[str, BinaryIO] = {}
+        self._spools: dict[str, tempfile.SpooledTemporaryFile[bytes]] = {}
 
     def __enter__(self) -> ExportFile:
         return self
@@ -199,7 +201,9 @@ class ExportFile:
             return
         spool = self._spools.get(chat.account)
         if spool is None:
-            spool = self._spools[chat.account] = tempfile.TemporaryFile()  # noqa: SIM115
+            # In memory until it grows: a thousand small accounts must not hold a thousand files.
+            spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+            self._spools[chat.account] = spool
         spool.write(text.encode("utf-8"))
 
     def write_to(self, write: Callable[[bytes], object], *, base_url: str, at: str) -> None:

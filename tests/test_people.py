@@ -144,42 +144,74 @@ async def test_the_same_person_by_url_and_by_id_is_the_same_operation(
     assert records[0]["op_id"] == records[1]["op_id"]
 
 
-async def test_resolutions_are_cached_in_the_ledger_and_redone_when_too_old(
+async def test_a_second_run_on_the_ledger_sends_no_users_request(
     sim: Simulator, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger.jsonl"
     job = write_job(
         tmp_path / "job.yaml",
-        [{"chat": "team", "account": "acc_1", "members": [url(ANN), "in:nobody-at-all"]}],
+        [
+            {"chat": "team", "account": "acc_1", "members": [url(ANN), url("ACoAA0162")]},
+            {"chat": "crew", "account": "acc_1", "add": [url(ANN)]},
+        ],
     )
     await apply(sim, job, ledger)
     assert len(user_lookups(sim)) == 2
     resolutions = [r for r in ledger_records(ledger) if r["type"] == "resolution"]
     assert [(r["account"], r["profile"], r["user_id"], r["display_name"]) for r in resolutions] == [
-        ("acc_1", "in:ann-kim-0161", ANN, "Ann Kim")
+        ("acc_1", "in:ann-kim-0161", ANN, "Ann Kim"),
+        ("acc_1", "in:ben-kim-0162", "ACoAA0162", "Ben Kim"),
     ]
 
     sim.reset_log()
+    second = await apply(sim, job, ledger)
+
+    assert user_lookups(sim) == []
+    assert second.exit_code == 0
+    assert [r for r in ledger_records(ledger) if r["type"] == "resolution"] == resolutions
+
+
+async def test_a_resolution_too_old_is_looked_up_again(sim: Simulator, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    job = write_job(
+        tmp_path / "job.yaml", [{"chat": "team", "account": "acc_1", "add": [url(ANN)]}]
+    )
     await apply(sim, job, ledger)
-    # Only the profile nobody has is asked again: an unresolved profile is never cached.
-    assert [r.path for r in user_lookups(sim)] == ["/v2/acc_1/users/nobody-at-all"]
 
     sim.reset_log()
     await apply(sim, job, ledger, config=replace(FAST, resolve_max_age=0.0))
-    assert len(user_lookups(sim)) == 2
+    assert len(user_lookups(sim)) == 1
 
-    # A resolution recorded 40 days ago is older than the default 30 days: looked up again.
+    # A resolution recorded 40 days ago is older than the default 30 days.
     aged = tmp_path / "aged.jsonl"
-    old = format_time(parse_time(resolutions[0]["at"]) - 40 * 86400)
+    records = ledger_records(ledger)
+    old = format_time(parse_time(records[1]["at"]) - 40 * 86400)
     aged.write_bytes(
         b"".join(
             orjson.dumps({**r, "at": old} if r["type"] == "resolution" else r) + b"\n"
-            for r in ledger_records(ledger)
+            for r in records
         )
     )
     sim.reset_log()
     await apply(sim, job, aged)
-    assert len(user_lookups(sim)) == 2
+    assert len(user_lookups(sim)) == 1
+    sim.reset_log()
+    await apply(sim, job, aged)  # recorded again by the run that looked it up
+    assert user_lookups(sim) == []
+
+
+async def test_a_profile_that_could_not_be_resolved_is_never_cached(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    job = write_job(
+        tmp_path / "job.yaml", [{"chat": "team", "account": "acc_1", "add": ["in:nobody-at-all"]}]
+    )
+    await apply(sim, job, ledger)
+    sim.reset_log()
+    await apply(sim, job, ledger)
+    assert [r.path for r in user_lookups(sim)] == ["/v2/acc_1/users/nobody-at-all"]
+    assert not [r for r in ledger_records(ledger) if r["type"] == "resolution"]
 
 
 def test_plan_with_a_ledger_reuses_its_resolutions_and_records_nothing(
