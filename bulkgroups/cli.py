@@ -14,6 +14,7 @@ module imports only what parsing needs (errors, the rate grammar); the engine, t
 from __future__ import annotations
 
 import argparse
+import codecs
 import math
 import os
 import signal
@@ -1007,7 +1008,7 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.out:
             outputs.write_output(args.out, body)
         else:
-            body(_text_writer(sys.stdout))
+            body(_utf8_writer(sys.stdout))
             sys.stdout.flush()
     problems += exported.problems
     for problem in problems:
@@ -1031,7 +1032,7 @@ def _cmd_undo(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) 
     if args.out:
         outputs.write_output(args.out, inverse.write_to)
     else:
-        inverse.write_to(_text_writer(sys.stdout))
+        inverse.write_to(_utf8_writer(sys.stdout))
         sys.stdout.flush()
     err.print(inverse.summary(), markup=False, highlight=False)
     return 0
@@ -1118,6 +1119,13 @@ def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) 
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends validate/plan/report as Ctrl-C does: exit 130
+
+
+def _utf8_writer(stream: TextIO) -> Callable[[bytes], object]:
+    """Bytes of UTF-8 text written to a text stream, in pieces that may end mid-character (an
+    export's spools are copied in fixed-size chunks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    return lambda data: stream.write(decoder.decode(data))
 
 
 def _text_writer(stream: TextIO) -> Callable[[bytes], object]:

@@ -173,3 +173,20 @@ def test_export_is_paced_by_the_accounts_limits(
     assert len(reads) >= 10 + len(groups("acc_1"))
     assert "ACoAB0999" in run.out
     assert f"  - ACoAB0001  # {person('ACoAB0001').display_name}" in run.out
+
+
+def test_names_in_any_script_survive_standard_output_whole(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    # Long names of three-byte characters: the account's spool is copied out in chunks whose
+    # ends fall inside some of them.
+    names = {f"room_{i:02d}": f"Équipe {i} " + "€" * 3000 for i in range(40)}
+    for chat, name in names.items():
+        sim.configure_chat("acc_1", chat, name=name)
+
+    run = cli.run("export", "--account", "acc_1", *reading(sim, tmp_path))
+
+    assert run.code == 0, run.err
+    for chat, name in names.items():
+        assert f'  # "{name}"\n  - chat: {chat}\n' in run.out
+    assert len(run.out.encode()) > 5 * 64 * 1024
