@@ -364,8 +364,7 @@ def test_the_owners_own_url_in_remove_is_refused_before_any_write(
     slug = person(owner_id("acc_1")).public_identifier
     line = job.read_text().splitlines().index(f"  - {owner_url}") + 1
     assert (
-        f"{job}:{line}: chats[1].remove[0]: 'linkedin.com/in/{slug}' is the profile of the owner "
-        "of account 'acc_1'"
+        f"{job}:{line}: chats[1].remove[0]: 'in:{slug}' is the owner of account 'acc_1'"
     ) in run.err
     assert writes(sim) == []
     # Only profiles were looked up: no chat was read.

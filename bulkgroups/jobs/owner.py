@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..errors import JobFileError
-from ..model import ChatJob, Job, OwnerList, OwnerRuleViolation, is_profile, profile_display
+from ..model import ChatJob, Job, OwnerList, OwnerRuleViolation
 from .report import quote
 
 __all__ = ["locate_owner_rule", "owner_rule_errors"]
@@ -20,13 +20,8 @@ _OWNER_LISTS: tuple[OwnerList, ...] = ("remove", "members", "protect")
 
 
 def _message(user: str, account: str) -> str:
-    who = (
-        f"{quote(profile_display(user))} is the profile of the owner"
-        if is_profile(user)
-        else f"{quote(user)} is the owner"
-    )
     return (
-        f"{who} of account {quote(account)}: the owner may not be in remove, "
+        f"{quote(user)} is the owner of account {quote(account)}: the owner may not be in remove, "
         "members or protect (an owner leaves only via leave)"
     )
 
