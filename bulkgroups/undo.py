@@ -83,7 +83,7 @@ class _Chat:
         return name_problem(self.previous_name)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class InverseJob:
     """The inverse of one run's applied operations, ready to be written as a YAML job."""
 

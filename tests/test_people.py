@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 import pytest
 from engine_helpers import ledger_records, op_records, write_job
-from outcome_helpers import FAST
+from outcome_helpers import FAST, Bystander
 from test_cli_helpers import Cli, account_scoped, connect, writes
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, RunResult, apply_job, plan_job_online
-from bulkgroups.errors import NotFound, RunRefused
+from bulkgroups.errors import AuthError, NotFound, RunRefused
 from bulkgroups.jobs import load_job
 from bulkgroups.model import Gate, Participant, UserProfile
 from bulkgroups.planfile import dump_plan, load_plan
@@ -77,10 +77,12 @@ async def apply(
     ledger: Path,
     *,
     config: EngineConfig = FAST,
-    client: type[UnipileClient] = UnipileClient,
+    client: type[UnipileClient] | UnipileClient = UnipileClient,
     **client_settings: Any,
 ) -> RunResult:
-    async with client(sim.url, api_key=sim.api_key, **client_settings) as connected:
+    if isinstance(client, type):
+        client = client(sim.url, api_key=sim.api_key, **client_settings)
+    async with client as connected:
         return await apply_job(load_job(job_path), connected, ledger=ledger, config=config)
 
 
@@ -436,3 +438,27 @@ def test_a_resolve_max_age_that_is_no_duration_is_refused(
     assert run.code == 1
     assert "expected a duration such as 30d, 12h, 90min or 45s" in run.err
     assert sim.requests() == ()
+
+
+async def test_a_key_refused_while_profiles_are_resolved_stops_before_any_chat_is_read(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    client = Bystander(sim.url, api_key=sim.api_key)
+
+    def revoke() -> None:  # the key rotated in the dashboard right after the account lookup
+        sim._api_key = "rotated-elsewhere"
+
+    client.after_preflight = revoke
+    people = [url(f"ACoAA{n:04d}") for n in range(161, 171)]
+    job = write_job(tmp_path / "job.yaml", [{"chat": "team", "account": "acc_1", "add": people}])
+    ledger = tmp_path / "ledger.jsonl"
+
+    with pytest.raises(AuthError):
+        await apply(sim, job, ledger, client=client)
+
+    # Only the lookups already in flight met the refusal: nothing was sent after it.
+    lookups = user_lookups(sim)
+    assert {r.status for r in lookups} == {401}
+    assert len(lookups) <= FAST.chats_per_account < len(people)
+    assert [r for r in sim.requests() if "/chats/" in r.path] == []
+    assert not ledger.exists() or ledger_records(ledger) == []
