@@ -12,6 +12,9 @@ import pytest
 import yaml
 from test_cli_helpers import Cli, connect, writes
 
+from bulkgroups.client import UnipileClient
+from bulkgroups.engine.inventory import read_existing
+from bulkgroups.errors import AuthError
 from bulkgroups.jobs import load_job
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import Simulator, owner_id, person, starter_chats
@@ -190,3 +193,16 @@ def test_names_in_any_script_survive_standard_output_whole(
     for chat, name in names.items():
         assert f'  # "{name}"\n  - chat: {chat}\n' in run.out
     assert len(run.out.encode()) > 5 * 64 * 1024
+
+
+def test_a_chat_named_twice_is_exported_once(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
+    chosen = groups("acc_1")[0]
+    run = cli.run("export", "--account", "acc_1", "--chat", chosen, chosen, *reading(sim, tmp_path))
+    assert run.code == 0, run.err
+    assert [c["chat"] for c in yaml.safe_load(run.out)["chats"]] == [chosen]
+
+
+async def test_the_library_raises_a_refused_key_itself(sim: Simulator) -> None:
+    async with UnipileClient(sim.url, api_key="not-the-key") as client:
+        with pytest.raises(AuthError):
+            await read_existing(["acc_1", "acc_2"], client, lambda chat: None)

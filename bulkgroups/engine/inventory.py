@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import plain_errors
 from ..export import ExportedChat
 from ..model import ChatInfo, ChatState, ErrorInfo, Job, ReadFailure, Reason, Status
 from .accounts import Account
@@ -64,9 +65,17 @@ async def read_existing(
     observer: RunObserver | None = None,
 ) -> Inventory:
     """Read the accounts' group chats (or only `chats`) and their members; `emit` each, per
-    account in order. Raises `AuthError` for a refused key (nothing is emitted after it)."""
+    account in order. Raises `AuthError` when the key is refused, at the lookups or later (what
+    was emitted is then incomplete: the CLI writes nothing)."""
     config = config or EngineConfig()
     run = Run(Job(chats=()), client, config, observer, accounts=accounts)
+    with plain_errors():
+        return await _read_accounts(run, emit, list(dict.fromkeys(chats)))
+
+
+async def _read_accounts(
+    run: Run, emit: Callable[[ExportedChat], None], chats: Sequence[str]
+) -> Inventory:
     inventory = Inventory()
     found: set[str] = set()
     await run.preflight()
@@ -91,7 +100,7 @@ async def read_existing(
         run.observer.grow("read", len(wanted))
         await _read_in_order(run, state, wanted, emit, found, named=bool(chats))
 
-    await for_each(list(dict.fromkeys(accounts)), export_account, config.concurrency)
+    await for_each(list(run.accounts), export_account, run.config.concurrency)
     if run.stops.key_refused is not None:
         raise run.stops.key_refused
     inventory.missing = [chat for chat in chats if chat not in found]
