@@ -15,15 +15,18 @@ module imports only what parsing needs (errors, the rate grammar); the engine, t
 from __future__ import annotations
 
 import argparse
+import codecs
+import math
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, TypeVar
 
 from .errors import (
     AuthError,
@@ -40,7 +43,7 @@ from .version import __version__
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from . import engine
+    from . import engine, export
     from .display import PlanView, ProgressDisplay
     from .model import Job, Outcome, Plan
 
@@ -174,6 +177,32 @@ def _port(text: str) -> int:
     return value
 
 
+_DURATION_UNITS: Final = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """`30d`, `12h`, `90min`, `45s` or `0`: a length of time, in seconds."""
+    number, unit = text, "s"
+    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number, unit = text[: -len(suffix)], suffix
+            break
+    else:
+        if text.strip() != "0":
+            raise argparse.ArgumentTypeError(
+                f"expected a duration such as 30d, 12h, 90min or 45s, got {text!r}"
+            )
+    try:
+        value = float(number)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30d, 12h, 90min or 45s, got {text!r}"
+        )
+    return value * _DURATION_UNITS[unit]
+
+
 def _jitter(text: str) -> float:
     try:
         value = float(text)
@@ -259,6 +288,14 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         metavar="I/N",
         help="only the accounts of shard I of N, 0 <= I < N (default: every account)",
     )
+    parser.add_argument(
+        "--resolve-max-age",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="reuse a profile's provider id found in the ledger while younger than this, "
+        "e.g. 30d, 12h, 90min, 0 = always look profiles up (default: 30d)",
+    )
 
 
 def _view_flags(parser: argparse.ArgumentParser, shown: str) -> None:
@@ -331,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 2 when the plan has changes (default: 0 with or without)",
     )
+    plan.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="read the profiles resolved in this ledger instead of looking them up again; it is "
+        "only read (default: no ledger, every profile looked up)",
+    )
     _view_flags(plan, "the text plan")
     _run_flags(plan)
     _connection_flags(plan)
@@ -391,6 +434,81 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json", "csv"),
         default="text",
         help="text for people, json for scripts, csv one row per op record (default: text)",
+    )
+
+    export = commands.add_parser(
+        "export",
+        help="write today's group chats as a desired-state job file",
+        description="Read the accounts' group chats (or only --chat) and their members, paced, and "
+        "write them as a desired-state job: `plan` of it is empty until you edit it. The account "
+        "owner is left out, read-only chats are comments, names are comments (YAML).",
+        epilog=RATES_HELP
+        + "\nexit codes: 0 written; 1 bad flags or a refused API key, nothing written;\n"
+        "  3 written, but some accounts or chats could not be read (named on stderr); 130\n"
+        "  interrupted, nothing written\n",
+    )
+    export.add_argument(
+        "--account",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="ID",
+        help="the accounts whose group chats to export (in this order)",
+    )
+    export.add_argument(
+        "--chat",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="ID",
+        help="only these chats, looked for in every account (default: every group chat)",
+    )
+    export.add_argument(
+        "--format",
+        choices=("yaml", "csv"),
+        help="yaml (names as comments) or csv (default: csv for an --out ending in .csv, else "
+        "yaml)",
+    )
+    export.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the job file there, whole or not at all (default: standard output)",
+    )
+    export.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="requests in flight overall; each account is paced by its own limits (default: 64)",
+    )
+    export.add_argument(
+        "--rate",
+        type=_rate,
+        metavar="SPEC",
+        help="per-account limit on every account-scoped request "
+        f"(default: {{default_rate}}; {SANDBOX_RATE} with --sandbox)",
+    )
+    _connection_flags(export)
+
+    undo = commands.add_parser(
+        "undo",
+        help="write the inverse job of a run's applied operations",
+        description="Write the job that undoes what one run of a ledger applied (default: its last "
+        "run that applied something): adds become removes, removes adds, renames go back. Leaves "
+        "cannot be undone (listed as comments). Offline: review it, then plan and apply it.",
+        epilog="exit codes: 0 written; 1 no such ledger or run, or nothing to undo\n",
+    )
+    undo.add_argument("ledger", metavar="LEDGER", help="a ledger written by apply")
+    undo.add_argument(
+        "--run",
+        dest="run_id",
+        metavar="RUN_ID",
+        help="the run to undo (default: the ledger's last run that applied something)",
+    )
+    undo.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the job file there, whole or not at all (default: standard output)",
     )
 
     sandbox = commands.add_parser(
@@ -499,7 +617,11 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
     default_rate = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_RATE
     default_write = parse_rate(SANDBOX_RATE) if sandbox else DEFAULT_WRITE_RATE
     jitter = args.jitter if args.jitter is not None else (0.0 if sandbox else 0.5)
+    resolve_max_age = getattr(args, "resolve_max_age", None)
     return engine.EngineConfig(
+        resolve_max_age=(
+            engine.DEFAULT_RESOLVE_MAX_AGE if resolve_max_age is None else resolve_max_age
+        ),
         concurrency=args.concurrency,
         rate=args.rate or default_rate,
         write_rate=args.write_rate or default_write,
@@ -589,7 +711,13 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
         ) as client:
             with ProgressDisplay(err) as progress:
                 plan = await _until_signalled(
-                    engine.plan_job_online(job, client, config=config, observer=progress)
+                    engine.plan_job_online(
+                        job,
+                        client,
+                        config=config,
+                        observer=progress,
+                        ledger=getattr(args, "ledger", None),
+                    )
                 )
     if plan is None:
         raise KeyboardInterrupt  # main: exit 130, as for Ctrl-C
@@ -833,6 +961,100 @@ def _cmd_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
         return _run(_apply, args, job, out, err)
 
 
+def _export_config(args: argparse.Namespace) -> engine.EngineConfig:
+    from . import engine
+    from .pacing import DEFAULT_RATE
+
+    rate = args.rate or (parse_rate(SANDBOX_RATE) if args.sandbox else DEFAULT_RATE)
+    return engine.EngineConfig(concurrency=args.concurrency, rate=rate, write_rate=rate)
+
+
+async def _export(
+    args: argparse.Namespace, exported: export.ExportFile, err: Console
+) -> tuple[list[str], str] | None:
+    """Read into `exported`; what could not be read, and the base URL read from (None if
+    interrupted)."""
+    from .client import UnipileClient
+    from .display import ProgressDisplay
+    from .engine.inventory import read_existing
+
+    config = _export_config(args)
+    with _connection(args) as conn:
+        async with UnipileClient(
+            conn.base_url,
+            api_key=conn.api_key,
+            concurrency=config.concurrency,
+            page_size=args.page_size,
+        ) as client:
+            with ProgressDisplay(err) as progress:
+                inventory = await _until_signalled(
+                    read_existing(
+                        args.account,
+                        client,
+                        exported.add,
+                        chats=args.chat,
+                        config=config,
+                        observer=progress,
+                    )
+                )
+            if inventory is None:
+                return None
+            return inventory.problems, client.base_url
+
+
+def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from . import export, outputs
+    from .records import format_time
+
+    if args.out:
+        outputs.check_output_path(args.out)  # before anything is read
+    csv_out = args.out is not None and args.out.lower().endswith(".csv")
+    fmt: export.ExportFormat = (
+        "csv" if args.format == "csv" or (args.format is None and csv_out) else "yaml"
+    )
+    with export.ExportFile(args.account, format=fmt) as exported:
+        read = _run(_export, args, exported, err)
+        if read is None:
+            raise KeyboardInterrupt  # main: exit 130; nothing was written
+        problems, base_url = read
+        at = format_time(time.time())
+
+        def body(write: outputs.Write) -> None:
+            exported.write_to(write, base_url=base_url, at=at)
+
+        if args.out:
+            outputs.write_output(args.out, body)
+        else:
+            body(_utf8_writer(sys.stdout))
+            sys.stdout.flush()
+    problems += exported.problems
+    for problem in problems:
+        err.print(f"not exported: {problem}", markup=False, highlight=False)
+    where = args.out or "standard output"
+    err.print(
+        f"Exported {_count(exported.entries, 'chat')} of {_count(len(args.account), 'account')} "
+        f"to {where}" + (f"; {_count(len(problems), 'problem')} above." if problems else "."),
+        markup=False,
+        highlight=False,
+    )
+    return 3 if problems else 0
+
+
+def _cmd_undo(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) -> int:
+    from . import outputs, undo
+
+    if args.out:
+        outputs.check_output_path(args.out)
+    inverse = undo.inverse_of(args.ledger, run_id=args.run_id)
+    if args.out:
+        outputs.write_output(args.out, inverse.write_to)
+    else:
+        inverse.write_to(_utf8_writer(sys.stdout))
+        sys.stdout.flush()
+    err.print(inverse.summary(), markup=False, highlight=False)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace, out: Console) -> int:
     from . import report
 
@@ -896,6 +1118,8 @@ def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) 
         return _cmd_validate(args, out)
     if args.command == "sandbox":
         return _cmd_sandbox(args)
+    if args.command == "undo":
+        return _cmd_undo(args, out, err)
     from rich.console import Console
 
     console, console_err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
@@ -905,11 +1129,20 @@ def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) 
         return _cmd_apply(args, console, console_err)
     if args.command == "report":
         return _cmd_report(args, console)
+    if args.command == "export":
+        return _cmd_export(args, console, console_err)
     raise UsageError(f"unknown command {args.command!r}")
 
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends validate/plan/report as Ctrl-C does: exit 130
+
+
+def _utf8_writer(stream: TextIO) -> Callable[[bytes], object]:
+    """Bytes of UTF-8 text written to a text stream, in pieces that may end mid-character (an
+    export's spools are copied in fixed-size chunks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    return lambda data: stream.write(decoder.decode(data))
 
 
 def _text_writer(stream: TextIO) -> Callable[[bytes], object]:

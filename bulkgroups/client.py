@@ -290,6 +290,7 @@ def _participant(item: object) -> Participant | None:
         display_name=_str(user.get("display_name")) or "",
         is_self=item.get("is_self") is True,
         is_admin=item.get("is_admin") is True,
+        public_identifier=_str(user.get("public_identifier")) or None,
     )
 
 

@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .model import ChatPlan, Outcome, Plan
+from .model import ChatPlan, Outcome, Plan, profile_display
 
 __all__ = [
     "AUTO_SUMMARY_LINES",
@@ -81,10 +81,40 @@ def format_duration(seconds: float) -> str:
 
 
 def _who(chat: ChatPlan, user: str | None) -> str:
+    """`ACoAA1 (Ann Lee, linkedin.com/in/ann-lee)`: the id, its name, the profile the job named
+    it by; an unresolved profile as its address."""
     if user is None:
         return ""
     name = chat.names.get(user)
-    return f"{user} ({name})" if name else user
+    profile = chat.profiles.get(user) if chat.profiles else None
+    if profile is None:
+        shown = profile_display(user)
+        return f"{shown} ({name})" if name else shown
+    about = f"{name}, {profile_display(profile)}" if name else profile_display(profile)
+    return f"{user} ({about})"
+
+
+# Members listed on a `removals held` line; the rest are counted.
+_HELD_SHOWN: Final = 10
+
+
+def _held_line(chat: ChatPlan) -> str:
+    unresolved = sorted(
+        {
+            profile_display(o.operation.user)
+            for o in chat.decided
+            if o.reason == "unresolved_user" and o.operation.user is not None
+        }
+    )
+    shown = ", ".join(_who(chat, user) for user in chat.held[:_HELD_SHOWN])
+    if len(chat.held) > _HELD_SHOWN:
+        shown += f" and {len(chat.held) - _HELD_SHOWN} more"
+    members = "member" if len(chat.held) == 1 else "members"
+    why = f" ({', '.join(unresolved)})" if unresolved else ""
+    return (
+        f"  ! removals held: {len(chat.held)} {members} kept, since a profile could not be "
+        f"resolved{why} and the chat does not say who they are: {shown}"
+    )
 
 
 def _refused(chat: ChatPlan) -> list[Outcome]:
@@ -106,8 +136,12 @@ def _chat_lines(chat: ChatPlan) -> list[str]:
         elif op.action == "leave":
             lines.append("  leave")
     skipped = Counter(o.reason for o in chat.decided if o.status == "skipped")
+    if chat.held:
+        lines.append(_held_line(chat))
     for outcome in _refused(chat):
         subject = outcome.operation.subject
+        if outcome.operation.user is not None:
+            subject = _who(chat, outcome.operation.user)
         what = f"{outcome.operation.action} {subject}" if subject else outcome.operation.action
         detail = f" ({outcome.error.type})" if outcome.error else ""
         lines.append(f"  ! {what}: {outcome.status} {outcome.reason}{detail}")
@@ -143,6 +177,7 @@ class _PlanTally:
     actions: Counter[str] = field(default_factory=Counter)
     refused: Counter[tuple[str, str]] = field(default_factory=Counter)
     accounts: dict[str, _AccountTally] = field(default_factory=dict)
+    held: int = 0
 
     @classmethod
     def of(cls, plan: Plan) -> _PlanTally:
@@ -162,6 +197,7 @@ class _PlanTally:
                 account.actions.update(sent)
             account.refused += len(refused)
             tally.refused.update((o.status, o.reason or "") for o in refused)
+            tally.held += len(chat.held)
         return tally
 
     @property
@@ -178,6 +214,8 @@ class _PlanTally:
         refused = self.refused.total()
         if refused:
             text += f"; {refused} operation{'s' if refused != 1 else ''} refused"
+        if self.held:
+            text += f"; {self.held} removal{'s' if self.held != 1 else ''} held"
         return text + "."
 
 

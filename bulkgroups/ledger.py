@@ -66,6 +66,7 @@ from .records import (
     LedgerClock,
     OpRecord,
     Record,
+    ResolutionRecord,
     RunRecord,
     VerifyRecord,
     parse_time,
@@ -512,7 +513,8 @@ class Replay:
     records. `last_run_open` says the last run has no `end` record (its process died mid-run, so
     when it last sent a request is unknown); `last_end_at` is the time of the last `end` record,
     before which that run's requests were all answered or given up, and `last_end_interrupted`
-    its flag.
+    its flag. `resolutions` holds, for each (account, profile), the latest `resolution` record of
+    any run: the profiles a run need not look up again while they are young enough.
     """
 
     last_job_sha256: str | None = None
@@ -523,6 +525,7 @@ class Replay:
     last_end_at: float | None = None
     last_end_interrupted: bool = False
     pending: dict[bytes, Operation] = field(default_factory=dict)
+    resolutions: dict[tuple[str, str], ResolutionRecord] = field(default_factory=dict)
 
     def settled(self, digest: bytes) -> bool:
         """Whether `--resume` neither resends nor re-records the operation."""
@@ -559,6 +562,7 @@ class _Replaying:
         self.last_run_open = False
         self.last_end_at: float | None = None
         self.last_end_interrupted = False
+        self.resolutions: dict[tuple[str, str], ResolutionRecord] = {}
 
     def used(self, account: str, at: str, attempts: int) -> str:
         unix = parse_time(at)
@@ -605,6 +609,12 @@ class _Replaying:
             with contextlib.suppress(ValueError):  # an op_id no run of ours wrote: nothing to amend
                 self.outcomes[bytes.fromhex(record.op_id)] = sys.intern(record.status)
 
+    def resolution(self, record: ResolutionRecord) -> None:
+        key = (record.account, record.profile)
+        known = self.resolutions.get(key)
+        if known is None or parse_time(record.at) >= parse_time(known.at):
+            self.resolutions[key] = record
+
     def end(self, record: EndRecord) -> None:
         if record.run_id == self.last_run:
             self.last_run_open = False
@@ -621,6 +631,7 @@ class _Replaying:
             last_end_at=self.last_end_at,
             last_end_interrupted=self.last_end_interrupted,
             pending=self.pending if self.job_sha256 is not None else {},
+            resolutions=self.resolutions,
         )
 
 
@@ -647,6 +658,7 @@ def replay(
         IntentRecord: state.intent,
         OpRecord: state.op,
         VerifyRecord: state.verify,
+        ResolutionRecord: state.resolution,
         EndRecord: state.end,
     }
     try:

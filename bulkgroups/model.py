@@ -43,6 +43,7 @@ __all__ = [
     "Reason",
     "RequestKind",
     "RequestTurn",
+    "Resolution",
     "Status",
     "UserLines",
     "UserProfile",
@@ -67,6 +68,7 @@ Reason = Literal[
     "chat_not_found",
     "account_not_found",
     "not_group",
+    "unresolved_user",
     "not_effective",
     "account_disconnected",
     "account_paused",
@@ -465,10 +467,14 @@ class AccountInfo:
 
 @dataclass(frozen=True, slots=True)
 class Participant:
+    """One member of a chat as its participants page lists them; `public_identifier` is the slug
+    of their profile URL when the page gives it (it tells who an unresolved profile may be)."""
+
     user_id: str
     display_name: str = ""
     is_self: bool = False
     is_admin: bool = False
+    public_identifier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,6 +503,31 @@ class UserProfile:
     profile_url: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A LinkedIn profile a job names (`in:<slug>`), as one account's users endpoint answered.
+
+    `user_id` is the provider id it resolved to, what its operations and the ledger use; None
+    when it was not resolved, and then `status` and `reason` are what its operations end as:
+    `failed unresolved_user` for a profile the endpoint does not know (404), a read failure's
+    outcome for anything else (`api_error`, an account's stop). `resolved_at` is the unix time of
+    the lookup that resolved it (for a cached resolution, that of the original lookup).
+    """
+
+    account: str
+    profile: str
+    user_id: str | None = None
+    display_name: str = ""
+    resolved_at: float | None = None
+    status: Status = "failed"
+    reason: Reason | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.user_id is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -557,9 +588,12 @@ class ChatPlan:
 
     `to_send` are the writes still needed; `decided` are operations whose outcome the plan already
     knows (skips, member cap, read failures); `in_place` counts members the job wants that are
-    already there. `names` maps user ids to display names for humans. `recovered` are writes an
+    already there. `names` maps user ids to display names for humans, `profiles` the ids of
+    users the job named by profile to that profile (`in:<slug>`). `recovered` are writes an
     earlier run sent without recording their outcome that the read shows in effect: the run
     records them `applied` (`recovered`), instead of whatever the plan would have said of them.
+    `held` are members a desired-state chat would remove but keeps, because a profile the job
+    lists could not be resolved and they may be that person.
     `unread`: the chat's state could not be read (its account stopped, the chat is gone, the read
     failed), so every operation carries why — not the same as a chat read and found wanting (not a
     group, over the member cap), which `plan` reports as a change it cannot make.
@@ -574,12 +608,19 @@ class ChatPlan:
     state_digest: str | None = None
     chat_name: str | None = None
     recovered: tuple[Operation, ...] = ()
+    profiles: Mapping[str, str] = field(default_factory=dict)
+    held: tuple[str, ...] = ()
     unread: bool = False
 
     @property
     def has_changes(self) -> bool:
-        # Refused operations (failed or deferred) count: the chat is not in the state the job asks.
-        return bool(self.to_send) or any(o.status in ("failed", "deferred") for o in self.decided)
+        # Refused operations (failed or deferred) and held removals count: the chat is not in the
+        # state the job asks.
+        return (
+            bool(self.to_send)
+            or bool(self.held)
+            or any(o.status in ("failed", "deferred") for o in self.decided)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,12 +629,15 @@ class Plan:
 
     `owners` maps each account to its owner's user id (read at preflight; a leave removes it).
     `job` is the job the plan was computed from, when known (apply needs its account settings).
+    `resolutions` are the job's profiles as each account resolved them (`apply --plan` refuses to
+    send anything if one resolves differently now).
     """
 
     job_sha256: str
     chats: tuple[ChatPlan, ...]
     owners: Mapping[str, str] = field(default_factory=dict)
     job: Job | None = None
+    resolutions: tuple[Resolution, ...] = ()
 
     def operations(self) -> Iterator[Operation]:
         for chat in self.chats:

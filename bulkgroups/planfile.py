@@ -2,7 +2,9 @@
 
 It holds the job's hash, each chat's observed-state digest and the operations computed from it —
 never the API key, never the participants themselves (the digest is enough to tell that a chat
-changed). `apply --plan` re-reads every chat and refuses to send anything if a digest differs.
+changed) — and the provider id each profile of the job resolved to. `apply --plan` resolves the
+profiles and re-reads every chat, and refuses to send anything if a profile resolves to someone
+else or a digest differs.
 
 `PlanFileRecord` is the file's one typed record, with one way to and from JSON; reading refuses
 what `plan --out` never writes (an unknown action, status or reason, a missing or mistyped
@@ -35,7 +37,9 @@ from .model import (
     Outcome,
     Plan,
     Reason,
+    Resolution,
     Status,
+    is_profile,
 )
 
 __all__ = [
@@ -131,6 +135,8 @@ def chat_to_dict(chat: ChatPlan) -> dict[str, Any]:
             for o in chat.decided
         ],
         "names": {user: name for user, name in chat.names.items() if user in mentioned},
+        "profiles": {user: p for user, p in chat.profiles.items() if user in mentioned},
+        "held": list(chat.held),
     }
 
 
@@ -158,8 +164,16 @@ def _chat_from(obj: Mapping[str, Any], where: str) -> ChatPlan:
         )
     names = obj.get("names", {})
     in_place = obj.get("in_place", 0)
+    profiles = obj.get("profiles", {})
+    held = obj.get("held", [])
     if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
         raise _Malformed(f"{where}.names must map user ids to names")
+    if not isinstance(profiles, dict) or not all(
+        isinstance(v, str) and is_profile(v) for v in profiles.values()
+    ):
+        raise _Malformed(f"{where}.profiles must map user ids to profiles (in:<slug>)")
+    if not isinstance(held, list) or not all(isinstance(v, str) for v in held):
+        raise _Malformed(f"{where}.held must be a list of user ids")
     if not isinstance(in_place, int) or isinstance(in_place, bool) or in_place < 0:
         raise _Malformed(f"{where}.in_place must be a whole number >= 0")
     return ChatPlan(
@@ -171,6 +185,32 @@ def _chat_from(obj: Mapping[str, Any], where: str) -> ChatPlan:
         names=dict(names),
         state_digest=_text(obj, "state_digest", where, optional=True),
         chat_name=_text(obj, "chat_name", where, optional=True),
+        profiles=dict(profiles),
+        held=tuple(held),
+    )
+
+
+def _resolution_json(resolution: Resolution) -> dict[str, Any]:
+    return {
+        "account": resolution.account,
+        "profile": resolution.profile,
+        "user_id": resolution.user_id,
+        "display_name": resolution.display_name,
+        "reason": None if resolution.resolved else resolution.reason,
+    }
+
+
+def _resolution_from(obj: Mapping[str, Any], where: str) -> Resolution:
+    profile = _text(obj, "profile", where)
+    if not is_profile(profile):
+        raise _Malformed(f"{where}.profile must be in:<slug>, not {profile!r:.60}")
+    reason = obj.get("reason")
+    return Resolution(
+        _text(obj, "account", where),
+        profile,
+        _text(obj, "user_id", where, optional=True),
+        _text(obj, "display_name", where, optional=True) or "",
+        reason=None if reason is None else cast(Reason, _one_of(obj, "reason", REASONS, where)),
     )
 
 
@@ -183,14 +223,20 @@ class PlanFileRecord:
     chats: tuple[ChatPlan, ...]
     owners: Mapping[str, str] = field(default_factory=dict)
     estimated_seconds: float | None = None
+    resolutions: tuple[Resolution, ...] = ()
 
     @classmethod
     def of(cls, plan: Plan, *, estimated_seconds: float | None = None) -> PlanFileRecord:
-        return cls(plan.job_sha256, plan.chats, plan.owners, estimated_seconds)
+        return cls(plan.job_sha256, plan.chats, plan.owners, estimated_seconds, plan.resolutions)
 
     @property
     def plan(self) -> Plan:
-        return Plan(job_sha256=self.job_sha256, chats=self.chats, owners=dict(self.owners))
+        return Plan(
+            job_sha256=self.job_sha256,
+            chats=self.chats,
+            owners=dict(self.owners),
+            resolutions=self.resolutions,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data (also what `plan --format json` prints)."""
@@ -198,6 +244,7 @@ class PlanFileRecord:
             "format": PLAN_FORMAT,
             "job_sha256": self.job_sha256,
             "owners": dict(self.owners),
+            "resolutions": [_resolution_json(r) for r in self.resolutions],
             "has_changes": self.plan.has_changes,
             "chats": [chat_to_dict(chat) for chat in self.chats],
         }
@@ -225,7 +272,16 @@ class PlanFileRecord:
                 _chat_from(chat, f"chats[{i}]")
                 for i, chat in enumerate(_list(document, "chats", "plan"))
             )
-            return cls(_text(document, "job_sha256", "plan"), chats, dict(owners))
+            resolutions = tuple(
+                _resolution_from(item, f"resolutions[{i}]")
+                for i, item in enumerate(_list(document, "resolutions", "plan"))
+            )
+            return cls(
+                _text(document, "job_sha256", "plan"),
+                chats,
+                dict(owners),
+                resolutions=resolutions,
+            )
         except _Malformed as problem:
             raise UsageError(f"{path}: malformed plan file: {problem}") from None
 
@@ -249,6 +305,7 @@ def _head(plan: Plan) -> dict[str, Any]:
         "format": PLAN_FORMAT,
         "job_sha256": plan.job_sha256,
         "owners": dict(plan.owners),
+        "resolutions": [_resolution_json(r) for r in plan.resolutions],
         "has_changes": plan.has_changes,
     }
 

@@ -37,6 +37,15 @@ Decisions the contract leaves open, taken here:
   should have been refused by the owner rule before planning; should one slip through it is
   `failed` / `api_error` with error type `bulkgroups/owner_rule` rather than sent, since that DELETE
   would be a leave. An imperative add of the owner is skipped `already_member`.
+* **Profiles** (`in:<slug>`) are planned as the provider ids they resolved to (`people`, one
+  account's `Resolution`s by profile), so the same person named by URL or by id is one operation.
+  A profile not resolved stays a profile: each of its operations is decided with its
+  resolution's outcome (`failed unresolved_user` for a profile nobody has) and nothing is sent.
+* **Nobody is removed on account of an unresolved profile.** A desired-state chat keeps a
+  participant whose public identifier is the slug of an unresolved profile of its `members` or
+  `protect`, and holds (`ChatPlan.held`) the removal of every participant whose page gave no public
+  identifier, since any of them may be that person. Participants whose public identifier is known
+  and is no unresolved slug are removed as usual.
 * Users listed twice in one list are planned once (an operation id is recorded at most once a run).
   Imperative operations keep the job's order; computed removes are sorted by user id (the API's page
   order is not a stable input) and computed adds keep the order of `members`.
@@ -44,7 +53,10 @@ Decisions the contract leaves open, taken here:
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from urllib.parse import unquote
 
 from .model import (
     DEFAULT_MAX_MEMBERS,
@@ -55,21 +67,31 @@ from .model import (
     Job,
     Operation,
     Outcome,
+    OwnerList,
     OwnerRuleViolation,
     ReadFailure,
     Reason,
+    Resolution,
     Status,
+    is_profile,
+    profile_slug,
 )
 
 __all__ = [
     "DEFAULT_MAX_MEMBERS",
+    "People",
     "chat_operations",
     "owner_rule_violations",
     "plan_chat",
+    "resolved_chat",
 ]
 
 # An operation still to send, or the outcome already known for it.
 _Step = Operation | Outcome
+
+# One account's resolutions of the job's profiles, by profile (`in:<slug>`).
+People = Mapping[str, Resolution]
+_NOBODY: People = {}
 
 
 def _unique(users: Iterable[str]) -> list[str]:
@@ -97,23 +119,62 @@ def chat_operations(chat: ChatJob) -> list[Operation]:
     return ops
 
 
-def owner_rule_violations(job: Job, owners: Mapping[str, str]) -> list[OwnerRuleViolation]:
-    """Each account owner's own id found in a chat's `remove`, `members` or `protect` list.
+def resolved_chat(chat: ChatJob, people: People) -> ChatJob:
+    """The chat with each resolved profile replaced by its provider id; unresolved profiles stay
+    as they are (`in:<slug>`), which is how the rest of the planner knows them."""
+    if not people:
+        return chat
+
+    def ids(users: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_resolved(u, people) for u in users)
+
+    return replace(
+        chat,
+        add=ids(chat.add),
+        remove=ids(chat.remove),
+        members=None if chat.members is None else ids(chat.members),
+        protect=ids(chat.protect),
+    )
+
+
+def _resolved(user: str, people: People) -> str:
+    if not is_profile(user):
+        return user
+    resolution = people.get(user)
+    return resolution.user_id if resolution is not None and resolution.user_id else user
+
+
+def owner_rule_violations(
+    job: Job, owners: Mapping[str, str], people: Mapping[str, People] | None = None
+) -> list[OwnerRuleViolation]:
+    """Each account owner found in a chat's `remove`, `members` or `protect` list: by id, or by a
+    profile that resolved to the owner (`people`: each account's resolutions).
 
     `owners` maps account ids to their owner's user id (from the account lookup); accounts without
-    a known owner cannot be checked and are left out.
+    a known owner cannot be checked and are left out. A violation names the user as the job wrote
+    it (the id, or the profile), so that it can be located in the file.
     """
     found: list[OwnerRuleViolation] = []
+    owner_profiles: dict[str, list[str]] = {}
+    for account, resolutions in (people or {}).items():
+        owner = owners.get(account)
+        owner_profiles[account] = [p for p, r in resolutions.items() if r.user_id == owner]
     for chat in job.chats:
         owner = owners.get(chat.account)
         if owner is None:
             continue
-        if owner in chat.remove:
-            found.append(OwnerRuleViolation(chat.account, chat.chat, "remove", owner))
-        if owner in (chat.members or ()):
-            found.append(OwnerRuleViolation(chat.account, chat.chat, "members", owner))
-        if owner in chat.protect:
-            found.append(OwnerRuleViolation(chat.account, chat.chat, "protect", owner))
+        names = [owner, *owner_profiles.get(chat.account, ())]
+        lists: tuple[tuple[OwnerList, tuple[str, ...]], ...] = (
+            ("remove", chat.remove),
+            ("members", chat.members or ()),
+            ("protect", chat.protect),
+        )
+        for which, users in lists:
+            found.extend(
+                OwnerRuleViolation(chat.account, chat.chat, which, user)
+                for user in names
+                if user in users
+            )
     return found
 
 
@@ -123,17 +184,20 @@ def plan_chat(
     *,
     owner_id: str | None,
     max_members: int = DEFAULT_MAX_MEMBERS,
+    people: People = _NOBODY,
 ) -> ChatPlan:
     """Plan one chat against its freshly read state (or the reason it could not be read).
 
     `owner_id` is the account owner's user id from preflight (None if unknown: then only the
-    `is_self` participant is taken as the owner). See the module docstring for the rules.
+    `is_self` participant is taken as the owner). `people` are the account's resolutions of the
+    job's profiles (a profile without one is unresolved). See the module docstring for the rules.
     """
     if (observed.account, observed.chat) != (chat.account, chat.chat):
         raise ValueError(
             f"observed state of {observed.account}/{observed.chat} given for "
             f"{chat.account}/{chat.chat}"
         )
+    chat = resolved_chat(chat, people)
     if isinstance(observed, ReadFailure):
         return _unreadable(
             chat,
@@ -156,6 +220,7 @@ def plan_chat(
         owners.add(owner_id)
 
     steps: list[_Step]
+    held: tuple[str, ...] = ()
     if info.is_readonly:
         left = observed.members_listed and not (current & owners)
         steps = [
@@ -163,9 +228,9 @@ def plan_chat(
             for op in chat_operations(chat)
         ]
     elif chat.is_desired_state:
-        steps = _desired_steps(chat, observed, owners)
+        steps, held = _desired_steps(chat, observed, owners, people)
     else:
-        steps = _imperative_steps(chat, observed, owners)
+        steps = _imperative_steps(chat, observed, owners, people)
     if _over_cap(steps, current, owners, owner_id, max_members):
         steps = [_decide(s, "failed", "member_cap") for s in steps]
 
@@ -175,9 +240,11 @@ def plan_chat(
         to_send=tuple(s for s in steps if isinstance(s, Operation)),
         decided=tuple(s for s in steps if isinstance(s, Outcome)),
         in_place=_in_place(chat, current, owners),
-        names=_names(chat, observed, steps),
+        names=_names(chat, observed, steps, people),
         state_digest=observed.digest(),
         chat_name=info.name,
+        profiles=_profiles(steps, people),
+        held=held,
     )
 
 
@@ -192,6 +259,14 @@ def _op(step: _Step) -> Operation:
 
 def _decide(step: _Step, status: Status, reason: Reason, error: ErrorInfo | None = None) -> Outcome:
     return Outcome(_op(step), status, reason, attempts=0, error=error)
+
+
+def _unresolved(op: Operation, people: People) -> Outcome:
+    """The outcome of an operation on a profile that was not resolved: its resolution's."""
+    resolution = people.get(op.user or "")
+    if resolution is None or resolution.reason is None:
+        return _decide(op, "failed", "unresolved_user")
+    return _decide(op, resolution.status, resolution.reason, resolution.error)
 
 
 def _rename_step(chat: ChatJob, state: ChatState) -> list[_Step]:
@@ -216,12 +291,16 @@ def _owner_rule_error(user: str) -> ErrorInfo:
     )
 
 
-def _imperative_steps(chat: ChatJob, state: ChatState, owners: set[str]) -> list[_Step]:
+def _imperative_steps(
+    chat: ChatJob, state: ChatState, owners: set[str], people: People
+) -> list[_Step]:
     current = state.member_ids()
     steps = _rename_step(chat, state)
     for user in _unique(chat.remove):
         op = Operation(chat.account, chat.chat, "remove", user=user)
-        if user in owners:
+        if is_profile(user):
+            steps.append(_unresolved(op, people))
+        elif user in owners:
             steps.append(_decide(op, "failed", "api_error", _owner_rule_error(user)))
         elif user not in current:
             steps.append(_decide(op, "skipped", "not_member"))
@@ -229,26 +308,59 @@ def _imperative_steps(chat: ChatJob, state: ChatState, owners: set[str]) -> list
             steps.append(op)
     for user in _unique(chat.add):
         op = Operation(chat.account, chat.chat, "add", user=user)
+        if is_profile(user):
+            steps.append(_unresolved(op, people))
         # The owner of a chat it can read is in it, whatever the participant list says.
-        if user in current or user in owners:
+        elif user in current or user in owners:
             steps.append(_decide(op, "skipped", "already_member"))
         else:
             steps.append(op)
     return steps + _leave_step(chat)
 
 
-def _desired_steps(chat: ChatJob, state: ChatState, owners: set[str]) -> list[_Step]:
+def _canonical_slug(identifier: str) -> str:
+    """A public identifier as the job keeps slugs: percent-decoded, NFC, lower case."""
+    if "%" in identifier:
+        identifier = unquote(identifier, errors="replace")
+    if not identifier.isascii():
+        identifier = unicodedata.normalize("NFC", identifier)
+    return identifier.lower()
+
+
+def _desired_steps(
+    chat: ChatJob, state: ChatState, owners: set[str], people: People
+) -> tuple[list[_Step], tuple[str, ...]]:
+    """The chat's steps and the members whose removal is held (see the module docstring)."""
     current = state.member_ids()
-    wanted = [u for u in _unique(chat.members or ()) if u not in owners]
+    listed = _unique(chat.members or ())
+    wanted = [u for u in listed if u not in owners and not is_profile(u)]
     keep = set(wanted) | set(chat.protect) | owners
+    unresolved = {profile_slug(u) for u in (*listed, *chat.protect) if is_profile(u)}
+    removes: list[str] = []
+    held: list[str] = []
+    for participant in state.participants:
+        user = participant.user_id
+        if user in keep:
+            continue
+        if unresolved:
+            identifier = participant.public_identifier
+            if identifier is None:
+                held.append(user)
+                continue
+            if _canonical_slug(identifier) in unresolved:
+                continue  # the unresolved profile's own person: kept
+        removes.append(user)
     steps = _rename_step(chat, state)
-    steps.extend(
-        Operation(chat.account, chat.chat, "remove", user=u) for u in sorted(current - keep)
-    )
-    steps.extend(
-        Operation(chat.account, chat.chat, "add", user=u) for u in wanted if u not in current
-    )
-    return steps + _leave_step(chat)
+    steps.extend(Operation(chat.account, chat.chat, "remove", user=u) for u in sorted(set(removes)))
+    for user in listed:
+        if user in owners:
+            continue
+        op = Operation(chat.account, chat.chat, "add", user=user)
+        if is_profile(user):
+            steps.append(_unresolved(op, people))
+        elif user not in current:
+            steps.append(op)
+    return steps + _leave_step(chat), tuple(sorted(set(held)))
 
 
 def _over_cap(
@@ -277,14 +389,34 @@ def _in_place(chat: ChatJob, current: frozenset[str], owners: set[str]) -> int:
     return sum(1 for u in _unique(wanted or ()) if u in current and u not in owners)
 
 
-def _names(chat: ChatJob, state: ChatState, steps: list[_Step]) -> dict[str, str]:
-    """Display names of the users the chat's plan mentions, for lines like `+ ACoAA1 (Ann Lee)`."""
+def _names(chat: ChatJob, state: ChatState, steps: list[_Step], people: People) -> dict[str, str]:
+    """Display names of the users the chat's plan mentions, for lines like `+ ACoAA1 (Ann Lee)`:
+    as the participants page gives them, else as the users endpoint did for a resolved profile."""
     mentioned = {_op(s).user for s in steps}
     mentioned.update(chat.add, chat.remove, chat.members or (), chat.protect)
-    return {
-        p.user_id: p.display_name
+    names = {
+        r.user_id: r.display_name
+        for r in people.values()
+        if r.user_id is not None and r.user_id in mentioned and r.display_name
+    }
+    names.update(
+        (p.user_id, p.display_name)
         for p in state.participants
         if p.user_id in mentioned and p.display_name
+    )
+    return names
+
+
+def _profiles(steps: list[_Step], people: People) -> dict[str, str]:
+    """The profile each user of the plan was named by in the job, for `+ ACoAA1 (Ann Lee,
+    linkedin.com/in/ann-lee)`."""
+    if not people:
+        return {}
+    mentioned = {_op(s).user for s in steps}
+    return {
+        r.user_id: profile
+        for profile, r in people.items()
+        if r.user_id is not None and r.user_id in mentioned
     }
 
 

@@ -1,10 +1,11 @@
 """The ledger's records: one typed value per JSON line, each with one way to and from JSON.
 
-    run     RunRecord      first record of every invocation that applies
-    intent  IntentRecord   write-ahead: durable before the write attempt it announces is sent
-    op      OpRecord       the outcome of one operation in one run (at most one per run)
-    verify  VerifyRecord   an `applied` op whose verifying re-read did not show it: now failed
-    end     EndRecord      last record of a run that was not killed: its op records counted
+    run         RunRecord         first record of every invocation that applies
+    intent      IntentRecord      write-ahead: durable before the write attempt it announces is sent
+    op          OpRecord          the outcome of one operation in one run (at most one per run)
+    verify      VerifyRecord      an `applied` op whose verifying re-read did not show it: now failed
+    resolution  ResolutionRecord  a profile of the job and the provider id an account resolved it to
+    end         EndRecord         last record of a run that was not killed: its op records counted
 
 The field names of the ledger (CONTRACT.md, "Ledger") are spelled here and nowhere else: the
 writer (`ledger.LedgerWriter`), `ledger.replay`, `report` and the tests go through these types.
@@ -36,7 +37,9 @@ from .model import (
     Operation,
     Outcome,
     Reason,
+    Resolution,
     Status,
+    is_profile,
 )
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "LedgerClock",
     "OpRecord",
     "Record",
+    "ResolutionRecord",
     "RunRecord",
     "VerifyRecord",
     "format_time",
@@ -446,6 +450,77 @@ class VerifyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolutionRecord:
+    """`resolution`: a profile the job names (`in:<slug>`) and the provider id one account's users
+    endpoint resolved it to, `at` the time of that lookup.
+
+    Written after the `run` record by a run that looked profiles up, so that later runs on the
+    ledger reuse them rather than ask again (until they are older than `--resolve-max-age`).
+    Only resolved profiles are recorded: one that could not be resolved is looked up again.
+    """
+
+    TYPE: ClassVar[Literal["resolution"]] = "resolution"
+
+    run_id: str
+    account: str
+    profile: str
+    user_id: str
+    display_name: str
+    at: str
+
+    @classmethod
+    def of(cls, resolution: Resolution, *, run_id: str) -> ResolutionRecord:
+        if resolution.user_id is None or resolution.resolved_at is None:
+            raise ValueError(f"{resolution.profile} was not resolved: nothing to record")
+        return cls(
+            run_id,
+            resolution.account,
+            resolution.profile,
+            resolution.user_id,
+            resolution.display_name,
+            format_time(resolution.resolved_at),
+        )
+
+    @property
+    def resolution(self) -> Resolution:
+        return Resolution(
+            self.account,
+            self.profile,
+            self.user_id,
+            self.display_name,
+            resolved_at=parse_time(self.at),
+        )
+
+    def to_json(self) -> bytes:
+        return _dumps(
+            {
+                "type": self.TYPE,
+                "run_id": self.run_id,
+                "account": self.account,
+                "profile": self.profile,
+                "user_id": self.user_id,
+                "display_name": self.display_name,
+                "at": self.at,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, path: str, line: int) -> ResolutionRecord:
+        f = _Fields(obj, path, line)
+        profile = f.text("profile")
+        if not is_profile(profile):
+            raise f.corrupt(f"profile must be in:<slug>, not {profile!r:.60}")
+        return cls(
+            run_id=f.text("run_id"),
+            account=f.text("account"),
+            profile=profile,
+            user_id=f.text("user_id"),
+            display_name=f.text("display_name"),
+            at=f.time("at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class EndRecord:
     """`end`: a run finished or was interrupted (never written by a killed one); `counts` are
     its `op` records by status, as amended by its `verify` records."""
@@ -488,13 +563,16 @@ class EndRecord:
         )
 
 
-Record: TypeAlias = RunRecord | IntentRecord | OpRecord | VerifyRecord | EndRecord
+Record: TypeAlias = (
+    RunRecord | IntentRecord | OpRecord | VerifyRecord | ResolutionRecord | EndRecord
+)
 
 _BY_TYPE: Final[dict[str, Any]] = {
     RunRecord.TYPE: RunRecord,
     IntentRecord.TYPE: IntentRecord,
     OpRecord.TYPE: OpRecord,
     VerifyRecord.TYPE: VerifyRecord,
+    ResolutionRecord.TYPE: ResolutionRecord,
     EndRecord.TYPE: EndRecord,
 }
 

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from .ledger import read_ledger
 from .model import STATUSES, ErrorInfo
-from .records import EndRecord, IntentRecord, OpRecord, RunRecord, VerifyRecord
+from .records import EndRecord, IntentRecord, OpRecord, ResolutionRecord, RunRecord, VerifyRecord
 
 __all__ = [
     "CSV_COLUMNS",
@@ -183,10 +183,11 @@ def amendments(path: str | os.PathLike[str]) -> Amendments:
 def amended_ops(
     path: str | os.PathLike[str],
 ) -> Iterator[OpRecord | RunRecord | EndRecord | IntentRecord]:
-    """The ledger's records but `verify`, each `op` record with its amended status, streaming."""
+    """The ledger's records but `verify` and `resolution` (a cache of who profiles are), each `op`
+    record with its amended status, streaming."""
     changes = amendments(path)
     for record in read_ledger(path):
-        if isinstance(record, VerifyRecord):
+        if isinstance(record, VerifyRecord | ResolutionRecord):
             continue
         if isinstance(record, OpRecord) and changes:
             change = changes.get((record.run_id, record.op_id))

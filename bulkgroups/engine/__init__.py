@@ -4,7 +4,8 @@ The run has three phases, each finished for every account before the next starts
 
 1. **Preflight** — the core account GET of every account (not rate-limited by Unipile): its
    status and its owner's id. The owner rule is checked for all accounts here, before a single
-   account-scoped request is sent.
+   account-scoped request is sent. Then the profiles the job names are resolved to provider ids
+   (`people`: paced reads, cached in the ledger) and the owner rule is checked with them.
 2. **Read and plan** — each chat's fresh state (chat + every participant page), planned as soon
    as it is read, so only the compact plan is kept, not the participants. Writes an earlier run
    sent without recording their outcome are decided from the same read.
@@ -20,7 +21,8 @@ pacer, never on a global slot). Every request of an account goes through that ac
 Modules: `config` (settings, observer, result), `api` (the client seam), `run` (the requests),
 `gates` (what every request passes), `accounts`, `budget` (`daily_limit`), `outcomes` (the pure
 outcome table), `stops`, `recorder` (the run's records), `apply` (the application of a plan),
-`removals` (the `--max-removals` gate), `opening` (a run on a ledger), `workers`.
+`removals` (the `--max-removals` gate), `opening` (a run on a ledger), `people` (profiles
+resolved), `workers`.
 """
 
 from __future__ import annotations
@@ -28,21 +30,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import anyio
 
 from ..errors import RunRefused, plain_errors
-from ..ledger import LedgerIO
+from ..ledger import LedgerIO, replay
 from ..model import ChatJob, ChatPlan, Job, Plan
 from .api import ChatApi
 from .apply import apply_run
-from .config import DEFAULT_LEDGER, EngineConfig, RunObserver, RunResult
-from .opening import opened_run
+from .config import DEFAULT_LEDGER, DEFAULT_RESOLVE_MAX_AGE, EngineConfig, RunObserver, RunResult
+from .opening import check_ledger_path, opened_run
+from .people import check_resolutions
 from .run import Run, build_pacing, shard_job, shard_of
 
 __all__ = [
     "DEFAULT_LEDGER",
+    "DEFAULT_RESOLVE_MAX_AGE",
     "ChatApi",
     "EngineConfig",
     "RunObserver",
@@ -61,13 +66,24 @@ async def plan_job_online(
     *,
     config: EngineConfig | None = None,
     observer: RunObserver | None = None,
+    ledger: str | Path | None = None,
 ) -> Plan:
-    """Read every chat's current state (GET only, paced like apply) and plan the job."""
+    """Read every chat's current state (GET only, paced like apply) and plan the job.
+
+    With `ledger`, the profiles it has resolutions of (young enough) are not looked up again; the
+    ledger is only read (a plan records nothing).
+    """
     config = config or EngineConfig()
     run = Run(shard_job(job, config.shard), client, config, observer)
+    if ledger is not None and run.people.wanted:
+        path = str(ledger)
+        check_ledger_path(path)
+        known = await anyio.to_thread.run_sync(partial(replay, path, keep_outcomes=False))
+        run.people.learn(known.resolutions.values())
     with plain_errors():
         await run.preflight()
         run.check_owner_rule()
+        await run.resolve_people()
         return await run.read_and_plan()
 
 
@@ -103,8 +119,9 @@ async def apply_job(
 ) -> RunResult:
     """Plan the job from fresh reads and apply it, recording every outcome in the ledger.
 
-    With `expected` (a plan saved by `plan --out`), the fresh reads must match the state that
-    plan was computed from, chat by chat, or nothing is sent (RunRefused). `confirm` sees the
+    With `expected` (a plan saved by `plan --out`), the job's profiles must resolve as they did
+    for that plan, and the fresh reads must match the state that plan was computed from, chat by
+    chat, or nothing is sent (RunRefused). `confirm` sees the
     plan before anything is written and may refuse it. A ledger that fails mid-run raises
     `LedgerUnwritable` (sending stopped at once; what was recorded is intact); `ledger_io` is how
     its bytes reach the disk (tests inject a full disk there).
@@ -117,6 +134,9 @@ async def apply_job(
         ) as (run, previous):
             await run.preflight()
             run.check_owner_rule()
+            await run.resolve_people()
+            if expected is not None:
+                check_resolutions(run.people.all(), expected.resolutions)
             return await apply_run(
                 run,
                 ledger=path,
@@ -162,6 +182,7 @@ async def apply_plan(
         ):
             run.wait_one_window()  # the plan's reads were paced by another run
             run.adopt_owners(plan.owners)
+            run.people.adopt(plan.resolutions)
             return await apply_run(
                 run,
                 ledger=path,

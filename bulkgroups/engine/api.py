@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from ..model import AccountInfo, ChatInfo, Gate, Participant
+from ..model import AccountInfo, ChatInfo, Gate, Participant, UserProfile
 
 __all__ = ["ChatApi"]
 
 
 class ChatApi(Protocol):
-    """What a run needs from Unipile: the account lookup, a chat, its members, three writes."""
+    """What a run needs from Unipile: the account lookup, a chat, its members, three writes, and
+    for jobs that name people by profile, a user's profile."""
 
     async def get_account(self, account_id: str, *, gate: Gate | None = None) -> AccountInfo:
         """`GET /v2/accounts/{id}` (the core lookup: owner and status)."""
@@ -39,6 +40,25 @@ class ChatApi(Protocol):
     ) -> AsyncIterator[Participant]:
         """Every participant of a chat, each once (one request per page); a listing that ends
         with fewer than `expected_count` (the chat's `participants_count`) is a failed read."""
+        ...
+
+    async def get_user(
+        self, account_id: str, identifier: str, *, fresh: bool = False, gate: Gate | None = None
+    ) -> UserProfile:
+        """A person's profile by the slug of their profile URL (or provider id); 404: nobody."""
+        ...
+
+    def chats(
+        self,
+        account_id: str,
+        *,
+        type: str | None = "group",
+        fresh: bool = False,
+        gate: Gate | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[ChatInfo]:
+        """The account's chats of one type, each once (one request per page); `export` lists
+        them, a run of a job never does."""
         ...
 
     async def add_participant(

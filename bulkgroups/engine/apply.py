@@ -156,7 +156,9 @@ class Application:
         scope.cancel()
 
     async def _start(self) -> None:
-        await self.recorder.start(job_sha256=self.run.job.sha256, resume=self.resume)
+        await self.recorder.start(
+            job_sha256=self.run.job.sha256, resume=self.resume, resolutions=self.run.people.fresh
+        )
 
     async def _complete(self) -> None:
         """Every chat is planned: `apply --plan` checks it, a person may confirm it."""

@@ -13,6 +13,7 @@ from ..pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE, RetryPolicy
 
 __all__ = [
     "DEFAULT_LEDGER",
+    "DEFAULT_RESOLVE_MAX_AGE",
     "EngineConfig",
     "RunObserver",
     "RunResult",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"
+DEFAULT_RESOLVE_MAX_AGE = 30 * 86400.0  # 30 days
 
 
 def _whole(name: str, value: object, *, minimum: int) -> None:
@@ -65,6 +67,9 @@ class EngineConfig:
     failure_streak_defer: int = 8
     interrupt_grace: float = 10.0
     seed: int | None = None
+    # A profile's resolution (its provider id) found in the ledger is reused while younger than
+    # this, then looked up again: people rarely change their profile address, but they can.
+    resolve_max_age: float = DEFAULT_RESOLVE_MAX_AGE
 
     def __post_init__(self) -> None:
         _whole("concurrency", self.concurrency, minimum=1)
@@ -90,6 +95,7 @@ class EngineConfig:
         _seconds("interrupt_grace", self.interrupt_grace, maximum=3600.0)
         if self.seed is not None:
             _whole("seed", self.seed, minimum=-(2**63))
+        _seconds("resolve_max_age", self.resolve_max_age)
 
     @staticmethod
     def _check_shard(shard: object) -> None:

@@ -3,11 +3,13 @@ amendments of verification and the `end` record; the counts; what the observer i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import anyio
 
 from ..ledger import LedgerWriter
-from ..model import STATUSES, Operation, Outcome, Reason, Status
-from ..records import IntentRecord, OpRecord, RunRecord, VerifyRecord
+from ..model import STATUSES, Operation, Outcome, Reason, Resolution, Status
+from ..records import IntentRecord, OpRecord, ResolutionRecord, RunRecord, VerifyRecord
 from ..version import __version__
 from .config import RunObserver
 
@@ -33,13 +35,18 @@ class Recorder:
         self.started = False
         self._starting = anyio.Lock()
 
-    async def start(self, *, job_sha256: str, resume: bool) -> None:
-        """The `run` record, once, whichever account gets to its writes first."""
+    async def start(
+        self, *, job_sha256: str, resume: bool, resolutions: Iterable[Resolution] = ()
+    ) -> None:
+        """The `run` record, once, whichever account gets to its writes first; then a
+        `resolution` record for each profile the run resolved (the ledger's cache of them)."""
         async with self._starting:
             if not self.started:
                 self._observer.phase("apply", 0)
                 record = RunRecord(self.run_id, job_sha256, resume, self.writer.now(), __version__)
                 await self.writer.append(record)
+                for resolution in resolutions:
+                    await self.writer.append(ResolutionRecord.of(resolution, run_id=self.run_id))
                 self.started = True
 
     async def intent(self, operation: Operation, attempt: int) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
@@ -33,6 +33,7 @@ from ..errors import (
 from ..ledger import Replay
 from ..model import (
     AccountInfo,
+    ChatInfo,
     ChatJob,
     ChatPlan,
     ChatState,
@@ -41,8 +42,11 @@ from ..model import (
     Outcome,
     Plan,
     ReadFailure,
+    Reason,
     RequestKind,
     RequestTurn,
+    Resolution,
+    profile_slug,
 )
 from ..pacing import Pacing, PacingPolicy
 from .accounts import Account, AccountStop
@@ -51,6 +55,7 @@ from .budget import Claim, WriteBudget
 from .config import EngineConfig, RunObserver, SilentObserver
 from .gates import RunTurn, WriteSender
 from .outcomes import PREFLIGHT_STOPS, Recheck, after_recheck, in_effect, outcome_of, stop_for
+from .people import People
 from .recorder import Recorder
 from .stops import BudgetSpent, RunStops, SendingStopped
 from .workers import for_each
@@ -101,7 +106,9 @@ def _with_recovered(plan: ChatPlan, recovered: list[Operation]) -> ChatPlan:
 
 
 class Run:
-    """The mutable state of one invocation and the requests it makes; owned by one task group."""
+    """The mutable state of one invocation and the requests it makes; owned by one task group.
+
+    Its accounts are the job's, or `accounts` for a run that reads what exists (`export`)."""
 
     def __init__(
         self,
@@ -111,6 +118,7 @@ class Run:
         observer: RunObserver | None,
         *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        accounts: Iterable[str] | None = None,
     ) -> None:
         self.job = job
         self.client = client
@@ -128,8 +136,9 @@ class Run:
                 slowdown_every=config.failure_streak_slowdown,
                 defer_after=config.failure_streak_defer,
             )
-            for account in job.account_ids()
+            for account in (job.account_ids() if accounts is None else dict.fromkeys(accounts))
         }
+        self.people = People(job, max_age=config.resolve_max_age)
         self.budget = WriteBudget({})
         self.recorder: Recorder | None = None
         self._pending: dict[tuple[str, str], list[Operation]] = defaultdict(list)
@@ -160,6 +169,7 @@ class Run:
         for operation in previous.pending.values():
             if operation.account in self.accounts:
                 self._pending[(operation.account, operation.chat)].append(operation)
+        self.people.learn(previous.resolutions.values())
 
     def adopt_owners(self, owners: Mapping[str, str]) -> None:
         """Accounts looked up by an earlier `plan` (library `apply(plan)`): running, with these
@@ -299,21 +309,67 @@ class Run:
         return {a: acc.owner for a, acc in self.accounts.items() if acc.owner is not None}
 
     def check_owner_rule(self) -> None:
-        """The owner's own id in remove/members/protect refuses the run (`OwnerRuleRefused`)."""
-        violations = planner.owner_rule_violations(self.job, self.owners())
+        """The owner's own id in remove/members/protect refuses the run (`OwnerRuleRefused`);
+        once profiles are resolved, so does a profile that resolved to the owner."""
+        violations = planner.owner_rule_violations(
+            self.job, self.owners(), self.people.by_account()
+        )
         if violations:
             raise OwnerRuleRefused(violations)
 
+    async def resolve_people(self) -> None:
+        """Resolve the job's profiles (see `people`), then check the owner rule with them: all
+        before any chat is read. A key refused meanwhile stops the run (exit 1)."""
+        if self.people.wanted:
+            await self.people.resolve(self)
+            if self.stops.key_refused is not None:
+                raise self.stops.key_refused
+            self.check_owner_rule()
+
+    async def resolve_profile(self, account: Account, profile: str) -> Resolution:
+        """One profile's provider id, or why it has none: `unresolved_user` for a profile the
+        users endpoint does not know (404), a read failure's outcome for any other error."""
+        name = account.account
+        if account.halted():
+            why = account.current_stop()
+            return Resolution(name, profile, status=why.status, reason=why.reason, error=why.error)
+        lookup = partial(
+            self.client.get_user, name, profile_slug(profile), fresh=True, gate=self.gate
+        )
+        try:
+            user = await self._read(account, lookup, Attempts())
+        except SendingStopped:
+            raise
+        except NotFound as error:
+            return Resolution(name, profile, reason="unresolved_user", error=error.info)
+        except ApiError as error:
+            stop = self._note_stop(account, error)
+            if stop is not None:
+                return Resolution(
+                    name, profile, status=stop.status, reason=stop.reason, error=stop.error
+                )
+            return Resolution(name, profile, reason="api_error", error=error.info)
+        except (AccountStopped, DeferAccount) as stopped:
+            if isinstance(stopped, DeferAccount):
+                account.stop_with(AccountStop("deferred", "rate_limited", stopped.error.info))
+            why = account.current_stop()
+            return Resolution(name, profile, status=why.status, reason=why.reason, error=why.error)
+        return Resolution(name, profile, user.user_id, user.display_name, resolved_at=time.time())
+
     # ----------------------------------------------------------------------------- read + plan
 
-    async def fetch_state(self, account: str, chat: str, *, listing: bool) -> ChatState:
-        """One fresh read of a chat: its info, then every participant page.
+    async def fetch_state(
+        self, account: str, chat: str, *, listing: bool, info: ChatInfo | None = None
+    ) -> ChatState:
+        """One fresh read of a chat: its info (unless given, as an account's chat listing gives
+        it), then every participant page.
 
         A chat that is not a group is not listed (a 400 there), nor is a read-only one unless
         `listing` (its leave needs to know whether the owner is still in it); a read-only chat
         whose participants cannot be listed is returned unlisted (`members_listed` False).
         """
-        info = await self.client.get_chat(account, chat, fresh=True, gate=self.gate)
+        if info is None:
+            info = await self.client.get_chat(account, chat, fresh=True, gate=self.gate)
         if info.type != "group" or not info.is_group or (info.is_readonly and not listing):
             return ChatState(account, chat, info, (), members_listed=False)
         try:
@@ -328,16 +384,15 @@ class Run:
         return ChatState(account, chat, info, tuple(participants))
 
     async def read_chat(
-        self, account: Account, chat: str, *, listing: bool = False
+        self, account: Account, chat: str, *, listing: bool = False, info: ChatInfo | None = None
     ) -> ChatState | ReadFailure:
         """A chat's fresh state, or why it could not be read."""
         if account.halted():
             return self._stopped_read(account, chat, 0)
         attempts = Attempts()
+        read = partial(self.fetch_state, account.account, chat, listing=listing, info=info)
         try:
-            return await self._read(
-                account, partial(self.fetch_state, account.account, chat, listing=listing), attempts
-            )
+            return await self._read(account, read, attempts)
         except SendingStopped:
             raise
         except AccountStopped:
@@ -356,6 +411,37 @@ class Run:
             account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
             return self._stopped_read(account, chat, attempts.count)
 
+    async def list_group_chats(
+        self, account: Account, *, page_size: int | None = None
+    ) -> list[ChatInfo] | ReadFailure:
+        """Every group chat of the account (all cursor pages, fresh), or why they could not be
+        listed (a `ReadFailure` whose chat is empty). Like any listing, read whole or not at all:
+        a failed page is retried from the first."""
+        if account.halted():
+            return self._stopped_read(account, "", 0)
+        attempts = Attempts()
+
+        async def listing() -> list[ChatInfo]:
+            chats = self.client.chats(
+                account.account, type="group", fresh=True, gate=self.gate, page_size=page_size
+            )
+            return [chat async for chat in chats]
+
+        try:
+            return await self._read(account, listing, attempts)
+        except SendingStopped:
+            raise
+        except AccountStopped:
+            return self._stopped_read(account, "", 0)
+        except ApiError as error:
+            if self._note_stop(account, error) is not None:
+                return self._stopped_read(account, "", attempts.count)
+            reason: Reason = "account_not_found" if isinstance(error, NotFound) else "api_error"
+            return ReadFailure(account.account, "", "failed", reason, error.info, attempts.count)
+        except DeferAccount as deferral:
+            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            return self._stopped_read(account, "", attempts.count)
+
     @staticmethod
     def _stopped_read(account: Account, chat: str, attempts: int) -> ReadFailure:
         why = account.current_stop()
@@ -370,7 +456,11 @@ class Run:
         account = self.accounts[chat.account]
         observed = await self.read_chat(account, chat.chat, listing=chat.leave)
         plan = planner.plan_chat(
-            chat, observed, owner_id=account.owner, max_members=self.max_members(chat.account)
+            chat,
+            observed,
+            owner_id=account.owner,
+            max_members=self.max_members(chat.account),
+            people=self.people.of(chat.account),
         )
         pending = self._pending.get((chat.account, chat.chat))
         if pending and isinstance(observed, ChatState):
@@ -419,6 +509,7 @@ class Run:
             chats=tuple(planned[(c.account, c.chat)] for c in self.job.chats),
             owners=self.owners(),
             job=self.job,
+            resolutions=self.people.all(),
         )
 
     # ------------------------------------------------------------------------------------ write

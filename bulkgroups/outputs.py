@@ -1,0 +1,44 @@
+"""Where a generated job file goes (`export`, `undo`): standard output, or a path written whole.
+
+A job file half written is worse than none (applied, it would remove everyone it lost), so a path
+is written through a temporary file beside it and renamed into place only once complete; an
+existing path must be a regular file (a FIFO or `/dev/full` is refused before anything is read
+or sent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import UsageError
+from .files import FileRefused, check_appendable
+
+__all__ = ["Write", "check_output_path", "write_output"]
+
+Write = Callable[[bytes], object]
+
+
+def check_output_path(path: str) -> None:
+    """Refuse at once a path that exists and is not a regular file."""
+    try:
+        check_appendable(path)
+    except FileRefused as refused:
+        raise UsageError(f"{path}: cannot write the job file there: {refused.reason}") from None
+
+
+def write_output(path: str, body: Callable[[Write], None]) -> None:
+    """Write what `body` writes to `path`, atomically (`UsageError` naming it on failure)."""
+    check_output_path(path)
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        with tmp.open("wb") as out:
+            body(out.write)
+        os.replace(tmp, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"{path}: cannot write the job file: {error.strerror}") from error
