@@ -1,0 +1,129 @@
+"""When a run's writes will be done: the pacer's estimate, refined by the rate the run achieves.
+
+Each account's writes are paced on their own, so the run ends when its slowest account does: the
+ETA is the latest of the accounts' finishing times. An account's finishing time starts as its
+pacer's estimate of the work left (`AccountWork.seconds_left`: the wait for the next turn, then
+the backlog at the rates paced now, a 429's pause or a lowered rate included) and leans, as its
+writes are done, on the rate it has achieved: with a fraction f of its writes done the estimate
+is (1 - f) · pacer + f · live, where live = writes left ÷ writes per second so far. The pacer's
+figure is a lower bound (it leaves out round trips and verification delays); the live rate
+corrects it where the run is slower, and by the end it is all that counts.
+
+Outcomes carry no mark of whether a write was sent for them: an account's op records are its
+writes plus what was known without sending (skips, refusals), which come first in each chat.
+So the writes left are taken as min(writes not yet recorded, op records left): an upper bound,
+exact once those known outcomes are recorded, and zero when an account is stopped and its
+remaining operations are recorded unsent.
+
+Pure and synchronous: the caller gives the time (`now`), so it is tested with plain numbers.
+Not thread-safe: one thread (the event loop's) updates it; a renderer in another thread reads
+only `finish`, a float.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Eta"]
+
+
+@dataclass(slots=True)
+class _Account:
+    """One account's writes in flight: how many, and what its pacer said they take."""
+
+    operations: int  # op records still to come
+    writes_total: int
+    writes: int  # writes still to send (an upper bound, see the module docstring)
+    reads_total: int
+    seconds_left: Callable[[int, int], float]
+    started: float
+    finish: float
+
+    def estimate(self, now: float) -> float:
+        """Seconds until this account's writes are done, seen from `now`."""
+        if self.operations <= 0 or self.writes <= 0:
+            return 0.0
+        reads = math.ceil(self.reads_total * self.writes / self.writes_total)
+        pacer = self.seconds_left(reads, self.writes)
+        done = self.writes_total - self.writes
+        elapsed = now - self.started
+        if done <= 0 or elapsed <= 0:
+            return pacer
+        live = self.writes * elapsed / done
+        share = done / self.writes_total
+        return (1.0 - share) * pacer + share * live
+
+
+class Eta:
+    """The run's expected finishing time (monotonic seconds), from each account's work."""
+
+    __slots__ = ("_accounts", "finish")
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, _Account] = {}
+        # The latest finishing time of the accounts still writing; None before any is known.
+        self.finish: float | None = None
+
+    def planned(
+        self,
+        account: str,
+        *,
+        operations: int,
+        writes: int,
+        reads: int,
+        seconds_left: Callable[[int, int], float],
+        now: float,
+    ) -> None:
+        """An account's writes are about to begin: `operations` op records to come, `writes`
+        of them sent, `reads` to verify them; `seconds_left` is its pacer's estimate."""
+        if operations <= 0:
+            return
+        state = _Account(
+            operations=operations,
+            writes_total=writes,
+            writes=min(writes, operations),
+            reads_total=reads,
+            seconds_left=seconds_left,
+            started=now,
+            finish=now,
+        )
+        state.finish = now + state.estimate(now)
+        self._accounts[account] = state
+        self._later(state.finish)
+
+    def recorded(self, account: str, now: float) -> None:
+        """One op record of `account` was written."""
+        state = self._accounts.get(account)
+        if state is None:
+            return
+        state.operations -= 1
+        state.writes = min(state.writes, state.operations)
+        if state.operations <= 0:
+            del self._accounts[account]
+            if not self._accounts:
+                self.finish = now
+            # Else the latest of the others is found by the next `refresh`: a scan here would
+            # cost every account once per account.
+            return
+        state.finish = now + state.estimate(now)
+        self._later(state.finish)
+
+    def refresh(self, now: float) -> None:
+        """Every account's estimate again (a paused account's too, whose writes are waiting, and
+        the latest of them once the latest account is done): call it every second or so."""
+        for state in self._accounts.values():
+            state.finish = now + state.estimate(now)
+        if self._accounts:
+            self.finish = max(a.finish for a in self._accounts.values())
+
+    def seconds_left(self, now: float) -> float | None:
+        """Seconds until the writes known so far are done; None before any account's are."""
+        if self.finish is None:
+            return None
+        return max(0.0, self.finish - now)
+
+    def _later(self, finish: float) -> None:
+        if self.finish is None or finish > self.finish:
+            self.finish = finish
