@@ -64,8 +64,8 @@ def format_duration(seconds: float) -> str:
 def compact_duration(seconds: float) -> str:
     """`2m20s`, `1h05m`, `3d4h`, `15m`, `12s`, `0.4s`: the two largest units (a zero second
     one left out), for progress and pass lines."""
-    if seconds < 0 or not math.isfinite(seconds):
-        seconds = 0.0
+    if seconds < 0.05 or not math.isfinite(seconds):
+        return "0s"
     if seconds < 10 and seconds != round(seconds):
         return f"{seconds:.1f}s"
     whole = round(seconds)

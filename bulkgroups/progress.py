@@ -261,7 +261,7 @@ class ProgressDisplay:
                 text += f" ({phase.percent()} %)"
             if final or phase.complete:
                 text += f" in {compact_duration(now - phase.started)}"
-            details = self._apply_details(phase, now) if phase.name == "apply" else []
+            details = self._apply_details(phase, now) if phase.name == "apply" and not final else []
             parts.append(", ".join([text, *details]))
             figures[phase.name] = {"done": phase.done, "total": phase.total}
         apply = self._phase("apply")

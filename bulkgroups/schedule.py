@@ -63,6 +63,7 @@ def pass_line(
     run_id: str,
     after: str,
 ) -> str:
-    """`pass 3: 4 applied, 0 skipped, 0 deferred, 0 failed in 12s; next in about 15m (run …)`."""
+    """`pass 3: 4 applied, 0 skipped, 0 deferred, 0 failed in 12s; next in about 15m` with the
+    run's id after the number, so that the ledger's records of the pass can be found."""
     counted = ", ".join(f"{n} {status}" for status, n in counts.items())
-    return f"pass {number}: {counted} in {compact_duration(seconds)}; {after} (run {run_id})"
+    return f"pass {number} (run {run_id}): {counted} in {compact_duration(seconds)}; {after}"
