@@ -143,7 +143,7 @@ def test_without_a_terminal_a_plain_line_every_interval_and_one_at_the_end(
     under_way = [line for line in lines if LINE.search(line) and "left" in line]
     assert under_way and all(re.search(r", \d+\.\d/s, ", line) for line in under_way), lines
     assert re.fullmatch(rf"progress: {adds}/{adds} operations \(100 %\) in \S+", lines[-1])
-    assert f"Run " in run.out and "Outcomes" in run.out  # the result as before, on stdout
+    assert "Run " in run.out and "Outcomes" in run.out  # the result as before, on stdout
 
 
 def test_on_resume_the_total_is_what_is_left(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
