@@ -40,6 +40,8 @@ from .model import RateSpec, parse_rate
 from .version import __version__
 
 if TYPE_CHECKING:
+    from anyio import CancelScope
+    from anyio.abc import TaskStatus
     from rich.console import Console
 
     from . import engine
@@ -847,10 +849,10 @@ class _Signals:
 
     def __init__(self) -> None:
         self.current: _Pass | None = None
-        self.sleeping: Any = None  # the sleep's anyio.CancelScope
+        self.sleeping: CancelScope | None = None
         self.stop = False  # a signal came while no run was under way: no more passes
 
-    async def watch(self, *, task_status: Any) -> None:
+    async def watch(self, *, task_status: TaskStatus[None]) -> None:
         import anyio
 
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
