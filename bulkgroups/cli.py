@@ -916,10 +916,12 @@ async def _apply_once(
     err: Console,
     signals: _Signals,
 ) -> int:
+    import anyio
+
     from . import planfile
     from .display import render_outcomes
 
-    job = _load(args.jobs)
+    job = await anyio.to_thread.run_sync(_load, args.jobs)  # a large job takes seconds to parse
     expected = planfile.load_plan(args.plan_file) if args.plan_file else None
     with _owner_rule_located(job):
         ran = await _run_pass(
@@ -948,6 +950,8 @@ async def _apply_every(
     import random
     import time
 
+    import anyio
+
     from .display import render_outcomes
     from .engine.opening import check_ledger_path
     from .lock import LedgerLock
@@ -960,7 +964,8 @@ async def _apply_every(
         number = 0
         while True:
             number += 1
-            job = _load(args.jobs)  # again each pass: an edited job counts from the next
+            # Read again each pass (an edited job counts from the next), off the event loop.
+            job = await anyio.to_thread.run_sync(_load, args.jobs)
             began = time.monotonic()
             with _owner_rule_located(job):
                 ran = await _run_pass(
