@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, TextIO
 
 import orjson
 
@@ -32,7 +32,6 @@ __all__ = [
     "CLI_LOGGER",
     "HTTP_LOGGER",
     "LogFormat",
-    "attempt_number",
     "http_log",
     "install",
     "log_request",
@@ -51,10 +50,6 @@ http_log: Final = logging.getLogger(HTTP_LOGGER)
 
 # The attempt a request belongs to, as the retry loop counts them: 1 unless it set a retry's.
 _ATTEMPT: Final[ContextVar[int]] = ContextVar("bulkgroups_attempt", default=1)
-
-
-def attempt_number() -> int:
-    return _ATTEMPT.get()
 
 
 def numbered_attempt(number: int) -> Token[int]:
@@ -141,7 +136,7 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(document, default=str).decode()
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is when a record comes: rich's live display replaces it
     while the bars are drawn (so that lines go above them), pytest's capture between tests."""
 
