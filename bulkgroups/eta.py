@@ -1,13 +1,17 @@
 """When a run's writes will be done: the pacer's estimate, refined by the rate the run achieves.
 
 Each account's writes are paced on their own, so the run ends when its slowest account does: the
-ETA is the latest of the accounts' finishing times. An account's finishing time starts as its
-pacer's estimate of the work left (`AccountWork.seconds_left`: the wait for the next turn, then
-the backlog at the rates paced now, a 429's pause or a lowered rate included) and leans, as its
-writes are done, on the rate it has achieved: with a fraction f of its writes done the estimate
-is (1 - f) · pacer + f · live, where live = writes left ÷ writes per second so far. The pacer's
-figure is a lower bound (it leaves out round trips and verification delays); the live rate
-corrects it where the run is slower, and by the end it is all that counts.
+ETA is the latest of the accounts' finishing times. An account's finishing time is the later of
+
+- its pacer's estimate of the work left (`AccountWork.seconds_left`: the wait for the next turn,
+  then the backlog at the rate paced now, a 429's pause or a lowered rate included), which is a
+  lower bound: no account goes faster than its pacer lets it; and
+- the rate it achieved, extrapolated from its last write: writes left × the time each write
+  took so far (round trips, verification, retries included), which the pacer leaves out.
+
+So the ETA starts as the pacer's figure, where nothing is known yet, and is lengthened by what
+the run shows once that is slower. Both figures are times, not durations: between outcomes the
+ETA counts down as the clock moves, rather than standing still.
 
 Outcomes carry no mark of whether a write was sent for them: an account's op records are its
 writes plus what was known without sending (skips, refusals), which come first in each chat.
@@ -39,21 +43,20 @@ class _Account:
     reads_total: int
     seconds_left: Callable[[int, int], float]
     started: float
+    last_write: float  # when its latest write was recorded (`started` before any was)
     finish: float
 
-    def estimate(self, now: float) -> float:
-        """Seconds until this account's writes are done, seen from `now`."""
+    def finish_at(self, now: float) -> float:
+        """When this account's writes will be done, seen from `now`."""
         if self.operations <= 0 or self.writes <= 0:
-            return 0.0
+            return now
         reads = math.ceil(self.reads_total * self.writes / self.writes_total)
-        pacer = self.seconds_left(reads, self.writes)
+        least = now + self.seconds_left(reads, self.writes)
         done = self.writes_total - self.writes
-        elapsed = now - self.started
-        if done <= 0 or elapsed <= 0:
-            return pacer
-        live = self.writes * elapsed / done
-        share = done / self.writes_total
-        return (1.0 - share) * pacer + share * live
+        if done <= 0:
+            return least
+        each = (self.last_write - self.started) / done
+        return max(least, self.last_write + each * self.writes)
 
 
 class Eta:
@@ -88,9 +91,10 @@ class Eta:
             reads_total=reads,
             seconds_left=seconds_left,
             started=now,
+            last_write=now,
             finish=now,
         )
-        state.finish = now + state.estimate(now)
+        state.finish = state.finish_at(now)
         self._accounts[account] = state
         self._later(state.finish)
 
@@ -100,7 +104,9 @@ class Eta:
         if state is None:
             return
         state.operations -= 1
-        state.writes = min(state.writes, state.operations)
+        if state.operations < state.writes:
+            state.writes = state.operations
+            state.last_write = now
         if state.operations <= 0:
             del self._accounts[account]
             if not self._accounts:
@@ -108,7 +114,7 @@ class Eta:
             # Else the latest of the others is found by the next `refresh`: a scan here would
             # cost every account once per account.
             return
-        state.finish = now + state.estimate(now)
+        state.finish = state.finish_at(now)
         self._later(state.finish)
 
     def refresh(self, now: float) -> None:
@@ -120,7 +126,7 @@ class Eta:
             return
         self._next_refresh = now + max(1.0, 0.001 * len(self._accounts)) - 0.01
         for state in self._accounts.values():
-            state.finish = now + state.estimate(now)
+            state.finish = state.finish_at(now)
         if self._accounts:
             self.finish = max(a.finish for a in self._accounts.values())
 

@@ -4,7 +4,7 @@
 accounts looked up ("preflight"), chats read ("read") and operations recorded ("apply", one step
 per `op` record as it is written, so at 1 write/min it still moves every minute; on `--resume`
 its total is what is left). The apply phase shows its rate and an ETA (`eta.Eta`: each account's
-pacer's estimate, refined by the rate achieved; the slowest account bounds it).
+pacer's estimate, lengthened where the rate achieved is slower; the slowest account bounds it).
 
 Three modes:
 - `bars` (stderr is a terminal): rich draws one bar per phase in place. `pause()` takes the bars

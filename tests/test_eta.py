@@ -31,16 +31,28 @@ def test_the_eta_starts_from_the_pacers_estimate_and_the_slowest_account_bounds_
     assert eta.seconds_left(130.0) == pytest.approx(210.0)  # it counts down between outcomes
 
 
-def test_the_live_rate_takes_over_as_the_writes_are_done() -> None:
-    """The pacer says a write a second; the run gets one every 10 s: by the end, the live rate."""
+def test_the_rate_achieved_lengthens_the_eta_where_the_run_is_slower_than_its_pacer() -> None:
+    """The pacer says a write a second; the run gets one every 10 s (round trips, verification):
+    the ETA extrapolates from the last write, and counts down between outcomes."""
     eta = Eta()
     eta.planned("acc", operations=10, writes=10, reads=0, seconds_left=paced(1.0), now=0.0)
+    assert eta.seconds_left(0.0) == pytest.approx(9.0)  # the pacer's figure, nothing else known
     for done in range(1, 10):
         eta.recorded("acc", now=10.0 * done)
-    # 9 of 10 writes done in 90 s: 0.1 of the pacer's (0 s left) + 0.9 of the live (10 s left).
-    assert eta.seconds_left(90.0) == pytest.approx(9.0)
+    assert eta.seconds_left(90.0) == pytest.approx(10.0)  # 1 write left at 10 s a write
+    assert eta.seconds_left(95.0) == pytest.approx(5.0)
     eta.recorded("acc", now=100.0)
     assert eta.seconds_left(100.0) == 0.0
+
+
+def test_the_eta_is_never_below_what_the_pacer_allows() -> None:
+    """Two writes at once, then the pacer's minute apart: the rate of the burst says nothing."""
+    eta = Eta()
+    eta.planned("acc", operations=4, writes=4, reads=0, seconds_left=paced(60.0), now=0.0)
+    eta.recorded("acc", now=0.1)
+    eta.recorded("acc", now=0.2)
+    eta.refresh(0.2)
+    assert eta.seconds_left(0.2) == pytest.approx(60.0)
 
 
 def test_outcomes_known_without_sending_do_not_count_as_writes_done() -> None:

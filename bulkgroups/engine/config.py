@@ -134,8 +134,8 @@ class AccountWork:
     left); `writes` of them are write requests still to send (the rest are known without sending)
     and `reads` the reads that verify them. `seconds_left(reads, writes)` is the account's pacer's
     estimate of how long that many requests take from the moment it is asked, at the rates it
-    paces at that moment (lowered by what the answers taught, after any pause): an ETA starts
-    from it and refines it with the rate it sees.
+    paces at that moment (lowered by what the answers taught, after any pause): a lower bound
+    an ETA starts from, and lengthens where the run proves slower.
     """
 
     account: str
