@@ -966,6 +966,8 @@ async def _apply_every(
             number += 1
             # Read again each pass (an edited job counts from the next), off the event loop.
             job = await anyio.to_thread.run_sync(_load, args.jobs)
+            if signals.stop:  # signalled while the job was read: between passes, as if asleep
+                return 0
             began = time.monotonic()
             with _owner_rule_located(job):
                 ran = await _run_pass(
