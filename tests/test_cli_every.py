@@ -291,3 +291,20 @@ def test_the_job_files_are_read_again_at_each_pass(sim: Simulator, tmp_path: Pat
     assert ended.code == 0, ended
     assert [int(m.group(3)) for m in passes(head + ended.stdout)] == [1, 1]
     assert {first, second} <= sim.members(ACCOUNT, "room")
+
+
+async def test_a_lock_held_for_another_ledger_is_refused_before_anything_is_sent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    from bulkgroups.client import UnipileClient
+    from bulkgroups.engine import apply_job
+    from bulkgroups.errors import UsageError
+    from bulkgroups.jobs import load_job
+    from bulkgroups.lock import LedgerLock
+
+    job = load_job(job_file(tmp_path, newcomers(1)))
+    with LedgerLock(tmp_path / "other.jsonl") as lock:
+        async with UnipileClient(sim.url, api_key=sim.api_key) as client:
+            with pytest.raises(UsageError, match="is not the ledger"):
+                await apply_job(job, client, ledger=tmp_path / "ledger.jsonl", lock=lock)
+    assert sim.requests() == ()
