@@ -228,7 +228,7 @@ class ProgressDisplay:
         return None
 
     def _apply_details(self, phase: _Phase, now: float) -> list[str]:
-        """The rate and the time left (or taken) of the apply phase."""
+        """The rate and the time left of the apply phase under way."""
         elapsed = now - phase.started
         if phase.complete:
             return []
