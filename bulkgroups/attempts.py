@@ -25,6 +25,7 @@ import anyio
 import tenacity
 
 from .errors import ApiError, RateLimited, TransientError, Unreachable
+from .logs import numbered_attempt, reset_attempt
 from .pacing import AccountPacer, RetryPolicy
 
 __all__ = ["AccountStopped", "Attempts", "DeferAccount", "call_with_retry"]
@@ -119,7 +120,14 @@ async def call_with_retry(
             raise AccountStopped()
         attempts.count += 1
         try:
-            result = await call()
+            if attempts.count == 1:
+                result = await call()
+            else:  # a retry: its requests say which attempt they are (the request log)
+                token = numbered_attempt(attempts.count)
+                try:
+                    result = await call()
+                finally:
+                    reset_attempt(token)
         except AccountStopped:
             attempts.count -= 1  # given up at its turn in the pacer: nothing was sent
             raise

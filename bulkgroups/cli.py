@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import math
+import logging
 import os
 import signal
 import sys
@@ -25,9 +25,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
+from .durations import compact_duration, parse_duration
 from .errors import (
     AuthError,
     BulkGroupsError,
@@ -41,11 +43,16 @@ from .model import RateSpec, parse_rate
 from .version import __version__
 
 if TYPE_CHECKING:
+    from anyio import CancelScope
+    from anyio.abc import TaskStatus
     from rich.console import Console
 
     from . import engine, export
-    from .display import PlanView, ProgressDisplay
-    from .model import Job, Outcome, Plan
+    from .client import UnipileClient
+    from .display import PlanView
+    from .lock import LedgerLock
+    from .model import Job, Plan
+    from .progress import ProgressDisplay, ProgressMode
 
 __all__ = ["main"]
 
@@ -55,6 +62,7 @@ DEFAULT_BASE_URL = "https://api.unipile.com"
 SANDBOX_RATE = "20/s"  # the simulator's own limit (simulator.DEFAULT_RATE; a test keeps them equal)
 MAX_PAGE_SIZE = 100  # client.MAX_PAGE_SIZE, without importing the client (a test keeps them equal)
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"  # engine.DEFAULT_LEDGER, without importing the engine
+DEFAULT_PROGRESS_INTERVAL = 10.0
 
 
 _RATE_GRAMMAR = """\
@@ -73,6 +81,13 @@ RATES_HELP = (
   than a day at these rates is announced by a warning with its duration.
 """
 )
+
+DURATIONS_HELP = """\
+durations:
+  DURATION is a number and a unit s, m (or min), h or d, or several such
+  parts: 30s, 15m, 1h30m, 1.5h, 1d. A bare number (seconds or minutes?) is
+  refused, and so is 0.
+"""
 
 EXIT_CODES_HELP = """\
 exit codes (the first that applies):
@@ -167,6 +182,13 @@ def _removals(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -177,30 +199,11 @@ def _port(text: str) -> int:
     return value
 
 
-_DURATION_UNITS: Final = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _duration(text: str) -> float:
-    """`30d`, `12h`, `90min`, `45s` or `0`: a length of time, in seconds."""
-    number, unit = text, "s"
-    for suffix in sorted(_DURATION_UNITS, key=len, reverse=True):
-        if text.endswith(suffix):
-            number, unit = text[: -len(suffix)], suffix
-            break
-    else:
-        if text.strip() != "0":
-            raise argparse.ArgumentTypeError(
-                f"expected a duration such as 30d, 12h, 90min or 45s, got {text!r}"
-            )
-    try:
-        value = float(number)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 30d, 12h, 90min or 45s, got {text!r}"
-        )
-    return value * _DURATION_UNITS[unit]
+def _max_age(text: str) -> float:
+    """`--resolve-max-age`: a duration (`30d`, `12h`, `90min`), or `0` to always look profiles up."""
+    if text.strip() == "0":
+        return 0.0
+    return _duration(text)
 
 
 def _jitter(text: str) -> float:
@@ -290,11 +293,45 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--resolve-max-age",
-        type=_duration,
+        type=_max_age,
         default=None,
         metavar="DURATION",
         help="reuse a profile's provider id found in the ledger while younger than this, "
         "e.g. 30d, 12h, 90min, 0 = always look profiles up (default: 30d)",
+    )
+
+
+def _output_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output on stderr")
+    loudness = group.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log every HTTP request: method, path, status, Unipile's req_id, latency, attempt "
+        "and account, never the key or a body (default: not logged)",
+    )
+    loudness.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="for cron: only errors, warnings and the summary; no progress, no plan diff "
+        "(default: progress and the plan)",
+    )
+    group.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="stderr as plain lines, or one JSON object a line for log collectors: requests, "
+        "progress, warnings and errors (default: text)",
+    )
+    group.add_argument(
+        "--progress-interval",
+        type=_duration,
+        default=DEFAULT_PROGRESS_INTERVAL,
+        metavar="DURATION",
+        help="when stderr is not a terminal, a progress line this often, and one at the end "
+        "(default: 10s)",
     )
 
 
@@ -349,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read current state and show what apply would change",
         description="Read every chat's current state (GET only, paced as apply is) and print "
         "what apply would change. Changes nothing.",
-        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
+        epilog=RATES_HELP + "\n" + DURATIONS_HELP + "\n" + EXIT_CODES_HELP,
     )
     plan.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
     plan.add_argument(
@@ -376,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _view_flags(plan, "the text plan")
     _run_flags(plan)
+    _output_flags(plan)
     _connection_flags(plan)
 
     apply = commands.add_parser(
@@ -384,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plan the job from fresh reads and apply it, paced per account, recording "
         "every outcome in the ledger. At a terminal, a plan with removals is shown and "
         "confirmed first (unless --yes).",
-        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
+        epilog=RATES_HELP + "\n" + DURATIONS_HELP + "\n" + EXIT_CODES_HELP,
     )
     apply.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
     apply.add_argument(
@@ -418,8 +456,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not re-read chats to verify writes (default: verify)",
     )
+    apply.add_argument(
+        "--every",
+        type=_duration,
+        metavar="DURATION",
+        help="run the job again DURATION after each pass ends (plus up to 10%% at random), "
+        "until stopped; each pass is a run in the ledger, whose lock is held throughout; "
+        "SIGTERM while sleeping exits 0 (default: run once)",
+    )
+    apply.add_argument(
+        "--max-runs",
+        type=_positive_int,
+        metavar="N",
+        help="with --every: stop after N passes (default: until stopped)",
+    )
     _view_flags(apply, "--dry-run's plan and the confirmation")
     _run_flags(apply)
+    _output_flags(apply)
     _connection_flags(apply)
 
     report_cmd = commands.add_parser(
@@ -650,9 +703,18 @@ def _run(function: Callable[..., Awaitable[T]], *args: object) -> T:
 
 
 def _view(args: argparse.Namespace) -> PlanView:
+    """What of a plan is printed: `--quiet` keeps only its totals."""
     from .display import PlanView
 
+    if args.quiet:
+        return PlanView(detail="totals")
     return PlanView(detail=args.detail, show_unchanged=args.show_unchanged)
+
+
+def _say(text: str, level: int = logging.WARNING) -> None:
+    """One of the command's own messages on stderr, through its log: a plain line, or a JSON
+    object with `--log-format json` (without a log installed, Python prints warnings plainly)."""
+    logging.getLogger("bulkgroups.cli").log(level, text)
 
 
 def _warn_if_slow(err: Console, what: str, seconds: float) -> None:
@@ -661,12 +723,22 @@ def _warn_if_slow(err: Console, what: str, seconds: float) -> None:
     from .forecast import ONE_DAY
 
     if seconds > ONE_DAY:
-        err.print(
+        _say(
             f"warning: at the configured rates, {what} takes {format_duration(seconds)}, more "
-            "than a day; check --rate, --write-rate and the job's accounts.<id> settings",
-            markup=False,
-            highlight=False,
+            "than a day; check --rate, --write-rate and the job's accounts.<id> settings"
         )
+
+
+def _progress(args: argparse.Namespace, err: Console) -> ProgressDisplay:
+    """Bars at a terminal, lines elsewhere or for a log collector, nothing with --quiet."""
+    from .progress import ProgressDisplay
+
+    mode: ProgressMode | None = None
+    if args.quiet:
+        mode = "off"
+    elif args.log_format == "json":
+        mode = "lines"
+    return ProgressDisplay(err, mode=mode, interval=args.progress_interval)
 
 
 @contextmanager
@@ -696,9 +768,10 @@ def _cmd_validate(args: argparse.Namespace, out: _PlainConsole) -> int:
 
 
 async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan, float]:
+    import anyio
+
     from . import engine, forecast
     from .client import UnipileClient
-    from .display import ProgressDisplay
 
     config = _config(args)
     _warn_if_slow(err, "reading the job's chats", forecast.read_seconds(job, config))
@@ -709,16 +782,22 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
             concurrency=config.concurrency,
             page_size=args.page_size,
         ) as client:
-            with ProgressDisplay(err) as progress:
-                plan = await _until_signalled(
-                    engine.plan_job_online(
-                        job,
-                        client,
-                        config=config,
-                        observer=progress,
-                        ledger=getattr(args, "ledger", None),
-                    )
-                )
+            with _progress(args, err) as progress:
+
+                async def plan_shown() -> Plan:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(progress.run_clock)
+                        plan = await engine.plan_job_online(
+                            job,
+                            client,
+                            config=config,
+                            observer=progress,
+                            ledger=getattr(args, "ledger", None),
+                        )
+                        tg.cancel_scope.cancel()
+                    return plan
+
+                plan = await _until_signalled(plan_shown())
     if plan is None:
         raise KeyboardInterrupt  # main: exit 130, as for Ctrl-C
     return plan, engine.estimate_seconds(plan, config)
@@ -836,17 +915,20 @@ def _confirmer(
     """A person at a terminal sees the whole plan and is asked before members are removed.
 
     Only then does the run wait for every chat to be read before the first write; scripts, cron
-    and `--yes` never wait for a question nobody will answer.
+    and `--yes` never wait for a question nobody will answer. The bars are taken off while the
+    plan and the question are shown, and drawn again below the answer.
     """
-    from .display import write_plan
+    from .display import PlanView, write_plan
 
     if args.yes or not _interactive():
         return None
+    # The plan asked about is shown whole, --quiet or not: nobody confirms what they cannot see.
+    view = PlanView(detail=args.detail, show_unchanged=args.show_unchanged)
 
     async def confirm(plan: Plan) -> bool:
         progress.pause()
         try:
-            write_plan(plan, out, view=_view(args))
+            write_plan(plan, out, view=view)
             if plan.removals == 0:
                 return True
             answer = await _ask(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
@@ -857,86 +939,249 @@ def _confirmer(
     return confirm
 
 
-async def _apply(args: argparse.Namespace, job: Job, out: Console, err: Console) -> int:
+class _Pass:
+    """One run of `apply` under way, as a signal sees it: before anything is written a signal
+    cancels it at once (nothing to record); once writing, the first asks it to stop sending
+    (`interrupt`), a second cancels it."""
+
+    def __init__(self, progress: ProgressDisplay) -> None:
+        import anyio
+
+        self.progress = progress  # it knows whether writing began, and what was recorded
+        self.scope = anyio.CancelScope()
+        self.interrupt = anyio.Event()
+
+    def signalled(self, signum: int) -> None:
+        if self.interrupt.is_set() or not self.progress.writing:
+            self.scope.cancel()
+            return
+        _say(
+            f"{signal.Signals(signum).name}: stopping; requests in flight may finish, then the "
+            "ledger is closed (again to stop at once)"
+        )
+        self.interrupt.set()
+
+
+class _Signals:
+    """SIGINT and SIGTERM for the whole `apply` command: the run under way stops as `_Pass`
+    says; a sleep between `--every` passes ends at once, and so does the loop.
+
+    One receiver for the command rather than one per run: asyncio restores a signal's default
+    action when its receiver closes, so between two receivers SIGTERM would kill the process
+    with nothing recorded and the lock left behind.
+    """
+
+    def __init__(self) -> None:
+        self.current: _Pass | None = None
+        self.sleeping: CancelScope | None = None
+        self.stop = False  # a signal came while no run was under way: no more passes
+
+    async def watch(self, *, task_status: TaskStatus[None]) -> None:
+        import anyio
+
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                if self.current is not None:
+                    self.current.signalled(signum)
+                    continue
+                self.stop = True
+                if self.sleeping is not None:
+                    self.sleeping.cancel()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep between passes; True if a signal ended the sleep (or came before it)."""
+        import anyio
+
+        if self.stop:
+            return True
+        with anyio.CancelScope() as scope:
+            self.sleeping = scope
+            try:
+                await anyio.sleep(seconds)
+            finally:
+                self.sleeping = None
+        return self.stop
+
+
+async def _apply(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """`apply`: one run of the job, or with --every one every DURATION; the exit code of the
+    last. The connection (and --sandbox's simulator) lasts for every pass."""
     import anyio
 
-    from . import engine, forecast, planfile
     from .client import UnipileClient
-    from .display import ProgressDisplay, render_outcomes
 
     config = _config(args, verify=not args.no_verify)
-    # On --resume what is left is known only once read: count the reads alone.
-    seconds = (forecast.read_seconds if args.resume else forecast.apply_seconds)(job, config)
-    _warn_if_slow(err, "this run", seconds)
-    expected = planfile.load_plan(args.plan_file) if args.plan_file else None
-    interrupt = anyio.Event()
-    result: engine.RunResult | None = None
-    in_write_phase = False
-    recorded = 0
-
-    class _Observer(ProgressDisplay):
-        def phase(self, name: str, total: int) -> None:
-            nonlocal in_write_phase
-            in_write_phase = in_write_phase or name == "apply"
-            super().phase(name, total)
-
-        def outcome(self, outcome: Outcome) -> None:
-            nonlocal recorded
-            recorded += 1
-            super().outcome(outcome)
-
+    signals = _Signals()
     with _connection(args) as conn:
-        async with UnipileClient(
-            conn.base_url,
-            api_key=conn.api_key,
-            concurrency=config.concurrency,
-            page_size=args.page_size,
-        ) as client:
-            with _Observer(err) as progress:
-                async with anyio.create_task_group() as tg:
+        async with (
+            UnipileClient(
+                conn.base_url,
+                api_key=conn.api_key,
+                concurrency=config.concurrency,
+                page_size=args.page_size,
+            ) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(signals.watch)
+            if args.every is None:
+                code = await _apply_once(args, config, client, out, err, signals)
+            else:
+                code = await _apply_every(args, config, client, out, err, signals)
+            tg.cancel_scope.cancel()
+    return code
 
-                    async def watch_signals() -> None:
-                        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                            async for signum in signals:
-                                if interrupt.is_set() or not in_write_phase:
-                                    tg.cancel_scope.cancel()  # nothing written yet, or asked twice
-                                    return
-                                err.print(
-                                    f"{signal.Signals(signum).name}: stopping; requests in flight may "
-                                    "finish, then the ledger is closed (again to stop at once)"
-                                )
-                                interrupt.set()
 
-                    tg.start_soon(watch_signals)
-                    result = await engine.apply_job(
-                        job,
-                        client,
-                        ledger=args.ledger,
-                        config=config,
-                        resume=args.resume,
-                        observer=progress,
-                        interrupt=interrupt,
-                        expected=expected,
-                        confirm=_confirmer(args, out, progress),
-                    )
-                    tg.cancel_scope.cancel()
-            if result is None:
-                if in_write_phase:  # the run has its `run` record: the ledger knows it
-                    err.print(
-                        f"stopped at once: {_count(recorded, 'operation')} recorded in "
-                        f"{args.ledger}; run the same command with --resume to continue",
-                        markup=False,
-                        highlight=False,
-                    )
-                else:
-                    err.print("interrupted before anything was written; nothing to resume")
-                return 130
-            render_outcomes(progress, out)
+async def _apply_once(
+    args: argparse.Namespace,
+    config: engine.EngineConfig,
+    client: UnipileClient,
+    out: Console,
+    err: Console,
+    signals: _Signals,
+) -> int:
+    import anyio
+
+    from . import planfile
+    from .display import render_outcomes
+
+    job = await anyio.to_thread.run_sync(_load, args.jobs)  # a large job takes seconds to parse
+    expected = planfile.load_plan(args.plan_file) if args.plan_file else None
+    with _owner_rule_located(job):
+        ran = await _run_pass(
+            args, job, config, client, out, err, signals, resume=args.resume, expected=expected
+        )
+    if ran is None:
+        return 130
+    result, progress = ran
+    render_outcomes(progress.tally, out, counts=not args.quiet)
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
     out.print(f"Run {result.run_id}: {counts}. Ledger: {result.ledger}")
     if result.interrupted:
         out.print("Interrupted: run the same command with --resume to continue.")
     return result.exit_code
+
+
+async def _apply_every(
+    args: argparse.Namespace,
+    config: engine.EngineConfig,
+    client: UnipileClient,
+    out: Console,
+    err: Console,
+    signals: _Signals,
+) -> int:
+    """Pass after pass (`schedule`'s docstring has the rules), holding the ledger's lock."""
+    import random
+    import time
+
+    import anyio
+
+    from .display import render_outcomes
+    from .engine.opening import check_ledger_path
+    from .lock import LedgerLock
+    from .schedule import Schedule, pass_line
+
+    schedule = Schedule(args.every, args.max_runs)
+    rng = random.Random()
+    check_ledger_path(args.ledger)
+    with LedgerLock(args.ledger) as lock:
+        number = 0
+        while True:
+            number += 1
+            # Read again each pass (an edited job counts from the next), off the event loop.
+            job = await anyio.to_thread.run_sync(_load, args.jobs)
+            if signals.stop:  # signalled while the job was read: between passes, as if asleep
+                return 0
+            began = time.monotonic()
+            with _owner_rule_located(job):
+                ran = await _run_pass(
+                    args,
+                    job,
+                    config,
+                    client,
+                    out,
+                    err,
+                    signals,
+                    resume=args.resume and number == 1,
+                    lock=lock,
+                )
+            # The first pass dealt with a holder that died (its writes decided, its pause
+            # waited); the next passes follow runs of this very process.
+            lock.took_over = False
+            if ran is None:
+                return 130
+            result, progress = ran
+            render_outcomes(progress.tally, out, counts=False)  # what failed, in full
+            seconds = time.monotonic() - began
+            line = partial(pass_line, number, result.counts, seconds, run_id=result.run_id)
+            if result.interrupted:
+                out.print(line(after="interrupted: run the same command with --resume"))
+                return result.exit_code
+            if schedule.last(number):
+                out.print(line(after=f"--max-runs {args.max_runs} reached"))
+                return result.exit_code
+            pause = schedule.pause(rng)
+            out.print(line(after=f"next in about {compact_duration(pause)}"))
+            if await signals.sleep(pause):
+                return 0
+
+
+async def _run_pass(
+    args: argparse.Namespace,
+    job: Job,
+    config: engine.EngineConfig,
+    client: UnipileClient,
+    out: Console,
+    err: Console,
+    signals: _Signals,
+    *,
+    resume: bool,
+    expected: Plan | None = None,
+    lock: LedgerLock | None = None,
+) -> tuple[engine.RunResult, ProgressDisplay] | None:
+    """One run of the job with its progress shown; None if a signal cancelled it (after
+    saying what the ledger holds)."""
+    import anyio
+
+    from . import engine, forecast
+
+    # On --resume what is left is known only once read: count the reads alone.
+    seconds = (forecast.read_seconds if resume else forecast.apply_seconds)(job, config)
+    _warn_if_slow(err, "this run", seconds)
+    progress = _progress(args, err)
+    current = _Pass(progress)
+    result: engine.RunResult | None = None
+    with progress:
+        signals.current = current
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(progress.run_clock)
+                with current.scope:
+                    result = await engine.apply_job(
+                        job,
+                        client,
+                        ledger=args.ledger,
+                        config=config,
+                        resume=resume,
+                        observer=progress,
+                        interrupt=current.interrupt,
+                        expected=expected,
+                        confirm=_confirmer(args, out, progress),
+                        lock=lock,
+                    )
+                tg.cancel_scope.cancel()
+        finally:
+            signals.current = None
+    if result is None:
+        if progress.writing:  # the run has its `run` record: the ledger knows it
+            _say(
+                f"stopped at once: {_count(progress.recorded, 'operation')} recorded in "
+                f"{args.ledger}; run the same command with --resume to continue"
+            )
+        else:
+            _say("interrupted before anything was written; nothing to resume")
+        return None
+    return result, progress
 
 
 async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Console) -> int:
@@ -950,15 +1195,31 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
     return _plan_exit_code(args, plan, err)
 
 
-def _cmd_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
-    job = _load(args.jobs)
-    with _owner_rule_located(job):
-        if args.dry_run:
-            from .engine.workers import fewer_young_collections
+def _check_every(args: argparse.Namespace) -> None:
+    if args.every is None:
+        if args.max_runs is not None:
+            raise UsageError("--max-runs counts the passes of --every: give --every DURATION")
+        return
+    if args.dry_run or args.plan_file:
+        raise UsageError(
+            "--every repeats a run: not with --dry-run or --plan (a saved plan is for one run)"
+        )
+    if not args.yes and _interactive():
+        raise UsageError(
+            "--every runs unattended and asks nothing: add --yes (--max-removals still refuses "
+            "a plan that removes too many)"
+        )
 
-            with fewer_young_collections():  # a dry run is a plan: see _cmd_plan
-                return _run(_dry_run, args, job, out, err)
-        return _run(_apply, args, job, out, err)
+
+def _cmd_apply(args: argparse.Namespace, out: Console, err: Console) -> int:
+    _check_every(args)
+    if args.dry_run:
+        from .engine.workers import fewer_young_collections
+
+        job = _load(args.jobs)
+        with _owner_rule_located(job), fewer_young_collections():  # a dry run is a plan
+            return _run(_dry_run, args, job, out, err)
+    return _run(_apply, args, out, err)
 
 
 def _export_config(args: argparse.Namespace) -> engine.EngineConfig:
@@ -975,8 +1236,8 @@ async def _export(
     """Read into `exported`; what could not be read, and the base URL read from (None if
     interrupted)."""
     from .client import UnipileClient
-    from .display import ProgressDisplay
     from .engine.inventory import read_existing
+    from .progress import ProgressDisplay
 
     config = _export_config(args)
     with _connection(args) as conn:
@@ -1150,25 +1411,47 @@ def _text_writer(stream: TextIO) -> Callable[[bytes], object]:
     return lambda data: stream.write(data.decode())
 
 
+def _reported(command: Callable[[], int], report: Callable[[str], None]) -> int:
+    """The command's exit code; an error it raised is reported (one line each) and gives its."""
+    try:
+        with plain_errors():
+            return command()
+    except JobFileErrors as errors:
+        for error in errors.errors:
+            report(str(error))
+        return 1
+    except AuthError as error:
+        report(f"error: the API key was refused: {error}")
+        return error.exit_code
+    except BulkGroupsError as error:  # usage, refused runs, LedgerUnwritable (4), ...
+        report(f"error: {error}")
+        return error.exit_code
+
+
+def _command(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) -> int:
+    """Run the parsed command. `plan` and `apply` write their stderr through the command's log
+    (`logs`): requests with -v, progress lines, warnings and errors, as text or JSON lines."""
+    if args.command not in ("plan", "apply"):
+        return _reported(lambda: _dispatch(args, out, err), err.print)
+    from . import logs
+
+    with logs.install(log_format=args.log_format, verbose=args.verbose, quiet=args.quiet):
+        return _reported(lambda: _dispatch(args, out, err), partial(_say, level=logging.ERROR))
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     out = _PlainConsole()
     err = _PlainConsole(stderr=True)
     # `apply` replaces this with its own graceful handling while it runs.
     previous = signal.signal(signal.SIGTERM, _terminated) if _in_main_thread() else None
     try:
-        args = build_parser().parse_args(argv)
-        with plain_errors():
-            code = _dispatch(args, out, err)
-    except JobFileErrors as errors:
-        for error in errors.errors:
-            err.print(str(error), markup=False, highlight=False)
-        code = 1
-    except AuthError as error:
-        err.print(f"error: the API key was refused: {error}", markup=False, highlight=False)
-        code = error.exit_code
-    except BulkGroupsError as error:  # usage, refused runs, LedgerUnwritable (4), ...
-        err.print(f"error: {error}", markup=False, highlight=False)
-        code = error.exit_code
+        try:
+            args = build_parser().parse_args(argv)
+        except UsageError as error:
+            err.print(f"error: {error}")
+            code = error.exit_code
+        else:
+            code = _command(args, out, err)
     except KeyboardInterrupt:
         code = 130
     finally:

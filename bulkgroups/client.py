@@ -27,6 +27,9 @@ what we need as `TransientError` of type `http/invalid_body`; a listing that can
 
 Either limit ends the attempt; retrying it is the caller's (the retry policy).
 
+Each request is logged on `bulkgroups.http` at DEBUG when that is enabled (`logs`): method, path,
+status or failure type, `req_id`, latency, attempt, account; never the key, a header or a body.
+
 The base URL may be an origin (`https://host[:port]`, optionally with a proxy's path prefix), the
 same ending in `/v2` (as Unipile's docs write it), or a Unipile DSN `host:port` (https assumed);
 requests go to `{origin}/v2/...`, never `/v2/v2/...`. Plain http is refused but to loopback.
@@ -41,9 +44,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import logging
 import re
 import socket
 import ssl
+import time
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing
@@ -65,6 +70,7 @@ from .errors import (
     UsageError,
     error_from_response,
 )
+from .logs import http_log, log_request
 from .model import (
     AccountInfo,
     ChatInfo,
@@ -763,7 +769,9 @@ class UnipileClient:
             data = orjson.dumps(json)
             headers["Content-Type"] = "application/json"
         turn: RequestTurn = _UNGATED if gate is None else gate(account_id, kind)
+        logged = http_log.isEnabledFor(logging.DEBUG)  # the only cost of the log when it is off
         async with turn:
+            sent_at = time.monotonic() if logged else 0.0
             try:
                 # The deadline starts once the gate lets the request go: waiting for the
                 # account's turn is pacing, not the server's slowness.
@@ -779,6 +787,7 @@ class UnipileClient:
                 ) as response:
                     status = response.status
                     turn.observe(status, rate_limit_headers(response.headers))
+                    req_id = response.headers.get("x-request-id") if logged else None
                     body, error_headers = await self._read_answer(
                         response, kind, method, url, account_id
                     )
@@ -787,10 +796,38 @@ class UnipileClient:
                 transport = self._transport_error(error, method, url, account_id)
                 if transport is None:
                     raise
+                if logged:
+                    self._log(method, url, account_id, None, transport.type, None, sent_at)
                 raise transport from None
         if error_headers is not None:
-            raise self._error(status, body, error_headers, account_id)
+            failure = self._error(status, body, error_headers, account_id)
+            if logged:
+                self._log(method, url, account_id, status, None, failure.req_id, sent_at)
+            raise failure
+        if logged:
+            req_id = self._redactor.text(req_id) if req_id else None
+            self._log(method, url, account_id, status, None, req_id, sent_at)
         return status, body
+
+    @staticmethod
+    def _log(
+        method: str,
+        url: URL,
+        account_id: str,
+        status: int | None,
+        error: str | None,
+        req_id: str | None,
+        sent_at: float,
+    ) -> None:
+        log_request(
+            method=method,
+            path=url.raw_path_qs,
+            account=account_id,
+            status=status,
+            error=error,
+            req_id=req_id,
+            seconds=time.monotonic() - sent_at,
+        )
 
     async def _read_answer(
         self,

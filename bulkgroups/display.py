@@ -1,14 +1,15 @@
-"""What a person sees: the plan as a per-chat diff, progress while a run works, the result table.
+"""What a person sees: the plan as a per-chat diff and the result table (progress: `progress`).
 
 The plan diff is plain text written chat by chat straight to the output stream, so that it reads
 the same in a terminal, a CI log and a pull-request comment, and so that a plan of a million
 operations never becomes one string (through rich it cost 750 MB). rich draws the tables (the
-summary of a large plan, the result table) and the progress bars. Tables wrap long ids rather than
+summary of a large plan, the result table). Tables wrap long ids rather than
 cut them: a cron mail is 80 columns wide and an id with `…` in it cannot be looked up.
 
 What a plan shows (`PlanView`): chats without changes are counted, not listed, unless
 `show_unchanged`; `detail="summary"` prints totals per account instead of the diff, and `"auto"`
-(the default) does so beyond `AUTO_SUMMARY_LINES` operations, with a note saying how to see all.
+(the default) does so beyond `AUTO_SUMMARY_LINES` operations, with a note saying how to see all;
+`"totals"` (`--quiet`) prints the totals line alone.
 """
 
 from __future__ import annotations
@@ -16,35 +17,29 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
+from .durations import format_duration
 from .model import ChatPlan, Outcome, Plan, profile_display
+
+if TYPE_CHECKING:
+    from .progress import OutcomeTally
 
 __all__ = [
     "AUTO_SUMMARY_LINES",
     "PlanDetail",
     "PlanView",
-    "ProgressDisplay",
     "format_duration",
     "render_outcomes",
     "render_plan",
     "write_plan",
 ]
 
-PlanDetail = Literal["auto", "full", "summary"]
+PlanDetail = Literal["auto", "full", "summary", "totals"]
 
 # Beyond this many operation lines a diff is no longer read, only scrolled: `auto` summarises.
 AUTO_SUMMARY_LINES: Final = 10_000
@@ -59,25 +54,6 @@ class PlanView:
 
     detail: PlanDetail = "auto"
     show_unchanged: bool = False
-
-
-def format_duration(seconds: float) -> str:
-    """`about 1h 5m 0s`; from a day on, `about 2d 3h` (seconds no longer matter)."""
-    if seconds < 1:
-        return "under a second"
-    seconds = round(seconds)
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"about {days}d {hours}h"
-    parts = []
-    if hours:
-        parts.append(f"{hours}h")
-    if minutes or hours:
-        parts.append(f"{minutes}m")
-    parts.append(f"{secs}s")
-    return "about " + " ".join(parts)
 
 
 def _who(chat: ChatPlan, user: str | None) -> str:
@@ -254,7 +230,9 @@ def write_plan(
     detail = view.detail
     if detail == "auto":
         detail = "summary" if tally.lines > AUTO_SUMMARY_LINES else "full"
-    if detail == "full":
+    if detail == "totals":
+        pass
+    elif detail == "full":
         shown = 0
         for chat in plan.chats:
             if chat.has_changes or view.show_unchanged:
@@ -305,21 +283,23 @@ def render_plan(
     return buffer.getvalue().rstrip("\n")
 
 
-def render_outcomes(display: ProgressDisplay, console: Console) -> None:
-    """The result table: counts by status and reason, then what failed or was deferred.
+def render_outcomes(tally: OutcomeTally, console: Console, *, counts: bool = True) -> None:
+    """The result table: counts by status and reason (unless not `counts`: `--quiet` keeps only
+    what failed), then what failed or was deferred.
 
     Long ids wrap within their column (never `account_…`): a cron mail or a CI log is 80 columns
     wide, and what failed must be readable there in full.
     """
-    table = Table(title="Outcomes")
-    table.add_column("status")
-    table.add_column("reason", overflow="fold")
-    table.add_column("operations", justify="right")
-    for (status, reason), count in sorted(display.by_reason.items()):
-        table.add_row(status, reason or "-", str(count))
-    table.add_row("[bold]total[/bold]", "", f"[bold]{sum(display.by_reason.values())}[/bold]")
-    console.print(table)
-    problems = display.problems
+    if counts:
+        table = Table(title="Outcomes")
+        table.add_column("status")
+        table.add_column("reason", overflow="fold")
+        table.add_column("operations", justify="right")
+        for (status, reason), count in sorted(tally.by_reason.items()):
+            table.add_row(status, reason or "-", str(count))
+        table.add_row("[bold]total[/bold]", "", f"[bold]{sum(tally.by_reason.values())}[/bold]")
+        console.print(table)
+    problems = tally.problems
     if problems:
         detail = Table(title="Failed or deferred")
         for column in ("account", "chat", "action", "subject", "status", "reason", "error"):
@@ -341,87 +321,6 @@ def render_outcomes(display: ProgressDisplay, console: Console) -> None:
                 Text(error),
             )
         console.print(detail)
-        if display.problem_count > len(problems):
-            more = display.problem_count - len(problems)
+        if tally.problem_count > len(problems):
+            more = tally.problem_count - len(problems)
             console.print(f"... and {more} more: see `bulkgroups report`.")
-
-
-class ProgressDisplay:
-    """A RunObserver drawing one progress bar per phase on stderr.
-
-    For the result table it keeps counts and the first failures only, so a run of a million
-    operations does not hold a million outcomes in memory.
-    """
-
-    MAX_PROBLEMS_SHOWN = 50
-
-    def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-            # Bars are for a person watching: in cron mail and CI logs they would only be noise
-            # between the error lines.
-            disable=not console.is_terminal,
-        )
-        self._tasks: dict[str, TaskID] = {}
-        self._tasks_index: dict[str, int] = {}
-        self.by_reason: Counter[tuple[str, str]] = Counter()
-        self.problems: list[Outcome] = []
-        self.problem_count = 0
-
-    def __enter__(self) -> ProgressDisplay:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.stop()
-
-    def pause(self) -> None:
-        """Stop drawing (e.g. while asking a question on the terminal)."""
-        self._progress.stop()
-
-    def resume(self) -> None:
-        self._progress.start()
-
-    def phase(self, name: str, total: int) -> None:
-        self._tasks[name] = self._progress.add_task(name, total=total)
-        self._tasks_index[name] = len(self._progress.tasks) - 1
-
-    def grow(self, name: str, count: int) -> None:
-        task = self._tasks.get(name)
-        if task is not None:
-            total = self._progress.tasks[self._tasks_index[name]].total or 0
-            self._progress.update(task, total=total + count)
-
-    def advance(self, name: str, count: int = 1) -> None:
-        task = self._tasks.get(name)
-        if task is not None:
-            self._progress.advance(task, count)
-
-    def outcome(self, outcome: Outcome) -> None:
-        self._count(outcome)
-        self.advance("apply")
-
-    def amended(self, before: Outcome, after: Outcome) -> None:
-        """Verification turned an applied outcome into `after` (`not_effective`)."""
-        key = (before.status, before.reason or "")
-        self.by_reason[key] -= 1
-        if self.by_reason[key] <= 0:
-            del self.by_reason[key]
-        self._count(after)
-
-    def _count(self, outcome: Outcome) -> None:
-        self.by_reason[(outcome.status, outcome.reason or "")] += 1
-        if outcome.status in ("failed", "deferred"):
-            self.problem_count += 1
-            if len(self.problems) < self.MAX_PROBLEMS_SHOWN:
-                self.problems.append(outcome)

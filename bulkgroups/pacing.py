@@ -447,6 +447,23 @@ class AccountPacer:
         window = self._writes if kind == "write" else self._general if kind == "read" else None
         return window.current(self._clock()) if window is not None else None
 
+    def seconds_left(self, reads: int, writes: int) -> float:
+        """How long these requests of the account take from now: the wait for the next one's
+        turn, then the backlog at the rates paced now (what the answers taught and any pause
+        included, the mean jitter counted). What a progress display's ETA starts from; a lower
+        bound, as `PacingPolicy.estimate_seconds` is."""
+        if reads <= 0 and writes <= 0:
+            return 0.0
+        now = self._clock()
+        turn = self._earliest("write" if writes > 0 else "read", now)
+        wait = turn - now if now < turn < math.inf else 0.0
+        paced = replace(
+            self.policy,
+            rate=self.current_rate("read"),
+            write_rate=self.current_rate("write") if self.policy.write_rate else None,
+        )
+        return wait + paced.estimate_seconds(reads, writes)
+
     @property
     def lock(self) -> anyio.Lock:
         """The queue reads wait in, first come first served (see `lock_for`)."""

@@ -12,9 +12,10 @@ import pytest
 from engine_helpers import write_job
 from test_cli_helpers import Cli, connect
 
-from bulkgroups.display import ProgressDisplay, render_outcomes
+from bulkgroups.display import render_outcomes
 from bulkgroups.ledger import LedgerWriter
 from bulkgroups.model import ErrorInfo, Operation, Outcome
+from bulkgroups.progress import ProgressDisplay
 from bulkgroups.report import render_text, summarize
 from bulkgroups.simulator import Simulator
 
@@ -85,7 +86,7 @@ def test_the_failed_or_deferred_table_wraps_long_ids_in_80_columns() -> None:
     display.outcome(
         Outcome(Operation("acc_2", "team", "rename", name="Cohort 12"), "deferred", "daily_limit")
     )
-    render_outcomes(display, console)
+    render_outcomes(display.tally, console)
     lines = table(stream.getvalue(), "Failed or deferred")
     assert_fits(lines)
     assert columns(lines) == {

@@ -37,10 +37,19 @@ import anyio
 
 from ..errors import RunRefused, plain_errors
 from ..ledger import LedgerIO, replay
+from ..lock import LedgerLock
 from ..model import ChatJob, ChatPlan, Job, Plan
 from .api import ChatApi
 from .apply import apply_run
-from .config import DEFAULT_LEDGER, DEFAULT_RESOLVE_MAX_AGE, EngineConfig, RunObserver, RunResult
+from .config import (
+    DEFAULT_LEDGER,
+    DEFAULT_RESOLVE_MAX_AGE,
+    AccountWork,
+    EngineConfig,
+    RunObserver,
+    RunResult,
+    WorkObserver,
+)
 from .opening import check_ledger_path, opened_run
 from .people import check_resolutions
 from .run import Run, build_pacing, shard_job, shard_of
@@ -48,10 +57,12 @@ from .run import Run, build_pacing, shard_job, shard_of
 __all__ = [
     "DEFAULT_LEDGER",
     "DEFAULT_RESOLVE_MAX_AGE",
+    "AccountWork",
     "ChatApi",
     "EngineConfig",
     "RunObserver",
     "RunResult",
+    "WorkObserver",
     "apply_job",
     "apply_plan",
     "estimate_seconds",
@@ -116,6 +127,7 @@ async def apply_job(
     expected: Plan | None = None,
     confirm: Callable[[Plan], Awaitable[bool]] | None = None,
     ledger_io: LedgerIO | None = None,
+    lock: LedgerLock | None = None,
 ) -> RunResult:
     """Plan the job from fresh reads and apply it, recording every outcome in the ledger.
 
@@ -124,13 +136,20 @@ async def apply_job(
     chat, or nothing is sent (RunRefused). `confirm` sees the
     plan before anything is written and may refuse it. A ledger that fails mid-run raises
     `LedgerUnwritable` (sending stopped at once; what was recorded is intact); `ledger_io` is how
-    its bytes reach the disk (tests inject a full disk there).
+    its bytes reach the disk (tests inject a full disk there). `lock`: the ledger's lock, held
+    by the caller across runs (`apply --every`); without it the run takes and releases its own.
     """
     config = config or EngineConfig()
     path = str(ledger)
     with plain_errors():
         async with opened_run(
-            shard_job(job, config.shard), client, config, observer, ledger=path, resume=resume
+            shard_job(job, config.shard),
+            client,
+            config,
+            observer,
+            ledger=path,
+            resume=resume,
+            lock=lock,
         ) as (run, previous):
             await run.preflight()
             run.check_owner_rule()

@@ -22,7 +22,7 @@ from ..ledger import LedgerIO, LedgerWriter, Replay, new_run_id
 from ..model import ChatJob, ChatPlan, ErrorInfo, Operation, Outcome, Plan
 from .accounts import Account
 from .budget import Claim
-from .config import EngineConfig, RunResult
+from .config import AccountWork, EngineConfig, RunResult, WorkObserver
 from .outcomes import chat_refused, in_effect
 from .recorder import Recorder
 from .removals import RemovalGate, removal_bound
@@ -198,10 +198,26 @@ class Application:
         if run.stops.writes_stopped:
             return
         current = [self.planned[(c.account, c.chat)] for c in chats]
-        run.observer.grow(
-            "apply", sum(len(p.to_send) + len(p.decided) + len(p.recovered) for p in current)
-        )
+        self._announce(account, current)
         await for_each(current, self.apply_chat, run.config.chats_per_account)
+
+    def _announce(self, account: str, plans: list[ChatPlan]) -> None:
+        """Tell the observer what this account's writes will record: on --resume only what is
+        left (what an earlier run settled is neither sent nor recorded again)."""
+        run = self.run
+        operations = writes = reads = 0
+        for plan in plans:
+            sends = sum(1 for op in plan.to_send if not self._settled(op))
+            known = sum(1 for d in plan.decided if not self._settled(d.operation))
+            read = 1 if self._read_to_record(plan) is not None else 0
+            operations += sends + known + len(plan.recovered) + read
+            writes += sends
+            reads += 2 if sends and run.config.verify else 0  # the chat, a participants page
+        run.observer.grow("apply", operations)
+        if isinstance(run.observer, WorkObserver):
+            run.observer.planned(
+                AccountWork(account, operations, writes, reads, run.seconds_left(account))
+            )
 
     # -- one chat ------------------------------------------------------------------------------
 
@@ -224,14 +240,21 @@ class Application:
         for decided in plan.decided:
             if not self._settled(decided.operation):
                 await recorder.outcome(decided, previous_name=plan.chat_name)
-        if self.resume:
-            # A desired-state chat whose read failed before was planned afresh and read now:
-            # its `read` operation has an outcome in this run too.
-            read = Operation(plan.account, plan.chat, "read")
-            if self.previous.outcomes.get(read.digest) in ("failed", "deferred") and not any(
-                d.operation.action == "read" for d in plan.decided
-            ):
-                await recorder.outcome(Outcome(read, "applied", None, 1))
+        read = self._read_to_record(plan)
+        if read is not None:
+            await recorder.outcome(Outcome(read, "applied", None, 1))
+
+    def _read_to_record(self, plan: ChatPlan) -> Operation | None:
+        """On --resume, a desired-state chat whose read failed before was planned afresh and
+        read now: its `read` operation has an outcome in this run too."""
+        if not self.resume:
+            return None
+        read = Operation(plan.account, plan.chat, "read")
+        if self.previous.outcomes.get(read.digest) in ("failed", "deferred") and not any(
+            d.operation.action == "read" for d in plan.decided
+        ):
+            return read
+        return None
 
     async def _write_chat(self, plan: ChatPlan, ops: list[Operation]) -> None:
         run, recorder = self.run, self.recorder

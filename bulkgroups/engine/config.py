@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..errors import UsageError
 from ..model import DEFAULT_MAX_MEMBERS, Outcome, Plan, RateSpec
@@ -14,10 +14,12 @@ from ..pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE, RetryPolicy
 __all__ = [
     "DEFAULT_LEDGER",
     "DEFAULT_RESOLVE_MAX_AGE",
+    "AccountWork",
     "EngineConfig",
     "RunObserver",
     "RunResult",
     "SilentObserver",
+    "WorkObserver",
 ]
 
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"
@@ -114,7 +116,9 @@ class RunObserver(Protocol):
 
     Phases ("preflight", "read", "apply") overlap: an account may write while another still reads.
     `outcome` is called for each `op` record as it is written (operations, not chats: it
-    advances "apply"); `amended` when verification turned an applied outcome into `after`.
+    advances "apply", whose total grows by each account's operations as its writes begin; on
+    `--resume` only what is left); `amended` when verification turned an applied outcome into
+    `after`. An observer that is also a `WorkObserver` is told each account's `AccountWork`.
     """
 
     def phase(self, name: str, total: int) -> None: ...
@@ -126,6 +130,34 @@ class RunObserver(Protocol):
     def outcome(self, outcome: Outcome) -> None: ...
 
     def amended(self, before: Outcome, after: Outcome) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountWork:
+    """One account's part of the apply phase, told as its writes are about to begin.
+
+    `operations` op records are to come for the account in this run (on `--resume`, only what is
+    left); `writes` of them are write requests still to send (the rest are known without sending)
+    and `reads` the reads that verify them. `seconds_left(reads, writes)` is the account's pacer's
+    estimate of how long that many requests take from the moment it is asked, at the rates it
+    paces at that moment (lowered by what the answers taught, after any pause): a lower bound
+    an ETA starts from, and lengthens where the run proves slower.
+    """
+
+    account: str
+    operations: int
+    writes: int
+    reads: int
+    seconds_left: Callable[[int, int], float]
+
+
+@runtime_checkable
+class WorkObserver(Protocol):
+    """What an observer that forecasts (a progress display with an ETA) may also be told: each
+    account's work once its plan is known. Optional: a `RunObserver` without `planned` is told
+    nothing more than before."""
+
+    def planned(self, work: AccountWork) -> None: ...
 
 
 class SilentObserver:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from functools import partial
 
 import anyio
@@ -39,12 +39,17 @@ async def opened_run(
     *,
     ledger: str,
     resume: bool,
+    lock: LedgerLock | None = None,
 ) -> AsyncIterator[tuple[Run, Replay]]:
     """The ledger checked and locked, read once, and a run that learnt from it: today's daily
     budgets, the earlier runs' pending writes, and the pause that keeps back-to-back runs within
-    the limits. The lock is held until the context is left."""
+    the limits. The lock is held until the context is left — or, given `lock` (held by the
+    caller for the ledger across several runs), left to the caller."""
     check_ledger_path(ledger)
-    with LedgerLock(ledger) as lock, fewer_young_collections():
+    if lock is not None and lock.ledger_path != ledger:
+        raise UsageError(f"the lock held ({lock.path}) is not the ledger {ledger}'s")
+    taken = nullcontext(lock) if lock is not None else LedgerLock(ledger)
+    with taken as lock, fewer_young_collections():
         # A ledger of a million records takes seconds to read: not on the event loop. Per-operation
         # outcomes are only needed to resume (a million of them cost memory).
         previous = await anyio.to_thread.run_sync(

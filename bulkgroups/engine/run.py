@@ -185,6 +185,11 @@ class Run:
         """The account's pacing turn for one request (see `gates.RunTurn`)."""
         return self._pacing.gate(account, kind)
 
+    def seconds_left(self, account: str) -> Callable[[int, int], float]:
+        """The account's pacer's estimate of how long so many reads and writes take from now
+        (`AccountWork.seconds_left`)."""
+        return self._pacing.pacer(account).seconds_left
+
     def gate(self, account: str, kind: RequestKind) -> RunTurn:
         """The gate of a read: the pacer's turn, then the run's last look before it goes."""
         return RunTurn(self, account, kind)

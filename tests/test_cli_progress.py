@@ -1,0 +1,197 @@
+"""Progress while `apply` works: it advances per operation as outcomes are recorded, with its rate
+and an ETA; at a terminal as bars drawn in place (and drawn again below a confirmation, never over
+it), elsewhere as a plain line every few seconds and one at the end; on --resume its total is
+what is left."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+from engine_helpers import op_records, write_job
+from pty_helpers import Screen, Terminal
+from test_cli_helpers import Cli, connect
+
+from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+ACCOUNT = "acc_progress"
+BAR = re.compile(r"^apply\s.*?(\d+)/(\d+) ops\s+\d+ %(.*)$")
+LINE = re.compile(r"(\d+)/(\d+) operations \((\d+) %\)")
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return Cli(capsys, monkeypatch)
+
+
+def newcomers(count: int) -> list[str]:
+    members = set(initial_members(ACCOUNT, "room"))
+    return [u for u in (f"ACoAA{n:04d}" for n in range(9000, 9100)) if u not in members][:count]
+
+
+def job_file(
+    tmp_path: Path, *, adds: int, removes: int = 0, daily_limit: int | None = None
+) -> Path:
+    current = [m for m in initial_members(ACCOUNT, "room") if m != owner_id(ACCOUNT)]
+    chat = {"chat": "room", "account": ACCOUNT, "add": newcomers(adds)}
+    if removes:
+        chat["remove"] = current[:removes]
+    accounts = {ACCOUNT: {"daily_limit": daily_limit}} if daily_limit is not None else None
+    return write_job(tmp_path / "job.yaml", [chat], accounts)
+
+
+def bar_frames(terminal: Terminal) -> list[tuple[int, int, str]]:
+    """Each apply bar drawn: (done, total, what follows the percentage), in order."""
+    frames = []
+    for piece in re.split(r"[\r\n]", terminal.text()):
+        match = BAR.match(piece.strip())
+        if match:
+            frames.append((int(match.group(1)), int(match.group(2)), match.group(3)))
+    return frames
+
+
+# ------------------------------------------------------------------------------ at a terminal
+
+
+def test_at_a_terminal_the_bar_advances_per_operation_with_a_rate_and_an_eta(
+    tmp_path: Path,
+) -> None:
+    adds = 8
+    terminal = Terminal(
+        [
+            "apply",
+            job_file(tmp_path, adds=adds),
+            "--sandbox",
+            "--yes",
+            "--write-rate",
+            "1/0.25s",  # evenly spaced (4/s would let 4 go at once)
+            "--ledger",
+            tmp_path / "ledger.jsonl",
+        ],
+        tmp_path,
+    )
+    assert terminal.finish() == 0, terminal.text()[-2000:]
+
+    frames = bar_frames(terminal)
+    assert frames, terminal.text()[-2000:]
+    assert {total for _, total, _ in frames} == {adds}
+    done = [d for d, _, _ in frames]
+    assert done == sorted(done)  # never backwards
+    assert done[-1] == adds
+    assert len({d for d in done if 0 < d < adds}) >= 3  # operation by operation, not all at once
+    under_way = [rest for d, _, rest in frames if 0 < d < adds]
+    assert any(re.search(r"\d+(\.\d)?/(s|min)", rest) for rest in under_way), under_way
+    assert any(re.search(r"(about \S+|less than 1s) left", rest) for rest in under_way), under_way
+
+
+def test_the_confirmation_stays_readable_when_the_bars_come_back(tmp_path: Path) -> None:
+    """The bars are taken off for the plan and the question, and drawn again below the answer:
+    rich's display restarted as it was would have moved up over its last height and erased them."""
+    terminal = Terminal(
+        [
+            "apply",
+            job_file(tmp_path, adds=4, removes=1),
+            "--sandbox",
+            "--write-rate",
+            "1/0.25s",
+            "--ledger",
+            tmp_path / "ledger.jsonl",
+        ],
+        tmp_path,
+    )
+    terminal.wait_for(b"Apply it? [y/N]")
+    terminal.type(b"y\n")
+    assert terminal.finish() == 0, terminal.text()[-2000:]
+
+    screen = Screen(terminal.seen).text()
+    question = [n for n, line in enumerate(screen) if "Apply it? [y/N] y" in line]
+    assert question, "\n".join(screen)
+    assert any(line.lstrip().startswith("- ACoA") for line in screen[: question[0]])
+    # Below the answer: the bars, the apply bar finished; above it, the plan, untouched.
+    below = screen[question[0] + 1 :]
+    assert any(BAR.match(line) and "5/5 ops" in line for line in below), "\n".join(screen)
+
+
+# ------------------------------------------------------------------------- without a terminal
+
+
+def test_without_a_terminal_a_plain_line_every_interval_and_one_at_the_end(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    adds = 8
+    run = cli.run(
+        "apply",
+        job_file(tmp_path, adds=adds),
+        "--ledger",
+        tmp_path / "ledger.jsonl",
+        *connect(sim, tmp_path),
+        "--write-rate",
+        "1/0.25s",
+        "--progress-interval",
+        "0.3s",
+    )
+    assert run.code == 0, run.err
+    assert "\x1b" not in run.err and "\r" not in run.err  # no control characters in a log
+    lines = run.err.splitlines()
+    assert all(line.startswith("progress: ") for line in lines), lines
+    applying = [m for m in map(LINE.search, lines) if m]
+    done = [int(m.group(1)) for m in applying]
+    assert done == sorted(done)
+    assert len(applying) >= 3, lines
+    under_way = [line for line in lines if LINE.search(line) and "left" in line]
+    assert under_way and all(re.search(r", \d+\.\d/s, ", line) for line in under_way), lines
+    assert re.fullmatch(rf"progress: {adds}/{adds} operations \(100 %\) in \S+", lines[-1])
+    assert "Run " in run.out and "Outcomes" in run.out  # the result as before, on stdout
+
+
+def test_on_resume_the_total_is_what_is_left(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
+    """A daily limit of 2 lets one chat's 2 adds through and defers the other's: the resumed run
+    has those 2 operations to record, not the 4 of the job."""
+    first_two, last_two = newcomers(4)[:2], newcomers(4)[2:]
+    job = write_job(
+        tmp_path / "job.yaml",
+        [
+            {"chat": "room", "account": ACCOUNT, "add": first_two},
+            {"chat": "hall", "account": ACCOUNT, "add": last_two},
+        ],
+        {ACCOUNT: {"daily_limit": 2}},
+    )
+    ledger = tmp_path / "ledger.jsonl"
+    first = cli.run("apply", job, "--ledger", ledger, *connect(sim, tmp_path))
+    assert first.code == 3, first.err
+    assert first.err.splitlines()[-1].startswith("progress: 4/4 operations (100 %)")
+
+    resumed = cli.run("apply", job, "--ledger", ledger, "--resume", *connect(sim, tmp_path))
+    assert resumed.code == 3, resumed.err
+    assert len(op_records(ledger)) == 4 + 2
+    assert resumed.err.splitlines()[-1].startswith("progress: 2/2 operations (100 %)")
+
+
+def test_json_log_lines_carry_the_progress_figures(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    run = cli.run(
+        "apply",
+        job_file(tmp_path, adds=3),
+        "--ledger",
+        tmp_path / "ledger.jsonl",
+        *connect(sim, tmp_path),
+        "--log-format",
+        "json",
+    )
+    assert run.code == 0, run.err
+    (last,) = [orjson.loads(line) for line in run.err.splitlines()]
+    assert last["logger"] == "bulkgroups.progress" and last["final"] is True
+    assert last["apply"] == {"done": 3, "total": 3}
+    assert last["message"].startswith("progress: 3/3 operations (100 %)")
+
+
+def test_quiet_shows_no_progress(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
+    run = cli.run(
+        "apply", job_file(tmp_path, adds=2), "--ledger", tmp_path / "l.jsonl", "-q",
+        *connect(sim, tmp_path),
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    assert run.err == ""
