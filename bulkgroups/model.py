@@ -53,6 +53,7 @@ __all__ = [
     "profile_display",
     "profile_slug",
     "profile_user",
+    "shard_of",
 ]
 
 Action = Literal["add", "remove", "rename", "leave", "read"]
@@ -154,6 +155,12 @@ def op_id(account: str, chat: str, action: str, subject: str | None) -> str:
     a leave and a desired-state `read` have no subject.
     """
     return op_digest(account, chat, action, subject).hex()
+
+
+def shard_of(account: str, shards: int) -> int:
+    """The stable shard of an account: the same on every machine and Python version (`--shard`,
+    and which accounts a ledger directory's `shard-I-of-N.jsonl` speaks for)."""
+    return int.from_bytes(hashlib.sha256(account.encode("utf-8")).digest()[:8], "big") % shards
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,6 +567,8 @@ class ChatPlan:
     already there. `names` maps user ids to display names for humans. `recovered` are writes an
     earlier run sent without recording their outcome that the read shows in effect: the run
     records them `applied` (`recovered`), instead of whatever the plan would have said of them.
+    `members_before` is how many members the read listed, the owner not counted (None: the
+    participants were not listed), what `--max-removal-percent` measures removals against.
     """
 
     account: str
@@ -571,6 +580,11 @@ class ChatPlan:
     state_digest: str | None = None
     chat_name: str | None = None
     recovered: tuple[Operation, ...] = ()
+    members_before: int | None = None
+
+    @property
+    def removals(self) -> int:
+        return sum(1 for op in self.to_send if op.action == "remove")
 
     @property
     def has_changes(self) -> bool:

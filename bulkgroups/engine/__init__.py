@@ -12,15 +12,16 @@ The run has three phases, each finished for every account before the next starts
    announced by a durable intent, each outcome recorded as soon as it is known; then a fresh
    re-read to verify them.
 
-The barrier between reading and writing is what lets `--max-removals` refuse a plan before any
-change is made. Within a phase, accounts run side by side: each account has a few workers over
+The barrier between reading and writing is what lets `--max-removals` and
+`--max-removal-percent` refuse a plan before any change is made. Within a phase, accounts run side by side: each account has a few workers over
 its own chats, so a slow or paused account never holds up another (its workers wait in its
 pacer, never on a global slot). Every request of an account goes through that account's pacer.
 
 Modules: `config` (settings, observer, result), `api` (the client seam), `run` (the requests),
 `gates` (what every request passes), `accounts`, `budget` (`daily_limit`), `outcomes` (the pure
 outcome table), `stops`, `recorder` (the run's records), `apply` (the application of a plan),
-`removals` (the `--max-removals` gate), `opening` (a run on a ledger), `workers`.
+`removals` (the removal guards), `selection` (`--only-account`, `--only-chat`, the shard),
+`opening` (a run on a ledger), `workers`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from .api import ChatApi
 from .apply import apply_run
 from .config import DEFAULT_LEDGER, EngineConfig, RunObserver, RunResult
 from .opening import opened_run
-from .run import Run, build_pacing, shard_job, shard_of
+from .run import Run, build_pacing, shard_of
+from .selection import scope_job
 
 __all__ = [
     "DEFAULT_LEDGER",
@@ -51,6 +53,7 @@ __all__ = [
     "apply_plan",
     "estimate_seconds",
     "plan_job_online",
+    "scope_job",
     "shard_of",
 ]
 
@@ -64,7 +67,7 @@ async def plan_job_online(
 ) -> Plan:
     """Read every chat's current state (GET only, paced like apply) and plan the job."""
     config = config or EngineConfig()
-    run = Run(shard_job(job, config.shard), client, config, observer)
+    run = Run(scope_job(job, config), client, config, observer)
     with plain_errors():
         await run.preflight()
         run.check_owner_rule()
@@ -113,7 +116,7 @@ async def apply_job(
     path = str(ledger)
     with plain_errors():
         async with opened_run(
-            shard_job(job, config.shard), client, config, observer, ledger=path, resume=resume
+            scope_job(job, config), client, config, observer, ledger=path, resume=resume
         ) as (run, previous):
             await run.preflight()
             run.check_owner_rule()

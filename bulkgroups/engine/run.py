@@ -8,7 +8,6 @@ a write shows) are the pure functions of `outcomes`; this module makes the reque
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections import defaultdict
@@ -35,6 +34,7 @@ from ..model import (
     ReadFailure,
     RequestKind,
     RequestTurn,
+    shard_of,
 )
 from ..pacing import Pacing, PacingPolicy
 from .accounts import Account, AccountStop
@@ -62,11 +62,6 @@ def build_pacing(
         for account, settings in (job.accounts.items() if job is not None else ())
     }
     return Pacing(concurrency=config.concurrency, default=default, per_account=per_account, rng=rng)
-
-
-def shard_of(account: str, shards: int) -> int:
-    """The stable shard of an account: the same on every machine and Python version."""
-    return int.from_bytes(hashlib.sha256(account.encode("utf-8")).digest()[:8], "big") % shards
 
 
 def shard_job(job: Job, shard: tuple[int, int] | None) -> Job:
