@@ -1,8 +1,8 @@
 """The `bulkgroups` command: argument parsing, environment, connection, display. Wiring only.
 
 Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes anything (bad job
-file or flags, owner rule, max-removals, bad key at the first request, resume of another job,
-stale plan, held lock); 4 the ledger could not be written; 130 interrupted; 3 finished with
+file or flags, owner rule, max-removals, max-removal-percent, bad key at the first request,
+resume of another job, stale plan, held lock); 4 the ledger could not be written; 130 interrupted; 3 finished with
 failed or deferred operations; 2 `plan --detailed-exitcode` with changes; 0 success. Usage
 errors exit 1, not argparse's 2. An error's code is its `BulkGroupsError.exit_code`.
 
@@ -72,9 +72,10 @@ RATES_HELP = (
 
 EXIT_CODES_HELP = """\
 exit codes (the first that applies):
-  1    nothing was sent that changes anything: a bad job file or flag, the owner
-       rule, --max-removals, a refused API key, --resume of another job, a stale
-       --plan, a held ledger lock, a declined confirmation
+  1    nothing was sent that changes anything: a bad job file or flag (an
+       --only-account/--only-chat id not in the job), the owner rule,
+       --max-removals, --max-removal-percent, a refused API key, --resume of
+       another job, a stale --plan, a held ledger lock, a declined confirmation
   4    the ledger could not be written: sending stopped at once; what was recorded
        is intact; fix the cause and --resume
   130  interrupted (Ctrl-C or SIGTERM): the ledger is consistent, --resume continues
@@ -158,6 +159,18 @@ def _removals(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number or -1, got {text!r}") from error
     if value < -1:
         raise argparse.ArgumentTypeError("expected a number >= 0, or -1 to disable the check")
+    return value
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(
+            f"expected a percentage above 0 and at most 100, got {text}"
+        )
     return value
 
 
@@ -251,10 +264,37 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         help="refuse a plan removing more than N members in total (default: 100; -1 = no limit)",
     )
     parser.add_argument(
+        "--max-removal-percent",
+        type=_percent,
+        metavar="P",
+        help="refuse a plan in which any desired-state chat loses more than P %% of its current "
+        "members, owner excluded; 0 < P <= 100 (default: no such check)",
+    )
+    parser.add_argument(
         "--shard",
         type=_shard,
         metavar="I/N",
         help="only the accounts of shard I of N, 0 <= I < N (default: every account)",
+    )
+    parser.add_argument(
+        "--only-account",
+        dest="only_accounts",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="only these accounts of the job; several after one flag, or the flag repeated, "
+        "after the job files (default: every account)",
+    )
+    parser.add_argument(
+        "--only-chat",
+        dest="only_chats",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="CHAT",
+        help="only these chats of the job, each CHAT (under any account) or ACCOUNT/CHAT; "
+        "several, or repeated, as --only-account (default: every chat)",
     )
 
 
@@ -502,7 +542,10 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
         write_rate=args.write_rate or default_write,
         jitter=jitter,
         max_removals=None if args.max_removals < 0 else args.max_removals,
+        max_removal_percent=args.max_removal_percent,
         shard=args.shard,
+        only_accounts=tuple(args.only_accounts),
+        only_chats=tuple(args.only_chats),
         verify=verify,
         # Exits while waiting on a long pause would surprise nobody; slow sandbox verification would.
         verify_delay=0.2 if sandbox else 1.0,
@@ -615,11 +658,22 @@ async def _until_signalled(work: Awaitable[T]) -> T | None:
 
 def _refuse_removals(args: argparse.Namespace, plan: Plan) -> None:
     """`plan` and `apply --dry-run` refuse, after showing it, the plan that apply would refuse."""
-    if 0 <= args.max_removals < plan.removals:
-        raise RunRefused(
-            f"the plan removes {plan.removals} members, more than --max-removals "
-            f"{args.max_removals}; apply would refuse it"
-        )
+    from .engine.removals import check_removals
+
+    check_removals(
+        plan,
+        limit=None if args.max_removals < 0 else args.max_removals,
+        percent=args.max_removal_percent,
+        consequence="apply would refuse it",
+    )
+
+
+def _refused(args: argparse.Namespace, plan: Plan) -> bool:
+    try:
+        _refuse_removals(args, plan)
+    except RunRefused:
+        return True
+    return False
 
 
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -636,7 +690,7 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
         with _owner_rule_located(job):
             plan, seconds = _run(_plan, args, job, err)
         # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
-        too_many = 0 <= args.max_removals < plan.removals
+        too_many = _refused(args, plan)
         if args.out and not too_many:
             planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
         if args.format == "json":

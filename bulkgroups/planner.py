@@ -177,6 +177,7 @@ def plan_chat(
         names=_names(chat, observed, steps),
         state_digest=observed.digest(),
         chat_name=info.name,
+        members_before=len(current - owners) if observed.members_listed else None,
     )
 
 
