@@ -385,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ledger",
         default=DEFAULT_LEDGER,
         metavar="PATH",
-        help=f"the JSON Lines ledger to append to (default: {DEFAULT_LEDGER})",
+        help="the JSON Lines ledger to append to; a directory (DIR/ or an existing one) holds "
+        "one ledger per shard, shard-I-of-N.jsonl (ledger.jsonl without --shard), and every run "
+        f"reads them all for daily limits and pacing (default: {DEFAULT_LEDGER})",
     )
     apply.add_argument(
         "--resume",
@@ -422,7 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="What the runs in a ledger did, per account, and why operations were not done.",
         epilog=EXIT_CODES_HELP,
     )
-    report_cmd.add_argument("ledger", metavar="LEDGER", help="a ledger written by apply")
+    report_cmd.add_argument(
+        "ledger",
+        metavar="LEDGER",
+        help="a ledger written by apply, or a directory of ledgers (apply --ledger DIR/), "
+        "read as one",
+    )
     report_cmd.add_argument(
         "--format",
         choices=("text", "json", "csv"),
@@ -875,6 +882,11 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
 
     if not os.path.exists(args.ledger):
         raise UsageError(f"{args.ledger}: no such ledger")
+    if os.path.isdir(args.ledger):
+        from .ledger_dir import ledger_files
+
+        if not ledger_files(args.ledger):
+            raise UsageError(f"{args.ledger}: a directory without ledgers (*.jsonl)")
     if args.format == "csv":
         report.write_csv(args.ledger, sys.stdout)
         return 0

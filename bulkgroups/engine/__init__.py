@@ -35,6 +35,7 @@ import anyio
 
 from ..errors import RunRefused, plain_errors
 from ..ledger import LedgerIO
+from ..ledger_dir import ledger_place
 from ..model import ChatJob, ChatPlan, Job, Plan
 from .api import ChatApi
 from .apply import apply_run
@@ -113,16 +114,16 @@ async def apply_job(
     its bytes reach the disk (tests inject a full disk there).
     """
     config = config or EngineConfig()
-    path = str(ledger)
+    place = ledger_place(str(ledger), config.shard)
     with plain_errors():
         async with opened_run(
-            scope_job(job, config), client, config, observer, ledger=path, resume=resume
+            scope_job(job, config), client, config, observer, place=place, resume=resume
         ) as (run, previous):
             await run.preflight()
             run.check_owner_rule()
             return await apply_run(
                 run,
-                ledger=path,
+                ledger=place.path,
                 resume=resume,
                 previous=previous,
                 interrupt=interrupt,
@@ -151,7 +152,7 @@ async def apply_plan(
     config = config or EngineConfig()
     if plan.job is None:
         raise RunRefused("this plan does not carry its job; plan it with bulkgroups.plan()")
-    path = str(ledger)
+    place = ledger_place(str(ledger), config.shard)
     given = {(c.account, c.chat): c for c in plan.chats}
 
     async def given_plans(run: Run, chats: list[ChatJob]) -> list[ChatPlan]:
@@ -159,7 +160,7 @@ async def apply_plan(
 
     job = replace(plan.job, chats=tuple(c for c in plan.job.chats if (c.account, c.chat) in given))
     with plain_errors():
-        async with opened_run(job, client, config, observer, ledger=path, resume=False) as (
+        async with opened_run(job, client, config, observer, place=place, resume=False) as (
             run,
             previous,
         ):
@@ -167,7 +168,7 @@ async def apply_plan(
             run.adopt_owners(plan.owners)
             return await apply_run(
                 run,
-                ledger=path,
+                ledger=place.path,
                 resume=False,
                 previous=previous,
                 interrupt=interrupt,
