@@ -261,3 +261,34 @@ def test_select_job_keeps_the_jobs_hash_and_order(tmp_path: Path) -> None:
 def test_engine_config_refuses_a_bad_selection_or_percentage(settings: dict[str, Any]) -> None:
     with pytest.raises(UsageError, match=f"EngineConfig.{next(iter(settings))}"):
         EngineConfig(**settings)
+
+
+def test_a_saved_plan_applies_with_its_restriction_and_refuses_chats_it_does_not_have(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    job = three_accounts(tmp_path)
+    saved = tmp_path / "plan.json"
+    made = cli.run("plan", job, "--only-account", "acc_3", "--out", saved, *connect(sim, tmp_path))
+    assert made.code == 0, made.err
+    ledger = tmp_path / "ledger.jsonl"
+
+    whole = cli.run("apply", job, "--plan", saved, "--ledger", ledger, *connect(sim, tmp_path))
+    assert whole.code == 1
+    assert "these chats of the run are not in the plan: acc_1/team, acc_2/team, acc_2/crew" in (
+        whole.err
+    )
+    assert writes(sim) == []
+
+    same = cli.run(
+        "apply",
+        job,
+        "--plan",
+        saved,
+        "--only-account",
+        "acc_3",
+        "--ledger",
+        ledger,
+        *connect(sim, tmp_path),
+    )
+    assert same.code == 0, same.err
+    assert [(str(w.account), w.user) for w in writes(sim)] == [("acc_3", "ACoAA0494")]

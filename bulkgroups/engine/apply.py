@@ -307,11 +307,16 @@ def check_expected(fresh: Plan, expected: Plan) -> Plan:
             "the job changed since the plan was made (job_sha256 differs); nothing was sent"
         )
     saved = {(c.account, c.chat): c for c in expected.chats}
+    missing = [f"{c.account}/{c.chat}" for c in fresh.chats if (c.account, c.chat) not in saved]
+    if missing:
+        raise RunRefused(
+            f"these chats of the run are not in the plan: {_shown(missing)} (was it made with "
+            "other --shard, --only-account or --only-chat?); nothing was sent"
+        )
     stale = [
         f"{chat.account}/{chat.chat}"
         for chat in fresh.chats
-        if (before := saved.get((chat.account, chat.chat))) is None
-        or before.state_digest != chat.state_digest
+        if saved[(chat.account, chat.chat)].state_digest != chat.state_digest
     ]
     if stale:
         raise RunRefused(
