@@ -513,7 +513,8 @@ class Replay:
     records. `last_run_open` says the last run has no `end` record (its process died mid-run, so
     when it last sent a request is unknown); `last_end_at` is the time of the last `end` record,
     before which that run's requests were all answered or given up, and `last_end_interrupted`
-    its flag. `pending_since` is the unix time of the record that left each pending operation
+    its flag; `last_run_started_at` is when the last run started (None: not recorded).
+    `pending_since` is the unix time of the record that left each pending operation
     pending (a ledger directory lets a later record of another file supersede it).
     """
 
@@ -524,6 +525,7 @@ class Replay:
     last_run_open: bool = False
     last_end_at: float | None = None
     last_end_interrupted: bool = False
+    last_run_started_at: float | None = None
     pending: dict[bytes, Operation] = field(default_factory=dict)
     pending_since: dict[bytes, float] = field(default_factory=dict)
 
@@ -566,6 +568,7 @@ class _Replaying:
         self.last_at: dict[str, float] = {}
         self.writes: dict[str, int] = {}
         self.last_run_open = False
+        self.last_run_started_at: float | None = None
         self.last_end_at: float | None = None
         self.last_end_interrupted = False
 
@@ -587,6 +590,7 @@ class _Replaying:
             self.pending_since.clear()
         self.last_job, self.last_run = record.job_sha256, record.run_id
         self.last_run_open = True
+        self.last_run_started_at = parse_time(record.started_at) if record.started_at else None
         if record.job_sha256 == self.job_sha256:
             self.segment.add(record.run_id)
 
@@ -634,6 +638,7 @@ class _Replaying:
             last_run_open=self.last_run_open,
             last_end_at=self.last_end_at,
             last_end_interrupted=self.last_end_interrupted,
+            last_run_started_at=self.last_run_started_at,
             pending=self.pending if self.job_sha256 is not None else {},
             pending_since=self.pending_since if self.job_sha256 is not None else {},
         )

@@ -8,7 +8,9 @@ changes between runs an account's history is still seen wherever it was written:
 - daily limits count the write attempts of every file (intents are per file, never repeated);
 - pacing across runs waits from each account's latest record in any file, and from the end (or
   the death) of the last run of every file that may have sent that account requests: a
-  `shard-J-of-M.jsonl` speaks for the accounts of shard J of M, any other file for all;
+  `shard-J-of-M.jsonl` speaks for the accounts of shard J of M, any other file for all. A file
+  whose writer died mid-run holds its accounts back a full window only until a run of another
+  file of theirs has started since (`LedgerHistory.death_outlived`);
 - pending writes (sent without a known outcome) are taken from every file, unless a later record
   of the same operation in another file supersedes them;
 - `--resume` continues the last run of the run's own file (another sharding's runs are not its
@@ -35,7 +37,7 @@ from typing import Final
 
 from .errors import RunRefused, UsageError
 from .ledger import Replay, read_ledger, record_digest, replay
-from .lock import LedgerLock
+from .lock import LedgerLock, LockHolder
 from .model import Operation, shard_of
 from .records import (
     EndRecord,
@@ -145,16 +147,43 @@ def prepare_directory(place: LedgerPlace) -> None:
 @dataclass(frozen=True, slots=True)
 class LedgerHistory:
     """One ledger as a run found it: what it says, which accounts it may hold requests of (its
-    `shard`; None: any), and whether the process that last held its lock died holding it."""
+    `shard`; None: any), and whether the process that last held its lock died holding it (and
+    when that process took the lock, if known)."""
 
     path: str
     replay: Replay
     shard: tuple[int, int] | None = None
     holder_died: bool = False
+    holder_since: float | None = None
 
     def covers(self, account: str) -> bool:
         """Whether a run that wrote this ledger may have sent `account` requests."""
         return self.shard is None or shard_of(account, self.shard[1]) == self.shard[0]
+
+    @property
+    def died_mid_run(self) -> bool:
+        """Its writer died holding the lock, or its last run has no `end`: when that process last
+        sent a request is unknown."""
+        return self.holder_died or self.replay.last_run_open
+
+    def death_outlived(self, account: str, histories: Sequence[LedgerHistory]) -> bool:
+        """Whether a run of another ledger that may hold `account`'s requests started after this
+        ledger's dead writer took its lock (or began its open run).
+
+        That run found the writer dead (a live one would have refused it: see the module
+        docstring) and waited a full window itself, so what the dead writer sent is behind it.
+        Without this, a shard's file abandoned mid-run after a resharding would make every later
+        run of its accounts wait a full window, forever.
+        """
+        since = self.holder_since if self.holder_died else self.replay.last_run_started_at
+        if since is None:
+            return False
+        return any(
+            other is not self
+            and other.covers(account)
+            and (other.replay.last_run_started_at or float("-inf")) > since
+            for other in histories
+        )
 
 
 def _may_share(
@@ -170,12 +199,12 @@ def _may_share(
 
 def _neighbours(
     place: LedgerPlace, accounts: Sequence[str], shard: tuple[int, int] | None
-) -> list[tuple[str, bool]]:
-    """The directory's other ledgers, each with whether its lock's holder died; raises
-    `RunRefused` if a live process holds one that may share an account with this run."""
+) -> list[tuple[str, LockHolder | None]]:
+    """The directory's other ledgers, each with its lock's holder; raises `RunRefused` if a live
+    process holds one that may share an account with this run."""
     if place.directory is None:
         return []
-    found: list[tuple[str, bool]] = []
+    found: list[tuple[str, LockHolder | None]] = []
     for path in ledger_files(place.directory, locked=True):
         if os.path.abspath(path) == os.path.abspath(place.path):
             continue
@@ -185,8 +214,17 @@ def _neighbours(
                 f"{path} is in use by {holder}: a run of another sharding (or without --shard) "
                 "may share accounts with this one; let it finish first"
             )
-        found.append((path, holder is not None and not holder.alive))
+        found.append((path, holder))
     return found
+
+
+def _since(holder: LockHolder | None) -> float | None:
+    if holder is None or holder.started_at is None:
+        return None
+    try:
+        return parse_time(holder.started_at)
+    except ValueError:
+        return None
 
 
 def read_histories(
@@ -213,9 +251,10 @@ def read_histories(
             holder_died,
         )
     ]
-    for path, died in _neighbours(place, accounts, shard):
+    for path, holder in _neighbours(place, accounts, shard):
         found = replay(path, job_sha256=job_sha256, keep_outcomes=False)
-        histories.append(LedgerHistory(path, found, file_shard(path), died))
+        died = holder is not None and not holder.alive
+        histories.append(LedgerHistory(path, found, file_shard(path), died, _since(holder)))
     return histories, combined(histories)
 
 

@@ -429,3 +429,27 @@ def test_a_ledger_speaks_for_the_accounts_of_its_shard_and_a_lock_alone_is_a_led
     (tmp_path / "old.jsonl").mkdir()
     assert ledger_files(str(tmp_path)) == []
     assert ledger_files(str(tmp_path), locked=True) == [f"{tmp_path}/shard-0-of-2.jsonl"]
+
+
+def test_a_shard_file_abandoned_mid_run_holds_its_accounts_back_only_until_another_run_starts() -> (
+    None
+):
+    """A killed shard's file is never written again after a resharding: its open run must not
+    make every later run of its accounts wait a full window forever. A run of another ledger of
+    the account that started later found it dead and waited; after that it is history."""
+    killed = LedgerHistory(
+        "d/shard-1-of-3.jsonl", Replay(last_run_open=True, last_run_started_at=100.0), (1, 3)
+    )
+    account = "acc_s2"  # shard 1 of 3, shard 0 of 2
+    before = LedgerHistory("d/shard-0-of-2.jsonl", Replay(last_run_started_at=90.0), (0, 2))
+    after = LedgerHistory("d/shard-0-of-2.jsonl", Replay(last_run_started_at=130.0), (0, 2))
+    elsewhere = LedgerHistory("d/shard-1-of-2.jsonl", Replay(last_run_started_at=130.0), (1, 2))
+    assert killed.died_mid_run
+    assert not killed.death_outlived(account, [killed, before])
+    assert not killed.death_outlived(account, [killed, elsewhere])  # not a run of this account
+    assert killed.death_outlived(account, [killed, after])
+    # A stale lock: from when its process took it, if the lock says.
+    stale = LedgerHistory("d/ledger.jsonl", Replay(), None, holder_died=True, holder_since=140.0)
+    assert not stale.death_outlived(account, [stale, after])
+    unknown = LedgerHistory("d/ledger.jsonl", Replay(), None, holder_died=True)
+    assert not unknown.death_outlived(account, [unknown, after])

@@ -185,7 +185,8 @@ class Run:
         before it; with `interrupted`, writes given up in flight too). A process that died
         mid-run on such a ledger (its stale lock, or a last run without `end`) may have sent
         anything until it died, which was before now: the account then waits a full strictest
-        window from now.
+        window from now, unless a run of another ledger of the account has started since
+        (`LedgerHistory.death_outlived`).
         """
         now = time.time()
         for account in self.accounts:
@@ -201,8 +202,9 @@ class Run:
                     ready.append(last + strictest)
                 if not history.covers(account):
                     continue
-                if history.holder_died or previous.last_run_open:
-                    ready.append(now + strictest)
+                if history.died_mid_run:
+                    if not history.death_outlived(account, histories):
+                        ready.append(now + strictest)
                 elif previous.last_end_at is not None:
                     window = strictest if previous.last_end_interrupted else general
                     ready.append(previous.last_end_at + window)
