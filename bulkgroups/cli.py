@@ -2,9 +2,10 @@
 
 Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes anything (bad job
 file or flags, owner rule, max-removals, max-removal-percent, bad key at the first request,
-resume of another job, stale plan, held lock); 4 the ledger could not be written; 130 interrupted; 3 finished with
-failed or deferred operations; 2 `plan --detailed-exitcode` with changes; 0 success. Usage
-errors exit 1, not argparse's 2. An error's code is its `BulkGroupsError.exit_code`.
+resume of another job, stale plan, held lock); 4 the ledger could not be written; 130
+interrupted; 3 finished with failed or deferred operations; 2 `plan --detailed-exitcode` with
+changes; 0 success. Usage errors exit 1, not argparse's 2. An error's code is its
+`BulkGroupsError.exit_code`.
 
 Start-up is part of the interface: `--help`, `validate` and `report` must answer at once, so this
 module imports only what parsing needs (errors, the rate grammar); the engine, the HTTP client
@@ -697,14 +698,14 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
         with _owner_rule_located(job):
             plan, seconds = _run(_plan, args, job, err)
         # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
-        too_many = _refused(args, plan)
-        if args.out and not too_many:
+        refused = _refused(args, plan)
+        if args.out and not refused:
             planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
         if args.format == "json":
             planfile.write_plan(plan, _text_writer(sys.stdout), estimated_seconds=seconds)
         else:
             write_plan(plan, out, estimated_seconds=seconds, view=_view(args))
-            if args.out and not too_many:
+            if args.out and not refused:
                 out.print(
                     f"Saved to {args.out}; apply exactly this plan with `bulkgroups apply ... --plan {args.out}`."
                 )

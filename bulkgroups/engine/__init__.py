@@ -13,9 +13,10 @@ The run has three phases, each finished for every account before the next starts
    re-read to verify them.
 
 The barrier between reading and writing is what lets `--max-removals` and
-`--max-removal-percent` refuse a plan before any change is made. Within a phase, accounts run side by side: each account has a few workers over
-its own chats, so a slow or paused account never holds up another (its workers wait in its
-pacer, never on a global slot). Every request of an account goes through that account's pacer.
+`--max-removal-percent` refuse a plan before any change is made. Within a phase, accounts run
+side by side: each account has a few workers over its own chats, so a slow or paused account
+never holds up another (its workers wait in its pacer, never on a global slot). Every request of
+an account goes through that account's pacer.
 
 Modules: `config` (settings, observer, result), `api` (the client seam), `run` (the requests),
 `gates` (what every request passes), `accounts`, `budget` (`daily_limit`), `outcomes` (the pure
