@@ -1,15 +1,28 @@
 """bulkgroups — keep LinkedIn group-chat membership in sync through the Unipile API.
 
-    import bulkgroups
+    import anyio
 
-    job = bulkgroups.load_job("jobs/cohorts.yaml")
-    async with bulkgroups.UnipileClient(base_url, api_key=key) as client:
-        plan = await bulkgroups.plan(job, client)
-        result = await bulkgroups.apply(plan, client, ledger="run.jsonl")
-    print(result.counts)
+    import bulkgroups
+    from bulkgroups.simulator import run_in_thread
+
+    FAST = bulkgroups.parse_rate("20/s")  # the simulator's limit; Unipile: EngineConfig() defaults
+
+
+    async def main(base_url: str, api_key: str) -> None:
+        config = bulkgroups.EngineConfig(rate=FAST, write_rate=FAST)
+        job = bulkgroups.load_job("jobs/cohorts.yaml")
+        async with bulkgroups.UnipileClient(base_url, api_key=api_key) as client:
+            plan = await bulkgroups.plan(job, client, config=config)
+            result = await bulkgroups.apply(plan, client, ledger="run.jsonl", config=config)
+        print(result.counts)
+
+
+    with run_in_thread() as sim:  # the embedded simulator, on 127.0.0.1
+        anyio.run(main, sim.url, sim.api_key)
 
 Runs on anyio's asyncio backend (aiohttp is asyncio-only). The embedded simulator is importable
-as `bulkgroups.simulator`, for your own tests.
+as `bulkgroups.simulator`, for your own tests. Against Unipile, pass its URL and your key (from the
+environment, not the code) and keep `EngineConfig()`'s conservative rates (1/s, writes 1/min).
 
 The value types and errors are imported at once; the names that need the engine, the HTTP client
 (and so aiohttp) or the job loader are imported on first use (PEP 562), so that `import

@@ -1,11 +1,12 @@
 """The `bulkgroups` command: argument parsing, environment, connection, display. Wiring only.
 
 Exit codes (CONTRACT.md, first that applies): 1 nothing was sent that changes anything (bad job
-file or flags, owner rule, max-removals, bad key at the first request, resume of another job,
-stale plan, held lock, an API no account lookup could reach; `plan`: what apply would refuse); 4
-the ledger could not be written; 130 interrupted; 3 finished with failed or deferred operations
-(`plan`: some chats could not be read); 2 `plan --detailed-exitcode`, every chat read, with
-changes; 0 success. Usage errors exit 1, not argparse's 2. An error's code is its `BulkGroupsError.exit_code`.
+file or flags, owner rule, max-removals, max-removal-percent, bad key at the first request,
+resume of another job, stale plan, held lock, an API no account lookup could reach; `plan`: what
+apply would refuse); 4 the ledger could not be written; 130 interrupted; 3 finished with failed or
+deferred operations (`plan`: some chats could not be read); 2 `plan --detailed-exitcode`, every
+chat read, with changes; 0 success. Usage errors exit 1, not argparse's 2. An error's code is its
+`BulkGroupsError.exit_code`.
 
 Start-up is part of the interface: `--help`, `validate` and `report` must answer at once, so this
 module imports only what parsing needs (errors, the rate grammar); the engine, the HTTP client
@@ -91,10 +92,11 @@ durations:
 
 EXIT_CODES_HELP = """\
 exit codes (the first that applies):
-  1    nothing was sent that changes anything: a bad job file or flag, the owner
-       rule, --max-removals, a refused API key, an API no account lookup could
-       reach, --resume of another job, a stale --plan, a held ledger lock, a
-       declined confirmation (plan: what apply would refuse)
+  1    nothing was sent that changes anything: a bad job file or flag (an
+       --only-account/--only-chat id not in the job), the owner rule,
+       --max-removals, --max-removal-percent, a refused API key, an API no account
+       lookup could reach, --resume of another job, a stale --plan, a held ledger
+       lock, a declined confirmation (plan: what apply would refuse)
   4    the ledger could not be written: sending stopped at once; what was recorded
        is intact; fix the cause and --resume
   130  interrupted (Ctrl-C or SIGTERM): the ledger is consistent, --resume continues
@@ -187,6 +189,18 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(
+            f"expected a percentage above 0 and at most 100, got {text}"
+        )
+    return value
 
 
 def _port(text: str) -> int:
@@ -286,10 +300,37 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         help="refuse a plan removing more than N members in total (default: 100; -1 = no limit)",
     )
     parser.add_argument(
+        "--max-removal-percent",
+        type=_percent,
+        metavar="P",
+        help="refuse a plan in which any desired-state chat loses more than P %% of its current "
+        "members, owner excluded; 0 < P <= 100 (default: no such check)",
+    )
+    parser.add_argument(
         "--shard",
         type=_shard,
         metavar="I/N",
         help="only the accounts of shard I of N, 0 <= I < N (default: every account)",
+    )
+    parser.add_argument(
+        "--only-account",
+        dest="only_accounts",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="only these accounts of the job; several after one flag, or the flag repeated, "
+        "after the job files (default: every account)",
+    )
+    parser.add_argument(
+        "--only-chat",
+        dest="only_chats",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="CHAT",
+        help="only these chats of the job, each CHAT (under any account) or ACCOUNT/CHAT; "
+        "several, or repeated, as --only-account (default: every chat)",
     )
     parser.add_argument(
         "--resolve-max-age",
@@ -429,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ledger",
         default=DEFAULT_LEDGER,
         metavar="PATH",
-        help=f"the JSON Lines ledger to append to (default: {DEFAULT_LEDGER})",
+        help="the JSON Lines ledger to append to; a directory (DIR/ or an existing one) holds "
+        "one ledger per shard, shard-I-of-N.jsonl (ledger.jsonl without --shard), and every run "
+        f"reads them all for daily limits and pacing (default: {DEFAULT_LEDGER})",
     )
     apply.add_argument(
         "--resume",
@@ -481,7 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="What the runs in a ledger did, per account, and why operations were not done.",
         epilog=EXIT_CODES_HELP,
     )
-    report_cmd.add_argument("ledger", metavar="LEDGER", help="a ledger written by apply")
+    report_cmd.add_argument(
+        "ledger",
+        metavar="LEDGER",
+        help="a ledger written by apply, or a directory of ledgers (apply --ledger DIR/), "
+        "read as one",
+    )
     report_cmd.add_argument(
         "--format",
         choices=("text", "json", "csv"),
@@ -680,7 +728,10 @@ def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineCo
         write_rate=args.write_rate or default_write,
         jitter=jitter,
         max_removals=None if args.max_removals < 0 else args.max_removals,
+        max_removal_percent=args.max_removal_percent,
         shard=args.shard,
+        only_accounts=tuple(args.only_accounts),
+        only_chats=tuple(args.only_chats),
         verify=verify,
         # Exits while waiting on a long pause would surprise nobody; slow sandbox verification would.
         verify_delay=0.2 if sandbox else 1.0,
@@ -825,11 +876,22 @@ async def _until_signalled(work: Awaitable[T]) -> T | None:
 
 def _refuse_removals(args: argparse.Namespace, plan: Plan) -> None:
     """`plan` and `apply --dry-run` refuse, after showing it, the plan that apply would refuse."""
-    if 0 <= args.max_removals < plan.removals:
-        raise RunRefused(
-            f"the plan removes {plan.removals} members, more than --max-removals "
-            f"{args.max_removals}; apply would refuse it"
-        )
+    from .engine.removals import check_removals
+
+    check_removals(
+        plan,
+        limit=None if args.max_removals < 0 else args.max_removals,
+        percent=args.max_removal_percent,
+        consequence="apply would refuse it",
+    )
+
+
+def _refused(args: argparse.Namespace, plan: Plan) -> bool:
+    try:
+        _refuse_removals(args, plan)
+    except RunRefused:
+        return True
+    return False
 
 
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -846,14 +908,14 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
         with _owner_rule_located(job):
             plan, seconds = _run(_plan, args, job, err)
         # Shown, but refused as apply would refuse it: no plan file that `apply --plan` cannot use.
-        too_many = 0 <= args.max_removals < plan.removals
-        if args.out and not too_many:
+        refused = _refused(args, plan)
+        if args.out and not refused:
             planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
         if args.format == "json":
             planfile.write_plan(plan, _text_writer(sys.stdout), estimated_seconds=seconds)
         else:
             write_plan(plan, out, estimated_seconds=seconds, view=_view(args))
-            if args.out and not too_many:
+            if args.out and not refused:
                 out.print(
                     f"Saved to {args.out}; apply exactly this plan with `bulkgroups apply ... --plan {args.out}`."
                 )
@@ -1078,13 +1140,18 @@ async def _apply_every(
 
     from .display import render_outcomes
     from .engine.opening import check_ledger_path
+    from .ledger_dir import ledger_place, prepare_directory
     from .lock import LedgerLock
     from .schedule import Schedule, pass_line
 
     schedule = Schedule(args.every, args.max_runs)
     rng = random.Random()
-    check_ledger_path(args.ledger)
-    with LedgerLock(args.ledger) as lock:
+    # The file this command appends to (in a ledger directory: this shard's own), locked
+    # across every pass.
+    place = ledger_place(args.ledger, args.shard)
+    prepare_directory(place)
+    check_ledger_path(place.path)
+    with LedgerLock(place.path) as lock:
         number = 0
         while True:
             number += 1
@@ -1174,9 +1241,12 @@ async def _run_pass(
             signals.current = None
     if result is None:
         if progress.writing:  # the run has its `run` record: the ledger knows it
+            from .ledger_dir import ledger_place
+
+            written = ledger_place(args.ledger, args.shard).path
             _say(
                 f"stopped at once: {_count(progress.recorded, 'operation')} recorded in "
-                f"{args.ledger}; run the same command with --resume to continue"
+                f"{written}; run the same command with --resume to continue"
             )
         else:
             _say("interrupted before anything was written; nothing to resume")
@@ -1321,6 +1391,11 @@ def _cmd_report(args: argparse.Namespace, out: Console) -> int:
 
     if not os.path.exists(args.ledger):
         raise UsageError(f"{args.ledger}: no such ledger")
+    if os.path.isdir(args.ledger):
+        from .ledger_dir import ledger_files
+
+        if not ledger_files(args.ledger):
+            raise UsageError(f"{args.ledger}: a directory without ledgers (*.jsonl)")
     if args.format == "csv":
         report.write_csv(args.ledger, sys.stdout)
         return 0

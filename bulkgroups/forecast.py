@@ -13,7 +13,8 @@ from collections import Counter
 from typing import Final
 
 from .engine.config import EngineConfig
-from .engine.run import build_pacing, shard_job
+from .engine.run import build_pacing
+from .engine.selection import scope_job
 from .model import Job
 
 __all__ = ["ONE_DAY", "READS_PER_CHAT", "apply_seconds", "read_seconds"]
@@ -23,7 +24,8 @@ READS_PER_CHAT: Final = 2
 
 
 def read_seconds(job: Job, config: EngineConfig) -> float:
-    """The least time reading every chat of the job (this shard of it) takes: what `plan` waits."""
+    """The least time reading every chat of the job (the part this run selects) takes: what
+    `plan` waits."""
     return _seconds(job, config, writes=False)
 
 
@@ -33,7 +35,7 @@ def apply_seconds(job: Job, config: EngineConfig) -> float:
 
 
 def _seconds(job: Job, config: EngineConfig, *, writes: bool) -> float:
-    job = shard_job(job, config.shard)
+    job = scope_job(job, config)
     pacing = build_pacing(job, config)
     reads: Counter[str] = Counter()
     sends: Counter[str] = Counter()

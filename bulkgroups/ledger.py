@@ -80,6 +80,7 @@ __all__ = [
     "cut_torn_tail",
     "new_run_id",
     "read_ledger",
+    "record_digest",
     "replay",
 ]
 
@@ -513,8 +514,11 @@ class Replay:
     records. `last_run_open` says the last run has no `end` record (its process died mid-run, so
     when it last sent a request is unknown); `last_end_at` is the time of the last `end` record,
     before which that run's requests were all answered or given up, and `last_end_interrupted`
-    its flag. `resolutions` holds, for each (account, profile), the latest `resolution` record of
-    any run: the profiles a run need not look up again while they are young enough.
+    its flag; `last_run_started_at` is when the last run started (None: not recorded).
+    `pending_since` is the unix time of the record that left each pending operation
+    pending (a ledger directory lets a later record of another file supersede it).
+    `resolutions` holds, for each (account, profile), the latest `resolution` record of any run:
+    the profiles a run need not look up again while they are young enough.
     """
 
     last_job_sha256: str | None = None
@@ -524,7 +528,9 @@ class Replay:
     last_run_open: bool = False
     last_end_at: float | None = None
     last_end_interrupted: bool = False
+    last_run_started_at: float | None = None
     pending: dict[bytes, Operation] = field(default_factory=dict)
+    pending_since: dict[bytes, float] = field(default_factory=dict)
     resolutions: dict[tuple[str, str], ResolutionRecord] = field(default_factory=dict)
 
     def settled(self, digest: bytes) -> bool:
@@ -542,6 +548,11 @@ def _digest_of(op_id: str, operation: Operation) -> bytes:
     return op_digest(operation.account, operation.chat, operation.action, operation.subject)
 
 
+def record_digest(record: IntentRecord | OpRecord) -> bytes:
+    """The 16-byte identity (`model.op_digest`) of the operation a record is about."""
+    return _digest_of(record.op_id, record.operation)
+
+
 class _Replaying:
     """The state of one pass over a ledger (see `Replay`)."""
 
@@ -557,42 +568,49 @@ class _Replaying:
         self.with_intents: set[str] = set()
         self.outcomes: dict[bytes, str] = {}
         self.pending: dict[bytes, Operation] = {}
+        self.pending_since: dict[bytes, float] = {}
         self.last_at: dict[str, float] = {}
         self.writes: dict[str, int] = {}
         self.last_run_open = False
+        self.last_run_started_at: float | None = None
         self.last_end_at: float | None = None
         self.last_end_interrupted = False
         self.resolutions: dict[tuple[str, str], ResolutionRecord] = {}
 
-    def used(self, account: str, at: str, attempts: int) -> str:
+    def used(self, account: str, at: str, attempts: int) -> float:
+        """Note a record of `account` at `at` (its unix time, returned)."""
         unix = parse_time(at)
         account = sys.intern(account)
         if unix > self.last_at.get(account, float("-inf")):
             self.last_at[account] = unix
         if attempts and self.today_starts <= unix < self.today_ends:
             self.writes[account] = self.writes.get(account, 0) + attempts
-        return account
+        return unix
 
     def run(self, record: RunRecord) -> None:
         if record.job_sha256 != self.last_job:
             self.segment.clear()
             self.outcomes.clear()
             self.pending.clear()
+            self.pending_since.clear()
         self.last_job, self.last_run = record.job_sha256, record.run_id
         self.last_run_open = True
+        self.last_run_started_at = parse_time(record.started_at) if record.started_at else None
         if record.job_sha256 == self.job_sha256:
             self.segment.add(record.run_id)
 
     def intent(self, record: IntentRecord) -> None:
         self.with_intents.add(record.run_id)
-        self.used(record.account, record.at, 1)
+        unix = self.used(record.account, record.at, 1)
         if record.run_id in self.segment:
             operation = record.operation
-            self.pending[_digest_of(record.op_id, operation)] = operation
+            digest = _digest_of(record.op_id, operation)
+            self.pending[digest] = operation
+            self.pending_since[digest] = unix
 
     def op(self, record: OpRecord) -> None:
         counted = record.action in WRITE_ACTIONS and record.run_id not in self.with_intents
-        self.used(record.account, record.at, record.attempts if counted else 0)
+        unix = self.used(record.account, record.at, record.attempts if counted else 0)
         if record.run_id not in self.segment:
             return
         operation = record.operation
@@ -601,8 +619,9 @@ class _Replaying:
             self.outcomes[digest] = sys.intern(record.status)
         if record.in_doubt and record.status in ("failed", "deferred"):
             self.pending[digest] = operation
-        else:
-            self.pending.pop(digest, None)
+            self.pending_since[digest] = unix
+        elif self.pending.pop(digest, None) is not None:
+            del self.pending_since[digest]
 
     def verify(self, record: VerifyRecord) -> None:
         if self.keep_outcomes and record.run_id in self.segment and len(record.op_id) == 32:
@@ -630,7 +649,9 @@ class _Replaying:
             last_run_open=self.last_run_open,
             last_end_at=self.last_end_at,
             last_end_interrupted=self.last_end_interrupted,
+            last_run_started_at=self.last_run_started_at,
             pending=self.pending if self.job_sha256 is not None else {},
+            pending_since=self.pending_since if self.job_sha256 is not None else {},
             resolutions=self.resolutions,
         )
 

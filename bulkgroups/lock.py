@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +22,7 @@ import orjson
 
 from .errors import RunRefused, UsageError
 
-__all__ = ["LedgerLock", "pid_alive"]
+__all__ = ["LedgerLock", "LockHolder", "pid_alive"]
 
 # Rounds of "someone else created or broke the lock just now" before giving up.
 _ATTEMPTS: Final = 5
@@ -76,6 +77,20 @@ def _process_started_at(pid: int) -> float | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds a ledger's lock, seen from outside (`LedgerLock.holder`): `alive` False means its
+    process is gone (it died while appending to that ledger, or while reading before it)."""
+
+    pid: int | None
+    started_at: str | None
+    alive: bool
+
+    def __str__(self) -> str:
+        who = f"process {self.pid}" if self.pid is not None else "a process"
+        return f"{who} (started {self.started_at or 'at an unknown time'})"
+
+
 class LedgerLock:
     """Held by the one process that appends to a ledger; a sync context manager.
 
@@ -116,6 +131,22 @@ class LedgerLock:
             return  # gone, or replaced by something that is not ours: nothing to remove
         if (st.st_dev, st.st_ino, content) == identity:
             os.unlink(self.path)
+
+    def holder(self) -> LockHolder | None:
+        """Who holds this lock now (None: nobody), without taking it or breaking a stale one.
+
+        A ledger directory's run looks at its neighbours' locks this way (`ledger_dir`).
+        """
+        try:
+            st, raw = self._read_lock()
+        except FileNotFoundError:
+            return None
+        pid, started_at = _holder(raw)
+        if pid is None:  # unreadable: alive only while it may still be being written
+            alive = not raw and time.time() - st.st_mtime < 5
+        else:
+            alive = self._holder_alive(pid, started_at)
+        return LockHolder(pid, started_at, alive)
 
     def _create(self) -> bool:
         content = (

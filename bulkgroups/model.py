@@ -54,6 +54,7 @@ __all__ = [
     "profile_display",
     "profile_slug",
     "profile_user",
+    "shard_of",
 ]
 
 Action = Literal["add", "remove", "rename", "leave", "read"]
@@ -156,6 +157,12 @@ def op_id(account: str, chat: str, action: str, subject: str | None) -> str:
     a leave and a desired-state `read` have no subject.
     """
     return op_digest(account, chat, action, subject).hex()
+
+
+def shard_of(account: str, shards: int) -> int:
+    """The stable shard of an account: the same on every machine and Python version (`--shard`,
+    and which accounts a ledger directory's `shard-I-of-N.jsonl` speaks for)."""
+    return int.from_bytes(hashlib.sha256(account.encode("utf-8")).digest()[:8], "big") % shards
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,6 +604,8 @@ class ChatPlan:
     `unread`: the chat's state could not be read (its account stopped, the chat is gone, the read
     failed), so every operation carries why — not the same as a chat read and found wanting (not a
     group, over the member cap), which `plan` reports as a change it cannot make.
+    `members_before` is how many members the read listed, the owner not counted (None: the
+    participants were not listed), what `--max-removal-percent` measures removals against.
     """
 
     account: str
@@ -611,6 +620,11 @@ class ChatPlan:
     profiles: Mapping[str, str] = field(default_factory=dict)
     held: tuple[str, ...] = ()
     unread: bool = False
+    members_before: int | None = None
+
+    @property
+    def removals(self) -> int:
+        return sum(1 for op in self.to_send if op.action == "remove")
 
     @property
     def has_changes(self) -> bool:

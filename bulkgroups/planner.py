@@ -245,6 +245,7 @@ def plan_chat(
         chat_name=info.name,
         profiles=_profiles(steps, people),
         held=held,
+        members_before=len(current - owners) if observed.members_listed else None,
     )
 
 

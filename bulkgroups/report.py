@@ -6,6 +6,9 @@ deferred ones kept in full (error type, detail, req_id) so that the text report 
 what went wrong. `render_text`, `render_json` and `write_csv` / `render_csv` turn it into the three
 `--format`s.
 
+A ledger directory (`--ledger DIR/`, `ledger_dir`) is read as one ledger: every `*.jsonl` in it,
+records merged in time order, so the last outcome of an operation is the latest in any file.
+
 An `op` record amended by a `verify` record of its run (the write did not show on re-read) counts
 with the amended status everywhere, as the run's own `end` counts do. To keep memory bounded
 whatever the size of a run, the ledger is read twice: once for the (few) amendments, once for the
@@ -29,7 +32,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .ledger import read_ledger
+from .ledger_dir import ledger_files, read_ledgers
 from .model import STATUSES, ErrorInfo
 from .records import EndRecord, IntentRecord, OpRecord, ResolutionRecord, RunRecord, VerifyRecord
 
@@ -127,6 +130,12 @@ class Summary:
     by_reason: Mapping[str, int]
     by_account: Mapping[str, Mapping[str, int]]
     problems: tuple[Problem, ...]
+    ledgers: tuple[str, ...] = ()  # the files read: `path`, or every ledger of the directory
+
+
+def _ledgers(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    name = os.fspath(path)
+    return tuple(ledger_files(name)) if os.path.isdir(name) else (name,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,7 +184,7 @@ def amendments(path: str | os.PathLike[str]) -> Amendments:
     """(run_id, op_id) -> the (status, reason) a `verify` record of that run gave the op."""
     return {
         (record.run_id, record.op_id): (record.status, record.reason)
-        for record in read_ledger(path)
+        for record in read_ledgers(path)
         if isinstance(record, VerifyRecord)
     }
 
@@ -186,7 +195,7 @@ def amended_ops(
     """The ledger's records but `verify` and `resolution` (a cache of who profiles are), each `op`
     record with its amended status, streaming."""
     changes = amendments(path)
-    for record in read_ledger(path):
+    for record in read_ledgers(path):
         if isinstance(record, VerifyRecord | ResolutionRecord):
             continue
         if isinstance(record, OpRecord) and changes:
@@ -229,6 +238,7 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
         by_account.setdefault(account, Counter())[status] += 1
     return Summary(
         path=os.fspath(path),
+        ledgers=_ledgers(path),
         runs=tuple(tally.summary(run_id) for run_id, tally in runs.items()),
         operations=len(last),
         counts=_by_status(counts),
@@ -377,11 +387,16 @@ def _runs_table(summary: Summary) -> Table:
     return runs
 
 
+def _where(summary: Summary) -> str:
+    if summary.ledgers == (summary.path,):
+        return f"Ledger {summary.path}"
+    names = ", ".join(os.path.basename(f) for f in summary.ledgers)
+    return f"Ledgers in {summary.path} ({names})"
+
+
 def _renderables(summary: Summary) -> list[RenderableType]:
     parts: list[RenderableType] = [
-        _line(
-            f"Ledger {summary.path}: {len(summary.runs)} run(s), {summary.operations} operation(s)"
-        ),
+        _line(f"{_where(summary)}: {len(summary.runs)} run(s), {summary.operations} operation(s)"),
         _line(f"Last outcome per operation: {_counts_text(summary.counts)}"),
         Text(""),
         _runs_table(summary),
@@ -448,6 +463,7 @@ def render_json(summary: Summary) -> str:
     """The summary as one JSON document (indented), for scripts."""
     document = {
         "ledger": summary.path,
+        "ledgers": list(summary.ledgers),
         "operations": summary.operations,
         "counts": summary.counts,
         "by_reason": summary.by_reason,

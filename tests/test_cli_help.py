@@ -61,8 +61,12 @@ def test_every_flag_of_every_command_is_explained_with_its_default(command: str)
         ("plan", "--format {text,json} text for people, json for scripts (default: text)"),
         ("plan", "(default: 64)"),
         ("plan", "(default: 100; -1 = no limit)"),
-        ("apply", "--ledger PATH the JSON Lines ledger to append to "
-         "(default: bulkgroups-ledger.jsonl)"),
+        ("apply", "--ledger PATH the JSON Lines ledger to append to; a directory"),
+        ("apply", "for daily limits and pacing (default: bulkgroups-ledger.jsonl)"),
+        ("apply", "--max-removal-percent P refuse a plan in which any desired-state chat"),
+        ("apply", "owner excluded; 0 < P <= 100 (default: no such check)"),
+        ("plan", "(default: every account)"),
+        ("plan", "(default: every chat)"),
         ("apply", "(default: $UNIPILE_BASE_URL or $UNIPILE_DSN, else https://api.unipile.com)"),
         ("report", "(default: text)"),
         ("sandbox", "--rate SPEC each account's limit; beyond it 429 with Retry-After "

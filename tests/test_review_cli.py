@@ -130,20 +130,20 @@ def test_plan_out_to_a_path_that_cannot_be_written_is_a_clear_error(
     assert not (tmp_path.parent / (tmp_path.name + ".tmp")).exists()
 
 
-@pytest.mark.parametrize("ledger", ["a-directory", "missing-dir/ledger.jsonl"])
+@pytest.mark.parametrize("ledger", ["a-file/", "missing-dir/ledger.jsonl", "missing-dir/ledgers/"])
 def test_apply_to_a_ledger_that_cannot_be_used_is_a_clear_error_and_sends_nothing(
     cli: Cli, sim: Simulator, tmp_path: Path, ledger: str
 ) -> None:
-    (tmp_path / "a-directory").mkdir()
-    path = tmp_path / ledger
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    path = f"{tmp_path}/{ledger}"  # as typed: a trailing / asks for a ledger directory
     run = cli.run("apply", team_job(tmp_path), "--ledger", path, *connect(sim, tmp_path))
     assert run.code == 1
     assert "Traceback" not in run.err
-    assert str(path) in run.err
+    assert path.rstrip("/") in run.err
     assert writes(sim) == []
 
 
-def test_report_of_a_directory_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+def test_report_of_a_directory_without_ledgers_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
     run = cli.run("report", tmp_path)
     assert run.code == 1
     assert "Traceback" not in run.err

@@ -13,16 +13,17 @@ The run has three phases, each finished for every account before the next starts
    announced by a durable intent, each outcome recorded as soon as it is known; then a fresh
    re-read to verify them.
 
-The barrier between reading and writing is what lets `--max-removals` refuse a plan before any
-change is made. Within a phase, accounts run side by side: each account has a few workers over
-its own chats, so a slow or paused account never holds up another (its workers wait in its
-pacer, never on a global slot). Every request of an account goes through that account's pacer.
+The barrier between reading and writing is what lets `--max-removals` and
+`--max-removal-percent` refuse a plan before any change is made. Within a phase, accounts run
+side by side: each account has a few workers over its own chats, so a slow or paused account
+never holds up another (its workers wait in its pacer, never on a global slot). Every request of
+an account goes through that account's pacer.
 
 Modules: `config` (settings, observer, result), `api` (the client seam), `run` (the requests),
 `gates` (what every request passes), `accounts`, `budget` (`daily_limit`), `outcomes` (the pure
 outcome table), `stops`, `recorder` (the run's records), `apply` (the application of a plan),
-`removals` (the `--max-removals` gate), `opening` (a run on a ledger), `people` (profiles
-resolved), `workers`.
+`removals` (the removal guards), `selection` (`--only-account`, `--only-chat`, the shard),
+`opening` (a run on a ledger), `people` (profiles resolved), `workers`.
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import anyio
 
 from ..errors import RunRefused, plain_errors
 from ..ledger import LedgerIO, replay
+from ..ledger_dir import ledger_files, ledger_place, names_directory
 from ..lock import LedgerLock
 from ..model import ChatJob, ChatPlan, Job, Plan
+from ..records import ResolutionRecord
 from .api import ChatApi
 from .apply import apply_run
 from .config import (
@@ -52,7 +54,8 @@ from .config import (
 )
 from .opening import check_ledger_path, opened_run
 from .people import check_resolutions
-from .run import Run, build_pacing, shard_job, shard_of
+from .run import Run, build_pacing, shard_of
+from .selection import scope_job
 
 __all__ = [
     "DEFAULT_LEDGER",
@@ -67,6 +70,7 @@ __all__ = [
     "apply_plan",
     "estimate_seconds",
     "plan_job_online",
+    "scope_job",
     "shard_of",
 ]
 
@@ -85,12 +89,10 @@ async def plan_job_online(
     ledger is only read (a plan records nothing).
     """
     config = config or EngineConfig()
-    run = Run(shard_job(job, config.shard), client, config, observer)
+    run = Run(scope_job(job, config), client, config, observer)
     if ledger is not None and run.people.wanted:
-        path = str(ledger)
-        check_ledger_path(path)
-        known = await anyio.to_thread.run_sync(partial(replay, path, keep_outcomes=False))
-        run.people.learn(known.resolutions.values())
+        known = await anyio.to_thread.run_sync(_known_resolutions, str(ledger))
+        run.people.learn(known)
     with plain_errors():
         await run.preflight()
         run.check_owner_rule()
@@ -140,14 +142,14 @@ async def apply_job(
     by the caller across runs (`apply --every`); without it the run takes and releases its own.
     """
     config = config or EngineConfig()
-    path = str(ledger)
+    place = ledger_place(str(ledger), config.shard)
     with plain_errors():
         async with opened_run(
-            shard_job(job, config.shard),
+            scope_job(job, config),
             client,
             config,
             observer,
-            ledger=path,
+            place=place,
             resume=resume,
             lock=lock,
         ) as (run, previous):
@@ -158,7 +160,7 @@ async def apply_job(
                 check_resolutions(run.people.all(), expected.resolutions)
             return await apply_run(
                 run,
-                ledger=path,
+                ledger=place.path,
                 resume=resume,
                 previous=previous,
                 interrupt=interrupt,
@@ -187,7 +189,7 @@ async def apply_plan(
     config = config or EngineConfig()
     if plan.job is None:
         raise RunRefused("this plan does not carry its job; plan it with bulkgroups.plan()")
-    path = str(ledger)
+    place = ledger_place(str(ledger), config.shard)
     given = {(c.account, c.chat): c for c in plan.chats}
 
     async def given_plans(run: Run, chats: list[ChatJob]) -> list[ChatPlan]:
@@ -195,7 +197,7 @@ async def apply_plan(
 
     job = replace(plan.job, chats=tuple(c for c in plan.job.chats if (c.account, c.chat) in given))
     with plain_errors():
-        async with opened_run(job, client, config, observer, ledger=path, resume=False) as (
+        async with opened_run(job, client, config, observer, place=place, resume=False) as (
             run,
             previous,
         ):
@@ -204,10 +206,21 @@ async def apply_plan(
             run.people.adopt(plan.resolutions)
             return await apply_run(
                 run,
-                ledger=path,
+                ledger=place.path,
                 resume=False,
                 previous=previous,
                 interrupt=interrupt,
                 source=given_plans,
                 ledger_io=ledger_io,
             )
+
+
+def _known_resolutions(ledger: str) -> list[ResolutionRecord]:
+    """The profiles a ledger resolved (every ledger of a directory), for `plan --ledger`: only
+    read, never written."""
+    paths = ledger_files(ledger) if names_directory(ledger) else [ledger]
+    known: list[ResolutionRecord] = []
+    for path in paths:
+        check_ledger_path(path)
+        known.extend(replay(path, keep_outcomes=False).resolutions.values())
+    return sorted(known, key=lambda record: record.at)  # the latest of each is learnt last

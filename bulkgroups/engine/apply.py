@@ -22,15 +22,15 @@ from ..ledger import LedgerIO, LedgerWriter, Replay, new_run_id
 from ..model import ChatJob, ChatPlan, ErrorInfo, Operation, Outcome, Plan
 from .accounts import Account
 from .budget import Claim
-from .config import AccountWork, EngineConfig, RunResult, WorkObserver
+from .config import AccountWork, RunResult, WorkObserver
 from .outcomes import chat_refused, in_effect
 from .recorder import Recorder
-from .removals import RemovalGate, removal_bound
+from .removals import RemovalGate, check_removals
 from .run import Run
 from .stops import SendingStopped
 from .workers import for_each
 
-__all__ = ["Application", "PlanSource", "apply_run", "check_expected", "check_removals"]
+__all__ = ["Application", "PlanSource", "apply_run", "check_expected"]
 
 PlanSource = Callable[[Run, list[ChatJob]], Awaitable[list[ChatPlan]]]
 Confirm = Callable[[Plan], Awaitable[bool]]
@@ -101,8 +101,9 @@ class Application:
         self.planned: dict[tuple[str, str], ChatPlan] = {}
         self.by_account = run.chats_by_account()
         self.removals = RemovalGate(
-            {a: removal_bound(chats) for a, chats in self.by_account.items()},
+            self.by_account,
             run.config.max_removals,
+            percent=run.config.max_removal_percent,
             wait_for_all=expected is not None or confirm is not None,
         )
         self.removals.on_complete = self._complete
@@ -166,7 +167,13 @@ class Application:
         if self.expected is not None:
             plan = check_expected(plan, self.expected)
             self.planned.update({(c.account, c.chat): c for c in plan.chats})
-            check_removals(plan, self.run.config)
+            config = self.run.config
+            check_removals(
+                plan,
+                limit=config.max_removals,
+                percent=config.max_removal_percent,
+                consequence="nothing was sent",
+            )
         # Abandoned on cancel: Ctrl-C at the prompt must not wait for an answer that may never come.
         if self.confirm is not None and not await self.confirm(plan):
             raise RunRefused("not confirmed; nothing was sent")
@@ -191,8 +198,7 @@ class Application:
             # The key was refused before anything was written: the whole run stops (exit 1).
             # Once writes have begun, the remaining operations are recorded as failed instead.
             self.removals.refuse(run.stops.key_refused)
-        removals = sum(1 for p in plans for op in p.to_send if op.action == "remove")
-        await self.removals.report(account, removals)
+        await self.removals.report(account, plans)
         await self.removals.wait()
         await self._start()
         if run.stops.writes_stopped:
@@ -315,15 +321,6 @@ class Application:
             await self.recorder.amend(outcome, "failed", "not_effective")
 
 
-def check_removals(plan: Plan, config: EngineConfig) -> None:
-    removals = plan.removals
-    if config.max_removals is not None and removals > config.max_removals:
-        raise RunRefused(
-            f"the plan removes {removals} members, more than --max-removals {config.max_removals}; "
-            "nothing was sent"
-        )
-
-
 def _shown(chats: list[str]) -> str:
     return ", ".join(chats[:20]) + (f" and {len(chats) - 20} more" if len(chats) > 20 else "")
 
@@ -335,11 +332,16 @@ def check_expected(fresh: Plan, expected: Plan) -> Plan:
             "the job changed since the plan was made (job_sha256 differs); nothing was sent"
         )
     saved = {(c.account, c.chat): c for c in expected.chats}
+    missing = [f"{c.account}/{c.chat}" for c in fresh.chats if (c.account, c.chat) not in saved]
+    if missing:
+        raise RunRefused(
+            f"these chats of the run are not in the plan: {_shown(missing)} (was it made with "
+            "other --shard, --only-account or --only-chat?); nothing was sent"
+        )
     stale = [
         f"{chat.account}/{chat.chat}"
         for chat in fresh.chats
-        if (before := saved.get((chat.account, chat.chat))) is None
-        or before.state_digest != chat.state_digest
+        if saved[(chat.account, chat.chat)].state_digest != chat.state_digest
     ]
     if stale:
         raise RunRefused(

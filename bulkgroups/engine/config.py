@@ -41,6 +41,23 @@ def _seconds(name: str, value: object, *, maximum: float = math.inf) -> None:
         raise UsageError(f"EngineConfig.{name} must be a number from 0 to {maximum}, got {value!r}")
 
 
+def _percent(name: str, value: object) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or math.isnan(value)
+        or not 0 < value <= 100
+    ):
+        raise UsageError(
+            f"EngineConfig.{name} must be a number above 0 and at most 100, got {value!r}"
+        )
+
+
+def _ids(name: str, value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        raise UsageError(f"EngineConfig.{name} must be a tuple of non-empty ids, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """Everything a run can be told; per-account settings of the job override the rates.
@@ -55,11 +72,16 @@ class EngineConfig:
     jitter: float = 0.0
     max_members: int = DEFAULT_MAX_MEMBERS
     max_removals: int | None = 100  # None: no limit (the CLI's -1)
+    # None: off. Else a desired-state chat may lose at most this % of its members (owner excluded).
+    max_removal_percent: float | None = None
     daily_limit: int | None = None
     verify: bool = True
     verify_delay: float = 1.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     shard: tuple[int, int] | None = None
+    # `--only-account` / `--only-chat` (empty: every account / chat); see `selection`.
+    only_accounts: tuple[str, ...] = ()
+    only_chats: tuple[str, ...] = ()
     # Chats of one account worked on at once: enough to keep the account's pacer busy while a
     # response is on its way, few enough that one account cannot flood the global bound.
     chats_per_account: int = 4
@@ -82,6 +104,8 @@ class EngineConfig:
         _whole("max_members", self.max_members, minimum=1)
         if self.max_removals is not None:
             _whole("max_removals", self.max_removals, minimum=0)
+        if self.max_removal_percent is not None:
+            _percent("max_removal_percent", self.max_removal_percent)
         if self.daily_limit is not None:
             _whole("daily_limit", self.daily_limit, minimum=0)
         if not isinstance(self.verify, bool):
@@ -91,6 +115,8 @@ class EngineConfig:
             raise UsageError(f"EngineConfig.retry must be a RetryPolicy, got {self.retry!r}")
         if self.shard is not None:
             self._check_shard(self.shard)
+        _ids("only_accounts", self.only_accounts)
+        _ids("only_chats", self.only_chats)
         _whole("chats_per_account", self.chats_per_account, minimum=1)
         _whole("failure_streak_slowdown", self.failure_streak_slowdown, minimum=1)
         _whole("failure_streak_defer", self.failure_streak_defer, minimum=1)

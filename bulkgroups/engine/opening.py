@@ -10,7 +10,8 @@ import anyio
 
 from ..errors import RunRefused, UsageError
 from ..files import FileRefused, check_appendable
-from ..ledger import Replay, replay
+from ..ledger import Replay
+from ..ledger_dir import LedgerPlace, prepare_directory, read_histories
 from ..lock import LedgerLock
 from ..model import Job
 from .api import ChatApi
@@ -37,14 +38,18 @@ async def opened_run(
     config: EngineConfig,
     observer: RunObserver | None,
     *,
-    ledger: str,
+    place: LedgerPlace,
     resume: bool,
     lock: LedgerLock | None = None,
 ) -> AsyncIterator[tuple[Run, Replay]]:
-    """The ledger checked and locked, read once, and a run that learnt from it: today's daily
-    budgets, the earlier runs' pending writes, and the pause that keeps back-to-back runs within
-    the limits. The lock is held until the context is left — or, given `lock` (held by the
-    caller for the ledger across several runs), left to the caller."""
+    """The ledger checked and locked, read once (with the other ledgers of its directory, if it
+    is in one: `ledger_dir`), and a run that learnt from it: today's daily budgets, the earlier
+    runs' pending writes, and the pause that keeps back-to-back runs within the limits. Yields
+    the run and what its own ledger says (for `--resume`). The lock is held until the context
+    is left — or, given `lock` (held by the caller for the ledger across several runs: `apply
+    --every`), left to the caller."""
+    prepare_directory(place)
+    ledger = place.path
     check_ledger_path(ledger)
     if lock is not None and lock.ledger_path != ledger:
         raise UsageError(f"the lock held ({lock.path}) is not the ledger {ledger}'s")
@@ -52,9 +57,18 @@ async def opened_run(
     with taken as lock, fewer_young_collections():
         # A ledger of a million records takes seconds to read: not on the event loop. Per-operation
         # outcomes are only needed to resume (a million of them cost memory).
-        previous = await anyio.to_thread.run_sync(
-            partial(replay, ledger, job_sha256=job.sha256, keep_outcomes=resume)
+        histories, learnt = await anyio.to_thread.run_sync(
+            partial(
+                read_histories,
+                place,
+                accounts=job.account_ids(),
+                shard=config.shard,
+                job_sha256=job.sha256,
+                keep_outcomes=resume,
+                holder_died=lock.took_over,
+            )
         )
+        previous = histories[0].replay
         if resume and previous.last_job_sha256 not in (None, job.sha256):
             raise RunRefused(
                 f"{ledger}: its last run is of another job (job_sha256 "
@@ -62,6 +76,6 @@ async def opened_run(
                 f"{job.sha256[:12]}…); resume only continues the same job"
             )
         run = Run(job, client, config, observer)
-        run.learn_from(previous)
-        run.pause_after_previous_runs(previous, holder_died=lock.took_over)
+        run.learn_from(learnt)
+        run.pause_after_previous_runs(histories)
         yield run, previous

@@ -8,11 +8,10 @@ a write shows) are the pure functions of `outcomes`; this module makes the reque
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
@@ -31,6 +30,7 @@ from ..errors import (
     Unreachable,
 )
 from ..ledger import Replay
+from ..ledger_dir import LedgerHistory
 from ..model import (
     AccountInfo,
     ChatInfo,
@@ -47,6 +47,7 @@ from ..model import (
     RequestTurn,
     Resolution,
     profile_slug,
+    shard_of,
 )
 from ..pacing import Pacing, PacingPolicy
 from .accounts import Account, AccountStop
@@ -75,11 +76,6 @@ def build_pacing(
         for account, settings in (job.accounts.items() if job is not None else ())
     }
     return Pacing(concurrency=config.concurrency, default=default, per_account=per_account, rng=rng)
-
-
-def shard_of(account: str, shards: int) -> int:
-    """The stable shard of an account: the same on every machine and Python version."""
-    return int.from_bytes(hashlib.sha256(account.encode("utf-8")).digest()[:8], "big") % shards
 
 
 def shard_job(job: Job, shard: tuple[int, int] | None) -> Job:
@@ -202,16 +198,18 @@ class Run:
         if state is not None and state.halted():
             raise AccountStopped()
 
-    def pause_after_previous_runs(self, previous: Replay, *, holder_died: bool) -> None:
+    def pause_after_previous_runs(self, histories: Sequence[LedgerHistory]) -> None:
         """Runs back to back stay within the limits: each account waits its strictest window (with
         the pacer's margin) since the last request an earlier run may have sent it.
 
-        That is bounded by the account's last `intent` or `op` record (a write is announced just
-        before it is sent and answered before its outcome is recorded) and by the last `end`
-        record (all reads before it; with `interrupted`, writes given up in flight too). A process
-        that died mid-run (its stale lock taken over, or a last run without `end`) may have sent
-        anything until it died, which was before now: every account then waits a full strictest
-        window from now.
+        That is bounded by the account's last `intent` or `op` record in any ledger read (a write
+        is announced just before it is sent and answered before its outcome is recorded) and by
+        the last `end` record of each ledger that may hold the account's requests (all reads
+        before it; with `interrupted`, writes given up in flight too). A process that died
+        mid-run on such a ledger (its stale lock, or a last run without `end`) may have sent
+        anything until it died, which was before now: the account then waits a full strictest
+        window from now, unless a run of another ledger of the account has started since
+        (`LedgerHistory.death_outlived`).
         """
         now = time.time()
         for account in self.accounts:
@@ -220,14 +218,19 @@ class Run:
             strictest = max((policy.effective_period(spec) for spec in limits), default=0.0)
             general = policy.effective_period(policy.rate) if policy.rate is not None else 0.0
             ready = [now]
-            last = previous.last_record_at.get(account)
-            if last is not None:
-                ready.append(last + strictest)
-            if holder_died or previous.last_run_open:
-                ready.append(now + strictest)
-            elif previous.last_end_at is not None:
-                window = strictest if previous.last_end_interrupted else general
-                ready.append(previous.last_end_at + window)
+            for history in histories:
+                previous = history.replay
+                last = previous.last_record_at.get(account)
+                if last is not None:
+                    ready.append(last + strictest)
+                if not history.covers(account):
+                    continue
+                if history.died_mid_run:
+                    if not history.death_outlived(account, histories):
+                        ready.append(now + strictest)
+                elif previous.last_end_at is not None:
+                    window = strictest if previous.last_end_interrupted else general
+                    ready.append(previous.last_end_at + window)
             remaining = max(ready) - now
             if remaining > 0:
                 self._pacing.pacer(account).pause_for(remaining)
