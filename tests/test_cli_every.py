@@ -20,6 +20,7 @@ from resume_helpers import apply_command, finish, key_file, start
 from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.durations import compact_duration, parse_duration
+from bulkgroups.engine import shard_of
 from bulkgroups.schedule import JITTER_SHARE, Schedule
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
@@ -157,6 +158,22 @@ def test_each_pass_is_a_run_in_the_ledger_with_one_summary_line(
     assert [e["interrupted"] for e in ends(ledger)] == [False, False, False]
     assert len(writes(sim)) == 2
     assert not Path(f"{ledger}.lock").exists()
+
+
+def test_in_a_ledger_directory_the_passes_append_to_the_shards_own_file(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    directory = tmp_path / "ledgers"
+    shard = f"{shard_of(ACCOUNT, 2)}/2"
+    run = cli.run(
+        "apply", job_file(tmp_path, newcomers(2)), "--ledger", f"{directory}/", "--shard", shard,
+        "--every", "0.1s", "--max-runs", "2", *connect(sim, tmp_path),
+    )  # fmt: skip
+    assert run.code == 0, run.err
+    own = directory / f"shard-{shard.replace('/', '-of-')}.jsonl"
+    assert sorted(p.name for p in directory.iterdir()) == [own.name]  # its lock is gone too
+    assert [int(m.group(3)) for m in passes(run.out)] == [2, 0]
+    assert [m.group(2) for m in passes(run.out)] == [r["run_id"] for r in runs(own)]
 
 
 def test_the_exit_code_is_the_last_passes(cli: Cli, sim: Simulator, tmp_path: Path) -> None:

@@ -238,6 +238,30 @@ def test_plan_with_a_ledger_reuses_its_resolutions_and_records_nothing(
     assert len(user_lookups(sim)) == 1
 
 
+def test_plan_with_a_ledger_directory_reuses_the_resolutions_of_every_shard(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    directory = tmp_path / "ledgers"
+    job = write_job(
+        tmp_path / "job.yaml",
+        [
+            {"chat": "team", "account": "acc_1", "add": [url(ANN)]},
+            {"chat": "team", "account": "acc_2", "add": [url(ANN)]},
+        ],
+    )
+    flags = connect(sim, tmp_path)
+    for index in (0, 1):  # each shard resolves its own account's profiles, in its own file
+        ran = cli.run("apply", job, "--ledger", f"{directory}/", "--shard", f"{index}/2", *flags)
+        assert ran.code == 0, ran.err
+    assert len(list(directory.glob("shard-*.jsonl"))) == 2
+    sim.reset_log()
+
+    run = cli.run("plan", job, "--ledger", f"{directory}/", *flags)
+
+    assert run.code == 0, run.err
+    assert user_lookups(sim) == []
+
+
 # ------------------------------------------------------------------------- unresolvable people
 
 
