@@ -809,8 +809,8 @@ class UnipileClient:
             self._log(method, url, account_id, status, None, req_id, sent_at)
         return status, body
 
-    @staticmethod
     def _log(
+        self,
         method: str,
         url: URL,
         account_id: str,
@@ -821,7 +821,8 @@ class UnipileClient:
     ) -> None:
         log_request(
             method=method,
-            path=url.raw_path_qs,
+            # A cursor in the query is the server's text, sent back: scrubbed like any echo.
+            path=self._redactor.text(url.raw_path_qs),
             account=account_id,
             status=status,
             error=error,
