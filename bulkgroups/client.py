@@ -301,7 +301,9 @@ def _chat_info(doc: Mapping[str, object], chat_id: str) -> ChatInfo:
         type=type_,
         is_group=is_group if is_group is not None else type_ == "group",
         is_readonly=bool(readonly),
-        participants_count=_count(doc.get("participants_count")),
+        # At least 1 when given (the SDK's model; the owner is in every group): a 0 is a
+        # server's "unknown", and as a count every listing of the chat would exceed it.
+        participants_count=_count(doc.get("participants_count")) or None,
     )
 
 

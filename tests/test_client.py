@@ -585,6 +585,11 @@ async def test_get_chat_reads_name_type_and_read_only(
         ({"type": "channel", "is_readonly": None}, ChatInfo("c", "", "channel", False, False)),
         ({"type": "group", "read_only": True}, ChatInfo("c", "", "group", True, True)),
         ({"type": "group", "participants_count": True}, ChatInfo("c", "", "group", True, False)),
+        # The SDK's model wants a count >= 1 when given (the owner is in every group): 0 is no
+        # count, not a chat of nobody that every listing would then exceed.
+        ({"type": "group", "participants_count": 0}, ChatInfo("c", "", "group", True, False)),
+        ({"type": "group", "participants_count": 0.0}, ChatInfo("c", "", "group", True, False)),
+        ({"type": "group", "participants_count": 3.0}, ChatInfo("c", "", "group", True, False, 3)),
         ({}, ChatInfo("c", "", "unknown", False, False)),
     ],
 )
