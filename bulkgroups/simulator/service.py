@@ -6,10 +6,10 @@ The pipeline of an API request, in order (each step can answer and stop):
    `api/expired_authorization`. Not counted by any limit.
 2. routing: an unknown path -> 404 `api/resource_not_found`; a known path with the wrong method ->
    405 `api/method_not_allowed`. Not counted.
-3. the core `GET /v2/accounts/{id}`: answered (never rate-limited, never faulted).
-4. cache (account-scoped GETs without `Cache-Control: no-cache`, when `cache_age` > 0): a stored
-   answer at most `cache_age` seconds old is returned with `X-Cache: HIT` and `Age`; hits count
-   toward no limit and no violation.
+3. cache (GETs without `Cache-Control: no-cache`, when `cache_age` > 0, the account GET
+   included): a stored answer at most `cache_age` seconds old is returned with `X-Cache: HIT` and
+   `Age`; hits count toward no limit and no violation.
+4. the core `GET /v2/accounts/{id}`: answered (never rate-limited, never faulted).
 5. limits: the request counts in the account's window(s) and strict counters; over a window ->
    429 `api/too_many_requests` with `Retry-After`.
 6. account: status and product (`World.check_usable`).
