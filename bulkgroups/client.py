@@ -23,7 +23,9 @@ what we need as `TransientError` of type `http/invalid_body`; a listing that can
   is the answer);
 - `transport/reset`: the connection broke, or the answer was not HTTP;
 - `Unreachable` (`transport/connect`, `transport/dns`, `transport/tls`): no connection at all,
-  "cannot reach https://host:port: connection refused"; nothing was sent.
+  "cannot reach https://host:port: connection refused"; nothing was sent. Also
+  `transport/redirect`: an answer 3xx, which Unipile never gives (redirects are not followed, the
+  key would go along): the base URL leads elsewhere, and nothing reached the API.
 
 Either limit ends the attempt; retrying it is the caller's (the retry policy).
 
@@ -961,6 +963,17 @@ class UnipileClient:
     ) -> ApiError:
         """The error an answer means, built from what the server said with the key removed."""
         redact = self._redactor.text
+        if 300 <= status < 400:
+            # Unipile answers no request with a redirect: the base URL leads somewhere else (a
+            # web site, a moved host), as much a wrong address as one that cannot be reached.
+            location = next((v for k, v in headers.items() if k.lower() == "location"), "")
+            location = redact(location or "nowhere")[:200]
+            return self._unreachable(
+                "redirect",
+                f"it redirects ({status}) to {location}, which is not followed (the API key "
+                "would go along): check the base URL",
+                account_id,
+            )
         try:
             problem = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
