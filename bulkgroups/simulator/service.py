@@ -5,7 +5,8 @@ The pipeline of an API request, in order (each step can answer and stop):
 1. auth: `X-API-KEY` absent -> 401 `api/missing_authorization`; wrong -> 401
    `api/expired_authorization`. Not counted by any limit.
 2. routing: an unknown path -> 404 `api/resource_not_found`; a known path with the wrong method ->
-   405 `api/method_not_allowed`. Not counted.
+   405 `api/method_not_allowed`; an account that does not exist (`population.account_exists`) ->
+   404 `api/resource_not_found`, the account GET included. Not counted.
 3. cache (GETs without `Cache-Control: no-cache`, when `cache_age` > 0, the account GET
    included): a stored answer at most `cache_age` seconds old is returned with `X-Cache: HIT` and
    `Age`; hits count toward no limit and no violation.
@@ -44,7 +45,7 @@ from bulkgroups.simulator.faults import (
     parse_faults,
 )
 from bulkgroups.simulator.limits import AccountLimits
-from bulkgroups.simulator.population import AccountStatus, Product
+from bulkgroups.simulator.population import AccountStatus, Product, account_exists
 from bulkgroups.simulator.replies import Problem, Reply, html_reply, json_reply, problem_reply
 from bulkgroups.simulator.world import DEFAULT_MEMBER_CAP, ChatType, ListingFault, World
 
@@ -327,6 +328,11 @@ class Simulator:
         # was added (e.g. to count an add applied twice).
         user = route.user if route.user is not None else _body_user(request)
         entry = replace(entry, account=route.account, chat=route.chat, user=user, kind=kind)
+        if not account_exists(route.account):
+            # No account to count against: the limits, the cache and the faults never see it.
+            return problem_reply(
+                404, "api/resource_not_found", f"account {route.account!r} not found", req_id
+            ), replace(entry, kind=None)
         account = self._world.account(route.account)
         latency = account.latency if account.latency is not None else self._dice.spec.latency
         reply, entry = self._answer_api(request, route, kind, now, req_id, entry)
