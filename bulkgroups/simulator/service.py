@@ -616,7 +616,12 @@ class Simulator:
     ) -> None:
         """Override an account's settings; None leaves a setting as it is. Changing a rate
         starts the account's windows afresh (violations counted so far stay). Like a change made
-        outside the API, it does not invalidate cached answers (`clear_cache`)."""
+        outside the API, it does not invalidate cached answers (`clear_cache`). A setting of the
+        wrong type or out of range raises ValueError and changes nothing."""
+        if provider_write_limit is not None and not _whole(provider_write_limit):
+            raise ValueError("provider_write_limit must be a whole number >= 0")
+        if latency is not None and not _seconds(latency):
+            raise ValueError("latency must be a number of seconds >= 0")
         with self._lock:
             record = self._world.account(account)
             if status is not None:
@@ -677,6 +682,20 @@ class Simulator:
         spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
         with self._lock:
             self._dice = FaultDice(spec, self.config.seed if seed is None else seed)
+
+
+def _whole(value: object) -> bool:
+    """A count as settings take it (JSON over HTTP gives anything): an int >= 0, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _body_user(request: SimRequest) -> str | None:
