@@ -214,3 +214,24 @@ async def test_settings_of_the_wrong_type_are_refused_and_the_account_keeps_work
     assert (await http.get(sim, "/v2/acc_1/chats/chat_1")).status == 200
     added = await http.post(sim, "/v2/acc_1/chats/chat_1/participants", {"user_id": "ACoAA0499"})
     assert added.status == 200
+
+
+@pytest.mark.parametrize(
+    "bad_settings",
+    [
+        {"members": "ACoAA0003"},  # a string would be taken a character at a time
+        {"members": [1, 2]},
+        {"name": 7},
+        {"type": "guild"},
+        {"readonly": "yes"},
+        {"deleted": 1},
+        {"with_owner": "false"},
+    ],
+)
+async def test_chat_settings_of_the_wrong_type_are_refused_and_change_nothing(
+    sim: Simulator, http: Http, bad_settings: dict[str, object]
+) -> None:
+    before = sim.chat("acc_1", "chat_1")
+    bad = await http.post(sim, "/_sim/accounts/acc_1/chats/chat_1", bad_settings)
+    assert (bad.status, bad.json()["type"]) == (400, "api/invalid_parameters")
+    assert sim.chat("acc_1", "chat_1") == before

@@ -47,7 +47,13 @@ from bulkgroups.simulator.faults import (
 from bulkgroups.simulator.limits import AccountLimits
 from bulkgroups.simulator.population import AccountStatus, Product, account_exists
 from bulkgroups.simulator.replies import Problem, Reply, html_reply, json_reply, problem_reply
-from bulkgroups.simulator.world import DEFAULT_MEMBER_CAP, ChatType, ListingFault, World
+from bulkgroups.simulator.world import (
+    CHAT_TYPES,
+    DEFAULT_MEMBER_CAP,
+    ChatType,
+    ListingFault,
+    World,
+)
 
 __all__ = [
     "DEFAULT_RATE",
@@ -658,7 +664,25 @@ class Simulator:
     ) -> None:
         """Set a chat's state. `members` is the full list; the owner is added to it unless
         `with_owner=False` (a chat the owner has left). None leaves a field as it is. Like a change
-        made in the LinkedIn app, it does not invalidate cached answers (`clear_cache`)."""
+        made in the LinkedIn app, it does not invalidate cached answers (`clear_cache`). A setting
+        of the wrong type raises ValueError and changes nothing."""
+        if members is not None:
+            if isinstance(members, str | bytes):
+                raise ValueError("members must be a list of user ids, not one string")
+            members = list(members)
+            if not all(isinstance(m, str) and m for m in members):
+                raise ValueError("members must be non-empty strings")
+        if name is not None and not isinstance(name, str):
+            raise ValueError("name must be a string")
+        if type is not None and type not in CHAT_TYPES:
+            raise ValueError(f"type must be one of {', '.join(CHAT_TYPES)}")
+        for flag, value in (
+            ("with_owner", with_owner),
+            ("readonly", readonly),
+            ("deleted", deleted),
+        ):
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{flag} must be true or false")
         with self._lock:
             self._world.configure_chat(
                 account,
