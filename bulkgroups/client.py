@@ -23,16 +23,21 @@ what we need as `TransientError` of type `http/invalid_body`; a listing that can
   is the answer);
 - `transport/reset`: the connection broke, or the answer was not HTTP;
 - `Unreachable` (`transport/connect`, `transport/dns`, `transport/tls`): no connection at all,
-  "cannot reach https://host:port: connection refused"; nothing was sent.
+  "cannot reach https://host:port: connection refused"; nothing was sent. Also
+  `transport/redirect`: an answer 3xx, which Unipile never gives (redirects are not followed, the
+  key would go along): the base URL leads elsewhere, and nothing reached the API.
 
 Either limit ends the attempt; retrying it is the caller's (the retry policy).
 
 Each request is logged on `bulkgroups.http` at DEBUG when that is enabled (`logs`): method, path,
 status or failure type, `req_id`, latency, attempt, account; never the key, a header or a body.
 
-The base URL may be an origin (`https://host[:port]`, optionally with a proxy's path prefix), the
-same ending in `/v2` (as Unipile's docs write it), or a Unipile DSN `host:port` (https assumed);
-requests go to `{origin}/v2/...`, never `/v2/v2/...`. Plain http is refused but to loopback.
+The base URL may be an origin (`https://host[:port]`), the same ending in `/v2` (as Unipile's docs
+write it), or a Unipile DSN `host:port` (https assumed); requests go to `{origin}/v2/...`, never
+`/v2/v2/...`. Plain http is refused but to loopback. Decision: a gateway in front of the API may
+add a path prefix (`https://gw.example.com/unipile`), kept; but not on Unipile's own hosts, where
+a path is a mistake, and never Unipile's v1 base (`.../api/v1`, as its v1 docs write it), which
+would answer every request 404 (each account "not found") instead of saying what is wrong.
 
 The API key is sent only in the `X-API-KEY` header of each request. It is never put on the session,
 in a URL, in a repr or in an exception: what a server says back is passed through `redact`, which
@@ -147,6 +152,18 @@ def _check_base_url(base_url: str) -> str:
     if not isinstance(base_url, str):
         raise UsageError(f"the base URL must be a string; {_BASE_URL_HINT}")
     text = base_url.strip()
+    url = _parse_base_url(text)
+    host = url.host or ""
+    if url.scheme == "http" and not _is_loopback(host):
+        raise UsageError(
+            f"refusing plain http:// to {host!r}: the API key would travel in clear; "
+            "use https:// (http is allowed only for 127.0.0.0/8, ::1 and localhost)"
+        )
+    return str(url.origin()) + _path_prefix(url, text)
+
+
+def _parse_base_url(text: str) -> URL:
+    """`text` as an http(s) URL with a host and nothing but a path besides (a DSN gets https)."""
     if "://" not in text:
         if not _DSN.match(text):
             raise UsageError(f"not an API origin or a Unipile DSN: {text[:80]!r}; {_BASE_URL_HINT}")
@@ -162,20 +179,35 @@ def _check_base_url(base_url: str) -> str:
         raise UsageError(
             f"the base URL must not carry credentials, a query or a fragment; {_BASE_URL_HINT}"
         )
-    if url.scheme == "http" and not _is_loopback(host):
-        raise UsageError(
-            f"refusing plain http:// to {host!r}: the API key would travel in clear; "
-            "use https:// (http is allowed only for 127.0.0.0/8, ::1 and localhost)"
-        )
+    return url
+
+
+def _path_prefix(url: URL, text: str) -> str:
+    """The path requests are prefixed with, encoded (`/my%20proxy`), without `/v2`: empty on
+    Unipile's own hosts, a gateway's prefix elsewhere. Unipile's v1 base (`.../api/v1`, as its
+    v1 docs write it) is refused: every request would be a 404, each account "not found"."""
     # Encoded segments: a prefix such as `/my proxy` must reach the wire as `/my%20proxy`, since
     # request URLs are assembled from it already encoded.
     segments = [s for s in url.raw_path.split("/") if s]
     while segments and segments[-1].lower() == "v2":
         segments.pop()  # requests add /v2 themselves: /v2/v2/... must never happen
+    if any(s.lower() == "v1" for s in segments):
+        raise UsageError(
+            f"{text[:80]!r} is Unipile's v1 API; bulkgroups speaks v2, which lives at the same "
+            f"host without the path; {_BASE_URL_HINT}"
+        )
     if any(s.lower() == "v2" for s in segments):
         raise UsageError(f"/v2 may only end the base URL, got {text[:80]!r}; {_BASE_URL_HINT}")
-    prefix = "".join("/" + s for s in segments)
-    return str(url.origin()) + prefix
+    if segments and _is_unipile_host(url.host or ""):
+        raise UsageError(
+            f"Unipile's own hosts take no path besides /v2, got {text[:80]!r}; {_BASE_URL_HINT}"
+        )
+    return "".join("/" + s for s in segments)
+
+
+def _is_unipile_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host == "unipile.com" or host.endswith(".unipile.com")
 
 
 def _is_loopback(host: str) -> bool:
@@ -271,7 +303,9 @@ def _chat_info(doc: Mapping[str, object], chat_id: str) -> ChatInfo:
         type=type_,
         is_group=is_group if is_group is not None else type_ == "group",
         is_readonly=bool(readonly),
-        participants_count=_count(doc.get("participants_count")),
+        # At least 1 when given (the SDK's model; the owner is in every group): a 0 is a
+        # server's "unknown", and as a count every listing of the chat would exceed it.
+        participants_count=_count(doc.get("participants_count")) or None,
     )
 
 
@@ -809,8 +843,8 @@ class UnipileClient:
             self._log(method, url, account_id, status, None, req_id, sent_at)
         return status, body
 
-    @staticmethod
     def _log(
+        self,
         method: str,
         url: URL,
         account_id: str,
@@ -821,7 +855,8 @@ class UnipileClient:
     ) -> None:
         log_request(
             method=method,
-            path=url.raw_path_qs,
+            # A cursor in the query is the server's text, sent back: scrubbed like any echo.
+            path=self._redactor.text(url.raw_path_qs),
             account=account_id,
             status=status,
             error=error,
@@ -928,6 +963,17 @@ class UnipileClient:
     ) -> ApiError:
         """The error an answer means, built from what the server said with the key removed."""
         redact = self._redactor.text
+        if 300 <= status < 400:
+            # Unipile answers no request with a redirect: the base URL leads somewhere else (a
+            # web site, a moved host), as much a wrong address as one that cannot be reached.
+            location = next((v for k, v in headers.items() if k.lower() == "location"), "")
+            location = redact(location or "nowhere")[:200]
+            return self._unreachable(
+                "redirect",
+                f"it redirects ({status}) to {location}, which is not followed (the API key "
+                "would go along): check the base URL",
+                account_id,
+            )
         try:
             problem = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:

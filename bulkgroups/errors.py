@@ -13,7 +13,7 @@
         │                           detail, req_id and account, never the API key
         ├── TransientError          5xx: retry with backoff; a write's outcome is unknown
         │   ├── TransportError      no answer: timeout, reset, a body over the cap (status None)
-        │   │   └── Unreachable     no connection at all (connect, dns, tls): nothing was sent
+        │   │   └── Unreachable     no connection at all (connect, dns, tls, a redirect): nothing sent
         │   └── RateLimited         429 api/too_many_requests: pause the account for retry_after
         ├── PaginationError         a listing that cannot be trusted (loops, truncated): read failed
         ├── ProviderRateLimited     429 provider/too_many_requests: stop writing for the account
@@ -261,7 +261,8 @@ class TransportError(TransientError):
 
 class Unreachable(TransportError):
     """No connection to the API could be made (`transport/connect`, `transport/dns`,
-    `transport/tls`): nothing of the request was sent, so a write did not happen.
+    `transport/tls`), or the base URL redirects elsewhere (`transport/redirect`, never followed):
+    nothing of the request reached the API, so a write did not happen.
 
     Retryable like any transport failure (a bounded retry is the caller's); when every account's
     lookup ends in this, the API itself is unreachable from here, not one request unlucky.

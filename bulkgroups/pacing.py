@@ -137,12 +137,6 @@ class PacingPolicy:
         if self.recovery_windows < 0:
             raise ValueError("recovery_windows cannot be negative")
 
-    @property
-    def strictest_period(self) -> float:
-        """The larger T of `rate` and `write_rate` (0 if neither): how long a new run waits after
-        an account's last recorded request so that back-to-back runs stay within the limits."""
-        return max((spec.period for spec in (self.rate, self.write_rate) if spec), default=0.0)
-
     def effective_period(self, spec: RateSpec) -> float:
         """The period actually paced for `spec`: its T with the safety margin."""
         return spec.period * (1.0 + self.margin) + self.min_margin
@@ -464,11 +458,6 @@ class AccountPacer:
         )
         return wait + paced.estimate_seconds(reads, writes)
 
-    @property
-    def lock(self) -> anyio.Lock:
-        """The queue reads wait in, first come first served (see `lock_for`)."""
-        return self.lock_for("read")
-
     def lock_for(self, kind: RequestKind) -> anyio.Lock:
         """The queue requests of this kind wait in for their turn, first come first served.
 
@@ -540,20 +529,6 @@ class AccountPacer:
                 self._writes.log.append(sent)
             self._write_extra = self._draw_jitter()
         return sent
-
-    def ideal_interval(self, kind: RequestKind) -> float:
-        """The sustained spacing of requests of this kind at what is paced now, margin
-        included and jitter excluded (0 when unlimited)."""
-        if kind == "core":
-            return 0.0
-        now = self._clock()
-        windows = (self._general, self._writes) if kind == "write" else (self._general,)
-        spacing = 0.0
-        for window in windows:
-            if window is not None:
-                window.ready_at(now)  # brings `count` and `period` up to date
-                spacing = max(spacing, window.period / window.count)
-        return spacing
 
     async def wait_turn(self, kind: RequestKind) -> None:
         """Sleep until this kind's turn; re-checks after every sleep, since a pause, a hold or a

@@ -3,7 +3,10 @@ exit 1 — nothing was sent — not a connection failure per chat and a plan tha
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,49 @@ def test_an_unreachable_api_is_one_line_naming_the_url_and_exit_1(
     assert run.out == ""
     # Nothing ran: no ledger record claims a run happened.
     assert not ledger.exists() or ledger.read_bytes() == b""
+
+
+@pytest.fixture
+def redirecting_url() -> Iterator[str]:
+    """An http origin on 127.0.0.1 that redirects every request elsewhere (a marketing site, a
+    moved host), served by the standard library in a thread of its own."""
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def _redirect(self) -> None:
+            self.send_response(301)
+            self.send_header("Location", "https://www.example.com" + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _redirect
+
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_base_url_that_redirects_is_one_line_naming_where_and_exit_1(
+    cli: Cli, tmp_path: Path, redirecting_url: str
+) -> None:
+    # Before: every operation `failed api_error (http/301)` and exit 3, the cause left unsaid.
+    run = cli.run(
+        "plan", _job(tmp_path), "--base-url", redirecting_url, "--api-key-file", _key(tmp_path)
+    )
+    assert run.code == 1, run.err
+    lines = [line for line in run.err.splitlines() if not line.startswith("progress:")]
+    assert len(lines) == 1, run.err
+    assert (
+        f"cannot reach {redirecting_url}: it redirects (301) to https://www.example.com/v2/accounts/acc_"
+        in lines[0]
+    )
+    assert "check the base URL" in lines[0] and "nothing was sent" in lines[0]
+    assert run.out == ""

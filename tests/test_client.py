@@ -585,6 +585,11 @@ async def test_get_chat_reads_name_type_and_read_only(
         ({"type": "channel", "is_readonly": None}, ChatInfo("c", "", "channel", False, False)),
         ({"type": "group", "read_only": True}, ChatInfo("c", "", "group", True, True)),
         ({"type": "group", "participants_count": True}, ChatInfo("c", "", "group", True, False)),
+        # The SDK's model wants a count >= 1 when given (the owner is in every group): 0 is no
+        # count, not a chat of nobody that every listing would then exceed.
+        ({"type": "group", "participants_count": 0}, ChatInfo("c", "", "group", True, False)),
+        ({"type": "group", "participants_count": 0.0}, ChatInfo("c", "", "group", True, False)),
+        ({"type": "group", "participants_count": 3.0}, ChatInfo("c", "", "group", True, False, 3)),
         ({}, ChatInfo("c", "", "unknown", False, False)),
     ],
 )
@@ -1164,10 +1169,17 @@ async def test_a_redirect_is_not_followed_so_the_key_stays_home(
         raise web.HTTPFound("/elsewhere/v2/accounts/acc_1")
 
     api.reply = reply
-    with pytest.raises(RequestRejected) as raised:
+    with pytest.raises(Unreachable) as raised:
         await client.get_account("acc_1")
-    assert raised.value.status == 302
     assert [s.raw_path for s in api.seen] == ["/v2/accounts/acc_1"]
+    # A redirect means the base URL leads elsewhere than the API: said as such (the run then
+    # stops with one line, as for any API it cannot reach), not as `api_error (http/302)`.
+    error = raised.value
+    assert (error.status, error.type, error.retryable) == (None, "transport/redirect", True)
+    assert error.detail == (
+        f"cannot reach {api.url}: it redirects (302) to /elsewhere/v2/accounts/acc_1, which is "
+        "not followed (the API key would go along): check the base URL"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -70,6 +70,15 @@ def test_an_origin_the_docs_base_or_a_dsn_all_lead_to_the_same_origin(
         ("http://api.unipile.com/v2", "refusing plain http://"),
         ("https://u:p@api.unipile.com", "credentials"),
         ("https://api.unipile.com/?key=1", "query"),
+        # Unipile's v1 base, as its v1 docs and dashboard write it: every request would be a 404
+        # (each account "not found") instead of one clear error.
+        ("https://api8.unipile.com:13851/api/v1", "Unipile's v1 API"),
+        ("api8.unipile.com:13851/api/v1/", "Unipile's v1 API"),
+        ("https://gw.example.com/unipile/api/v1", "Unipile's v1 API"),
+        ("http://127.0.0.1:8765/api/v1", "Unipile's v1 API"),
+        # Unipile's own hosts have no path prefix: a path there is a mistake, not a gateway.
+        ("https://api.unipile.com/api", "Unipile's own hosts take no path"),
+        ("https://api8.unipile.com:13851/api/v2", "Unipile's own hosts take no path"),
     ],
 )
 def test_anything_else_is_a_usage_error_with_a_hint(given: str, message: str) -> None:

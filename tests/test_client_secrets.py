@@ -129,3 +129,30 @@ def test_a_key_shorter_than_8_characters_is_scrubbed_only_where_it_stands_alone(
     text: str, expected: str
 ) -> None:
     assert KeyRedactor("k7Z").text(text) == expected
+
+
+@pytest.mark.parametrize("form", ["raw", "base64 unpadded url-safe", "12-character prefix"])
+async def test_a_cursor_echoing_the_key_is_scrubbed_from_the_request_log(
+    form: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The cursor is the server's text, sent back in the next page's URL: the request log (-v)
+    # shows that URL, so it must be scrubbed like anything else a server says.
+    echo = FORMS[form](KEY)
+
+    async def reply(request: web.Request) -> web.Response:
+        first = "cursor" not in request.query
+        user = {"object": "User", "id": "ACoAA1" if first else "ACoAA2", "display_name": "A"}
+        body = {
+            "data": [{"object": "GroupParticipant", "user": user, "is_self": False}],
+            "next_cursor": f"page2-{echo}" if first else None,
+        }
+        return web.json_response(body)
+
+    caplog.set_level(logging.DEBUG, logger="bulkgroups.http")
+    async with hostile(reply) as server, UnipileClient(server.url, api_key=KEY) as client:  # type: ignore[arg-type]
+        listed = [p.user_id async for p in client.participants("acc_1", "chat_1")]
+        assert server.arrivals[1].query["cursor"] == f"page2-{echo}"  # sent back as given
+    assert listed == ["ACoAA1", "ACoAA2"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "bulkgroups.http"]
+    assert len(logged) == 2 and "cursor=page2-***" in logged[1]
+    assert "KANGAROO" not in caplog.text.upper() and "S0FOR0FST08" not in caplog.text.upper()

@@ -179,6 +179,12 @@ async def test_get_account_reads_the_owner(
     )
 
 
+async def test_an_account_that_does_not_exist_is_not_found(client: UnipileClient) -> None:
+    with pytest.raises(NotFound) as raised:
+        await client.get_account("acc_gone_x")
+    assert (raised.value.status, raised.value.type) == (404, "api/resource_not_found")
+
+
 async def test_leaving_turns_the_chat_read_only(
     sim: Simulator, client: UnipileClient, account: str
 ) -> None:

@@ -368,3 +368,18 @@ async def test_short_pages_still_cover_everyone_exactly_once(
     assert len(first["data"]) < 100 and first["next_cursor"] is not None
     seen = await all_participants(http, sim, "acc_1", "chat_s", 100)
     assert [item["user"]["id"] for item in seen] == people
+
+
+async def test_an_account_id_with_gone_does_not_exist(sim: Simulator, http: Http) -> None:
+    # As a deleted account (or a typo) at Unipile: the account GET and every call on its behalf
+    # are 404, counted by no limit, so that `account_not_found` can be met in the sandbox too.
+    for path in (
+        "/v2/accounts/acc_gone_1",
+        "/v2/acc_gone_1/chats/chat_1",
+        "/v2/acc_gone_1/chats/chat_1/participants",
+        "/v2/acc_gone_1/chats?type=group",
+        "/v2/acc_gone_1/users/me",
+    ):
+        assert_problem(await http.get(sim, path), 404, "api/resource_not_found")
+    assert sim.timeline("acc_gone_1") == ()
+    assert (await http.get(sim, "/v2/accounts/acc_1")).status == 200

@@ -191,3 +191,47 @@ def test_a_generated_key_never_reads_as_a_command_line_option() -> None:
     keys = {Simulator(SimConfig()).api_key for _ in range(200)}
     assert len(keys) == 200
     assert not any(key.startswith("-") for key in keys)
+
+
+@pytest.mark.parametrize(
+    "bad_settings",
+    [
+        {"latency": "5ms"},
+        {"latency": -1},
+        {"latency": True},
+        {"provider_write_limit": "3"},
+        {"provider_write_limit": -1},
+        {"provider_write_limit": 2.5},
+    ],
+)
+async def test_settings_of_the_wrong_type_are_refused_and_the_account_keeps_working(
+    sim: Simulator, http: Http, bad_settings: dict[str, object]
+) -> None:
+    # Before: stored as given, then every request of the account failed inside the server (a
+    # string compared with a number) with an aiohttp 500 page.
+    bad = await http.post(sim, "/_sim/accounts/acc_1", bad_settings)
+    assert (bad.status, bad.json()["type"]) == (400, "api/invalid_parameters")
+    assert (await http.get(sim, "/v2/acc_1/chats/chat_1")).status == 200
+    added = await http.post(sim, "/v2/acc_1/chats/chat_1/participants", {"user_id": "ACoAA0499"})
+    assert added.status == 200
+
+
+@pytest.mark.parametrize(
+    "bad_settings",
+    [
+        {"members": "ACoAA0003"},  # a string would be taken a character at a time
+        {"members": [1, 2]},
+        {"name": 7},
+        {"type": "guild"},
+        {"readonly": "yes"},
+        {"deleted": 1},
+        {"with_owner": "false"},
+    ],
+)
+async def test_chat_settings_of_the_wrong_type_are_refused_and_change_nothing(
+    sim: Simulator, http: Http, bad_settings: dict[str, object]
+) -> None:
+    before = sim.chat("acc_1", "chat_1")
+    bad = await http.post(sim, "/_sim/accounts/acc_1/chats/chat_1", bad_settings)
+    assert (bad.status, bad.json()["type"]) == (400, "api/invalid_parameters")
+    assert sim.chat("acc_1", "chat_1") == before

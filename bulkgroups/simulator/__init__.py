@@ -21,8 +21,10 @@ Conventions (everything is created on first use, deterministically, from the ids
   of this simulator (initial, configured or added members), and anyone `register_people` names.
   A profile URL, a slug or free text is none of these.
 - Accounts: owner id `ACoAO` + 8 upper-case hex digits of sha256(account) (`owner_id`), provider
-  `linkedin`, `application_id` `app_sandbox`. An id containing `disconnected`, `errored` or `paused`
-  has that status; containing `recruiter`, `salesnav` or `company` it is that product (no group
+  `linkedin`, `application_id` `app_sandbox`. An id containing `gone` does not exist (404
+  `api/resource_not_found` on every call, the account GET included, counted by no limit: a
+  deleted account, a typo). An id containing `disconnected`, `errored` or `paused` has that
+  status; containing `recruiter`, `salesnav` or `company` it is that product (no group
   messaging); otherwise running Classic. Every account has, from its first use, 3..6 starter
   group chats `chat_<8 hex>` named after a topic ("Project team", ...) and one 1to1 chat
   `1to1_<8 hex>` (`starter_chats(account)`), so that a chats listing shows something.

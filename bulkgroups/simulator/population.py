@@ -16,6 +16,7 @@ __all__ = [
     "POOL_SIZE",
     "Person",
     "Product",
+    "account_exists",
     "account_product",
     "account_status",
     "chat_kind",
@@ -146,6 +147,12 @@ def starter_chat_name(account: str, chat: str) -> str | None:
     if chat not in chats:
         return None
     return _TOPICS[(_digest(account)[1] + chats.index(chat)) % len(_TOPICS)]
+
+
+def account_exists(account: str) -> bool:
+    """False when the account id contains `gone` (any case): a deleted account, or a typo, which
+    Unipile answers 404 on every call."""
+    return "gone" not in account.lower()
 
 
 def account_status(account: str) -> AccountStatus:

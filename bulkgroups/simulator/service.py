@@ -5,11 +5,12 @@ The pipeline of an API request, in order (each step can answer and stop):
 1. auth: `X-API-KEY` absent -> 401 `api/missing_authorization`; wrong -> 401
    `api/expired_authorization`. Not counted by any limit.
 2. routing: an unknown path -> 404 `api/resource_not_found`; a known path with the wrong method ->
-   405 `api/method_not_allowed`. Not counted.
-3. the core `GET /v2/accounts/{id}`: answered (never rate-limited, never faulted).
-4. cache (account-scoped GETs without `Cache-Control: no-cache`, when `cache_age` > 0): a stored
-   answer at most `cache_age` seconds old is returned with `X-Cache: HIT` and `Age`; hits count
-   toward no limit and no violation.
+   405 `api/method_not_allowed`; an account that does not exist (`population.account_exists`) ->
+   404 `api/resource_not_found`, the account GET included. Not counted.
+3. cache (GETs without `Cache-Control: no-cache`, when `cache_age` > 0, the account GET
+   included): a stored answer at most `cache_age` seconds old is returned with `X-Cache: HIT` and
+   `Age`; hits count toward no limit and no violation.
+4. the core `GET /v2/accounts/{id}`: answered (never rate-limited, never faulted).
 5. limits: the request counts in the account's window(s) and strict counters; over a window ->
    429 `api/too_many_requests` with `Retry-After`.
 6. account: status and product (`World.check_usable`).
@@ -44,9 +45,15 @@ from bulkgroups.simulator.faults import (
     parse_faults,
 )
 from bulkgroups.simulator.limits import AccountLimits
-from bulkgroups.simulator.population import AccountStatus, Product
+from bulkgroups.simulator.population import AccountStatus, Product, account_exists
 from bulkgroups.simulator.replies import Problem, Reply, html_reply, json_reply, problem_reply
-from bulkgroups.simulator.world import DEFAULT_MEMBER_CAP, ChatType, ListingFault, World
+from bulkgroups.simulator.world import (
+    CHAT_TYPES,
+    DEFAULT_MEMBER_CAP,
+    ChatType,
+    ListingFault,
+    World,
+)
 
 __all__ = [
     "DEFAULT_RATE",
@@ -327,6 +334,11 @@ class Simulator:
         # was added (e.g. to count an add applied twice).
         user = route.user if route.user is not None else _body_user(request)
         entry = replace(entry, account=route.account, chat=route.chat, user=user, kind=kind)
+        if not account_exists(route.account):
+            # No account to count against: the limits, the cache and the faults never see it.
+            return problem_reply(
+                404, "api/resource_not_found", f"account {route.account!r} not found", req_id
+            ), replace(entry, kind=None)
         account = self._world.account(route.account)
         latency = account.latency if account.latency is not None else self._dice.spec.latency
         reply, entry = self._answer_api(request, route, kind, now, req_id, entry)
@@ -610,7 +622,12 @@ class Simulator:
     ) -> None:
         """Override an account's settings; None leaves a setting as it is. Changing a rate
         starts the account's windows afresh (violations counted so far stay). Like a change made
-        outside the API, it does not invalidate cached answers (`clear_cache`)."""
+        outside the API, it does not invalidate cached answers (`clear_cache`). A setting of the
+        wrong type or out of range raises ValueError and changes nothing."""
+        if provider_write_limit is not None and not _whole(provider_write_limit):
+            raise ValueError("provider_write_limit must be a whole number >= 0")
+        if latency is not None and not _seconds(latency):
+            raise ValueError("latency must be a number of seconds >= 0")
         with self._lock:
             record = self._world.account(account)
             if status is not None:
@@ -647,7 +664,25 @@ class Simulator:
     ) -> None:
         """Set a chat's state. `members` is the full list; the owner is added to it unless
         `with_owner=False` (a chat the owner has left). None leaves a field as it is. Like a change
-        made in the LinkedIn app, it does not invalidate cached answers (`clear_cache`)."""
+        made in the LinkedIn app, it does not invalidate cached answers (`clear_cache`). A setting
+        of the wrong type raises ValueError and changes nothing."""
+        if members is not None:
+            if isinstance(members, str | bytes):
+                raise ValueError("members must be a list of user ids, not one string")
+            members = list(members)
+            if not all(isinstance(m, str) and m for m in members):
+                raise ValueError("members must be non-empty strings")
+        if name is not None and not isinstance(name, str):
+            raise ValueError("name must be a string")
+        if type is not None and type not in CHAT_TYPES:
+            raise ValueError(f"type must be one of {', '.join(CHAT_TYPES)}")
+        for flag, value in (
+            ("with_owner", with_owner),
+            ("readonly", readonly),
+            ("deleted", deleted),
+        ):
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{flag} must be true or false")
         with self._lock:
             self._world.configure_chat(
                 account,
@@ -671,6 +706,20 @@ class Simulator:
         spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
         with self._lock:
             self._dice = FaultDice(spec, self.config.seed if seed is None else seed)
+
+
+def _whole(value: object) -> bool:
+    """A count as settings take it (JSON over HTTP gives anything): an int >= 0, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _body_user(request: SimRequest) -> str | None:
