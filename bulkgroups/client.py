@@ -34,10 +34,10 @@ status or failure type, `req_id`, latency, attempt, account; never the key, a he
 
 The base URL may be an origin (`https://host[:port]`), the same ending in `/v2` (as Unipile's docs
 write it), or a Unipile DSN `host:port` (https assumed); requests go to `{origin}/v2/...`, never
-`/v2/v2/...`. Plain http is refused but to loopback. Decision: a gateway in front of the API may
-add a path prefix (`https://gw.example.com/unipile`), kept; but not on Unipile's own hosts, where
-a path is a mistake, and never Unipile's v1 base (`.../api/v1`, as its v1 docs write it), which
-would answer every request 404 (each account "not found") instead of saying what is wrong.
+`/v2/v2/...`. Plain http is refused but to loopback. Any other path is refused, as the contract
+says: a gateway's prefix is not supported, and Unipile's v1 base (`.../api/v1`, as its v1 docs
+write it) would answer every request 404 (each account "not found") instead of saying what is
+wrong.
 
 The API key is sent only in the `X-API-KEY` header of each request. It is never put on the session,
 in a URL, in a repr or in an exception: what a server says back is passed through `redact`, which
@@ -88,12 +88,14 @@ from .model import (
 )
 from .paging import Listing, NextPage
 from .redact import KeyRedactor
+from .version import __version__
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_ITEMS",
     "MAX_PAGE_SIZE",
+    "USER_AGENT",
     "UnipileClient",
     "quote_segment",
     "rate_limit_headers",
@@ -129,6 +131,9 @@ _CONNECT_REASONS: Final = {
 }
 
 
+USER_AGENT: Final = f"bulkgroups/{__version__}"
+
+
 def quote_segment(value: str) -> str:
     """`value` as one pre-encoded path segment (or query value).
 
@@ -146,9 +151,10 @@ def quote_segment(value: str) -> str:
 
 
 def _check_base_url(base_url: str) -> str:
-    """The base URL as requests are built from it: `scheme://host[:port][/prefix]`, without a
-    trailing `/` or `/v2`. Accepts an origin, the same ending in `/v2`, or a DSN `host:port`;
-    refuses plain http to anything but loopback."""
+    """The base URL as requests are built from it: `scheme://host[:port]`, without a trailing
+    `/` or `/v2`. Accepts an origin, the same ending in `/v2`, or a DSN `host:port`, and nothing
+    else (CONTRACT: Connection; a gateway's path prefix is not supported); refuses plain http to
+    anything but loopback."""
     if not isinstance(base_url, str):
         raise UsageError(f"the base URL must be a string; {_BASE_URL_HINT}")
     text = base_url.strip()
@@ -159,7 +165,8 @@ def _check_base_url(base_url: str) -> str:
             f"refusing plain http:// to {host!r}: the API key would travel in clear; "
             "use https:// (http is allowed only for 127.0.0.0/8, ::1 and localhost)"
         )
-    return str(url.origin()) + _path_prefix(url, text)
+    _check_path(url, text)
+    return str(url.origin())
 
 
 def _parse_base_url(text: str) -> URL:
@@ -182,32 +189,23 @@ def _parse_base_url(text: str) -> URL:
     return url
 
 
-def _path_prefix(url: URL, text: str) -> str:
-    """The path requests are prefixed with, encoded (`/my%20proxy`), without `/v2`: empty on
-    Unipile's own hosts, a gateway's prefix elsewhere. Unipile's v1 base (`.../api/v1`, as its
-    v1 docs write it) is refused: every request would be a 404, each account "not found"."""
-    # Encoded segments: a prefix such as `/my proxy` must reach the wire as `/my%20proxy`, since
-    # request URLs are assembled from it already encoded.
+def _check_path(url: URL, text: str) -> None:
+    """The base URL's path may be nothing or `/v2` (CONTRACT: Connection): requests add `/v2`
+    themselves, so `/v2/v2/...` never happens. Anything else is refused, Unipile's v1 base
+    (`.../api/v1`, as its v1 docs write it) with its own hint: every request would be a 404 and
+    each account "not found" instead of one clear error."""
     segments = [s for s in url.raw_path.split("/") if s]
     while segments and segments[-1].lower() == "v2":
-        segments.pop()  # requests add /v2 themselves: /v2/v2/... must never happen
+        segments.pop()
     if any(s.lower() == "v1" for s in segments):
         raise UsageError(
             f"{text[:80]!r} is Unipile's v1 API; bulkgroups speaks v2, which lives at the same "
             f"host without the path; {_BASE_URL_HINT}"
         )
-    if any(s.lower() == "v2" for s in segments):
-        raise UsageError(f"/v2 may only end the base URL, got {text[:80]!r}; {_BASE_URL_HINT}")
-    if segments and _is_unipile_host(url.host or ""):
+    if segments:
         raise UsageError(
-            f"Unipile's own hosts take no path besides /v2, got {text[:80]!r}; {_BASE_URL_HINT}"
+            f"the base URL takes no path besides /v2, got {text[:80]!r}; {_BASE_URL_HINT}"
         )
-    return "".join("/" + s for s in segments)
-
-
-def _is_unipile_host(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    return host == "unipile.com" or host.endswith(".unipile.com")
 
 
 def _is_loopback(host: str) -> bool:
@@ -511,7 +509,12 @@ class UnipileClient:
             connector = aiohttp.TCPConnector(
                 limit=self._concurrency, limit_per_host=self._concurrency
             )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                # Names the tool in Unipile's logs, for its support (never anything secret).
+                headers={"User-Agent": USER_AGENT},
+            )
             # aiohttp silently resends a GET or DELETE once when a kept-alive connection breaks:
             # a second request behind the pacer's back (one stamp, two arrivals) and a write of
             # unknown outcome repeated outside the retry policy. Every resend must be ours.

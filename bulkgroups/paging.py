@@ -7,7 +7,9 @@ A listing (participants of a chat, chats of an account) is read page by page. Th
 more exist). `Listing` is the bookkeeping of one listing, pure and synchronous:
 
 - a `next_cursor` is followed while it is new and its page brought someone new: a repeated cursor,
-  or a page that adds no one yet asks for more, is a loop;
+  or a page that adds no one yet asks for more, is a loop — unless everyone the count promised is
+  already in (a server may well end a listing with an empty page that still carries a cursor:
+  that is the end, not a failed read);
 - with no cursor but a count saying more exist, the next page is asked by `offset` (the number of
   items received so far); an offset page that brings no one new ends the listing;
 - the count is the largest one the API gave (the caller's, e.g. the chat's `participants_count`,
@@ -112,6 +114,8 @@ class Listing:
             if cursor in self.cursors:
                 raise self._fail("the server repeated a cursor", status)
             if not progressed:
+                if self.count is not None and len(self.seen) >= self.count:
+                    return None  # everyone counted is in: the empty page is the end
                 raise self._fail("a page brought no new item yet asked for more", status)
             self.cursors.add(cursor)
             return NextPage(cursor=cursor)

@@ -7,6 +7,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,24 +66,11 @@ def test_an_unreachable_api_is_one_line_naming_the_url_and_exit_1(
     assert not ledger.exists() or ledger.read_bytes() == b""
 
 
-@pytest.fixture
-def redirecting_url() -> Iterator[str]:
-    """An http origin on 127.0.0.1 that redirects every request elsewhere (a marketing site, a
-    moved host), served by the standard library in a thread of its own."""
-
-    class Redirect(http.server.BaseHTTPRequestHandler):
-        def _redirect(self) -> None:
-            self.send_response(301)
-            self.send_header("Location", "https://www.example.com" + self.path)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_GET = do_POST = do_PATCH = do_DELETE = _redirect
-
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+@contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An http origin on 127.0.0.1 answering with `handler`, served by the standard library in a
+    thread of its own."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -91,6 +79,28 @@ def redirecting_url() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def redirecting_url() -> Iterator[str]:
+    """An origin that redirects every request elsewhere (a marketing site, a moved host)."""
+
+    class Redirect(_Quiet):
+        def _redirect(self) -> None:
+            self.send_response(301)
+            self.send_header("Location", "https://www.example.com" + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _redirect
+
+    with serving(Redirect) as url:
+        yield url
 
 
 def test_a_base_url_that_redirects_is_one_line_naming_where_and_exit_1(
@@ -109,3 +119,35 @@ def test_a_base_url_that_redirects_is_one_line_naming_where_and_exit_1(
     )
     assert "check the base URL" in lines[0] and "nothing was sent" in lines[0]
     assert run.out == ""
+
+
+@pytest.fixture
+def some_other_web_server() -> Iterator[str]:
+    """A web server that is not Unipile: an HTML 404 page for every request."""
+
+    class NotFoundPage(_Quiet):
+        def do_GET(self) -> None:
+            body = b"<html><body>404 Not Found</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with serving(NotFoundPage) as url:
+        yield url
+
+
+def test_a_base_url_that_is_not_unipile_is_one_line_and_exit_1(
+    cli: Cli, tmp_path: Path, some_other_web_server: str
+) -> None:
+    # Each account would otherwise be "not found" (exit 3), as if the ids were wrong.
+    run = cli.run(
+        "plan", _job(tmp_path), "--base-url", some_other_web_server,
+        "--api-key-file", _key(tmp_path),
+    )  # fmt: skip
+    assert run.code == 1, run.err
+    lines = [line for line in run.err.splitlines() if not line.startswith("progress:")]
+    assert len(lines) == 1, run.err
+    assert "does not look like the Unipile API" in lines[0]
+    assert "nothing was sent" in lines[0]

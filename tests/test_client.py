@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bulkgroups import __version__
 from bulkgroups import client as client_module
 from bulkgroups.client import UnipileClient, quote_segment
 from bulkgroups.errors import (
@@ -163,7 +164,6 @@ def test_plain_http_to_a_non_loopback_host_is_refused(base_url: str) -> None:
         ("http://[::1]:8080", "http://[::1]:8080"),
         ("https://api.unipile.com", "https://api.unipile.com"),
         ("https://api12.unipile.com:14567/", "https://api12.unipile.com:14567"),
-        ("https://gw.example.com/unipile/", "https://gw.example.com/unipile"),
     ],
 )
 def test_https_anywhere_and_http_to_loopback_are_accepted(base_url: str, normalised: str) -> None:
@@ -282,15 +282,21 @@ async def test_a_write_succeeds_on_its_status_whatever_the_body(
     await client.rename_chat("acc_1", "chat_1", "x")
 
 
-async def test_a_base_url_with_a_path_prefix_keeps_it(api: FakeUnipile) -> None:
-    async with UnipileClient(api.url + "/proxy/unipile/", api_key=KEY) as c:
-        await c.add_participant("acc_1", "chat_1", "ACoAA1")
-    async with UnipileClient(api.url + "/my proxy", api_key=KEY) as c:
-        await c.add_participant("acc_1", "chat_1", "ACoAA1")
-    assert [s.raw_path for s in api.seen] == [
-        "/proxy/unipile/v2/acc_1/chats/chat_1/participants",
-        "/my%20proxy/v2/acc_1/chats/chat_1/participants",
-    ]
+async def test_every_request_names_the_tool_for_unipiles_support(
+    api: FakeUnipile, client: UnipileClient
+) -> None:
+    await client.add_participant("acc_1", "chat_1", "ACoAA1")
+    await client.rename_chat("acc_1", "chat_1", "x")
+    assert [s.headers["User-Agent"] for s in api.seen] == [f"bulkgroups/{__version__}"] * 2
+
+
+@pytest.mark.parametrize("path", ["/proxy/unipile/", "/my proxy", "/api/v2"])
+def test_a_base_url_with_a_path_besides_v2_is_a_usage_error(api: FakeUnipile, path: str) -> None:
+    # The contract takes an origin, the same ending in /v2, or a DSN; anything else is refused
+    # before a request is sent (a wrong path would be a 404 per account, "not found").
+    with pytest.raises(UsageError, match="takes no path besides /v2"):
+        UnipileClient(api.url + path, api_key=KEY)
+    assert api.seen == []
 
 
 HOSTILE_IDS = [

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from hostile import fresh_cursors, hostile, listing, people, problem, rejects_limit
+from hostile import participant as participant_item
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,6 +69,29 @@ async def test_without_any_count_the_item_cap_ends_the_listing() -> None:
         error = await failure(server.url, max_items=250)
     assert "more than 250 items, the client's cap" in str(error)
     assert len(server.arrivals) == 3
+
+
+async def test_an_empty_last_page_with_a_cursor_ends_a_listing_that_is_complete() -> None:
+    # A server may end a listing with an empty page that still carries a cursor: once everyone
+    # the count promised is in, that is the end, not a loop.
+    everyone = people(3)
+
+    def ending_empty(*, counted: bool) -> Any:
+        count = {"total_count": 3} if counted else {}
+
+        async def reply(request: web.Request) -> web.StreamResponse:
+            if "cursor" not in request.query:
+                page = [participant_item(u) for u in everyone]
+                return web.json_response({"data": page, **count, "next_cursor": "more"})
+            return web.json_response({"data": [], **count, "next_cursor": "still-more"})
+
+        return reply
+
+    async with hostile(ending_empty(counted=True)) as server:
+        assert await members(server.url) == everyone
+        assert len(server.arrivals) == 2
+    async with hostile(ending_empty(counted=False)) as server:  # nothing says it is complete
+        await failure(server.url)
 
 
 # ---- offset, truncation ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ..errors import (
     AuthError,
     NotFound,
     OwnerRuleRefused,
+    RunRefused,
     TransientError,
     Unreachable,
 )
@@ -274,19 +275,28 @@ class Run:
 
     async def preflight(self) -> None:
         """The core account GET of every account; an invalid API key stops the run (exit 1), and
-        so does an API that no lookup could reach (`ApiUnreachable`): one message naming the URL
-        instead of a connection failure for every chat."""
+        so does a base URL no lookup could use: one message, instead of a failure for every
+        chat — an API that could not be reached (`ApiUnreachable`, naming the URL), or a server
+        whose every answer is an error without Unipile's error body (some other web server:
+        each account would be "not found")."""
         self.observer.phase("preflight", len(self.accounts))
-        unreachable: list[Unreachable] = []
+        failed: list[ApiError] = []
         await for_each(
-            self.accounts.values(),
-            partial(self._look_up, unreachable=unreachable),
-            self.config.concurrency,
+            self.accounts.values(), partial(self._look_up, failed=failed), self.config.concurrency
         )
-        if unreachable and len(unreachable) == len(self.accounts):
+        if not self.accounts or len(failed) < len(self.accounts):
+            return
+        unreachable = [e for e in failed if isinstance(e, Unreachable)]
+        if len(unreachable) == len(failed):
             raise ApiUnreachable(unreachable[0])
+        if all(e.type.startswith("http/") for e in failed):
+            raise RunRefused(
+                f"every account lookup was answered {failed[0].status} without Unipile's error "
+                f"body ({failed[0].type}): the base URL does not look like the Unipile API "
+                "(check --base-url / UNIPILE_BASE_URL); nothing was sent"
+            )
 
-    async def _look_up(self, account: Account, *, unreachable: list[Unreachable]) -> None:
+    async def _look_up(self, account: Account, *, failed: list[ApiError]) -> None:
         try:
             info = await self._read(
                 account,
@@ -295,12 +305,11 @@ class Run:
             )
         except AuthError:
             raise
-        except Unreachable as error:
-            unreachable.append(error)
-            account.stop_with(AccountStop("failed", "api_error", error.info))
         except NotFound as error:
+            failed.append(error)
             account.stop_with(AccountStop("failed", "account_not_found", error.info))
         except ApiError as error:
+            failed.append(error)
             account.stop_with(stop_for(error) or AccountStop("failed", "api_error", error.info))
         except DeferAccount as deferral:
             account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
