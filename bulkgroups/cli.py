@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 from .durations import compact_duration, parse_duration
@@ -241,7 +240,8 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--api-key-file",
         metavar="PATH",
-        help="read the API key from PATH, '-' = stdin (default: $UNIPILE_API_KEY)",
+        help="read the API key from PATH, a regular file; '-' = stdin, for a key piped in "
+        "(default: $UNIPILE_API_KEY)",
     )
     group.add_argument(
         "--api-key",
@@ -667,13 +667,32 @@ class _Connection:
 
 
 def _read_key_file(path: str) -> str:
+    """The key in `path` (`-`: standard input), read with the bound of any file the tool reads:
+    `/dev/zero` would fill memory and a FIFO nobody writes to would wait forever."""
+    from .files import KEY_FILE_LIMIT, FileRefused, read_regular
+
     if path == "-" and sys.stdin is None:
         raise UsageError("--api-key-file -: there is no standard input to read the key from")
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            text = sys.stdin.read(KEY_FILE_LIMIT + 1)
+            data = text.encode("utf-8", errors="surrogateescape")
+        else:
+            data = read_regular(path, limit=KEY_FILE_LIMIT)
+        if len(data) > KEY_FILE_LIMIT:
+            raise FileRefused(f"more than the {KEY_FILE_LIMIT // 1024} KiB a key file may hold")
+        key = data.decode("utf-8").strip()
+    except FileRefused as refused:
+        hint = (
+            ""
+            if path == "-"
+            else " (a key is read from a regular file, or piped in: --api-key-file -)"
+        )
+        raise UsageError(f"--api-key-file {path}: {refused.reason}{hint}") from None
     except OSError as error:
         raise UsageError(f"--api-key-file {path}: {error.strerror}") from error
-    key = text.strip()
+    except UnicodeError:
+        raise UsageError(f"--api-key-file {path}: not UTF-8 text") from None
     if not key:
         raise UsageError(f"--api-key-file {path}: the file is empty")
     return key
