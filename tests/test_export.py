@@ -109,6 +109,19 @@ def test_export_as_csv_plans_empty_too(cli: Cli, sim: Simulator, tmp_path: Path)
     assert plan.code == 0, plan.out + plan.err
 
 
+def test_csv_export_has_the_columns_in_the_documented_order_every_time(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    # A column order that changed from one export to the next (it followed a set's hash order,
+    # random per process) would make every line of a file kept in git differ from its last export.
+    run = cli.run("export", "--account", "acc_1", "--format", "csv", *reading(sim, tmp_path))
+
+    assert run.code == 0, run.err
+    header, first, *_ = run.out.splitlines()
+    assert header == "account,chat,action,user,name"
+    assert first.startswith(f"acc_1,{sorted(groups('acc_1'))[0]},member,ACoAA")
+
+
 def test_export_of_named_chats_reads_only_those(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
     chosen = groups("acc_1")[0]
     lone = starter_chats("acc_1")[-1]  # the 1to1 chat
