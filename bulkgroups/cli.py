@@ -567,8 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--format",
         choices=("yaml", "csv"),
-        help="yaml (names as comments) or csv (default: csv for an --out ending in .csv, else "
-        "yaml)",
+        help="yaml (names as comments) or csv; with --out, the one its extension says, as job "
+        "files are read (default: csv for an --out ending in .csv, else yaml)",
     )
     export.add_argument(
         "--out",
@@ -1352,16 +1352,30 @@ async def _export(
             return inventory.problems, client.base_url
 
 
+def _export_format(args: argparse.Namespace) -> export.ExportFormat:
+    """`--format`, else what `--out`'s extension says. Job files are read by their extension, so
+    a format the extension contradicts would write a file that no command could read back."""
+    from .jobs.source import is_csv
+
+    if args.out is None:
+        return "csv" if args.format == "csv" else "yaml"
+    extension: export.ExportFormat = "csv" if is_csv(args.out) else "yaml"
+    if args.format is not None and args.format != extension:
+        raise UsageError(
+            f"--format {args.format} with --out {args.out}: a job file is read as CSV if its "
+            "name ends in .csv and as YAML otherwise; name the file to match, or leave out "
+            "--format"
+        )
+    return extension
+
+
 def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     from . import export, outputs
     from .records import format_time
 
+    fmt = _export_format(args)
     if args.out:
         outputs.check_output_path(args.out)  # before anything is read
-    csv_out = args.out is not None and args.out.lower().endswith(".csv")
-    fmt: export.ExportFormat = (
-        "csv" if args.format == "csv" or (args.format is None and csv_out) else "yaml"
-    )
     with export.ExportFile(args.account, format=fmt) as exported:
         read = _run(_export, args, exported, err)
         if read is None:

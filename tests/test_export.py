@@ -122,6 +122,23 @@ def test_csv_export_has_the_columns_in_the_documented_order_every_time(
     assert first.startswith(f"acc_1,{sorted(groups('acc_1'))[0]},member,ACoAA")
 
 
+@pytest.mark.parametrize(("fmt", "out"), [("yaml", "today.csv"), ("csv", "today.yaml")])
+def test_a_format_that_the_files_extension_would_misread_is_refused_before_anything_is_read(
+    cli: Cli, sim: Simulator, tmp_path: Path, fmt: str, out: str
+) -> None:
+    # Job files are read by their extension: YAML in a .csv (or CSV in a .yaml) would be an
+    # export that `plan` cannot read back.
+    path = tmp_path / out
+    run = cli.run(
+        "export", "--account", "acc_1", "--format", fmt, "--out", path, *reading(sim, tmp_path)
+    )
+
+    assert run.code == 1
+    assert run.err.startswith(f"error: --format {fmt} with --out {path}: ")
+    assert not path.exists()
+    assert sim.requests() == ()
+
+
 def test_export_of_named_chats_reads_only_those(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
     chosen = groups("acc_1")[0]
     lone = starter_chats("acc_1")[-1]  # the 1to1 chat
