@@ -3,8 +3,9 @@
 The plan diff is plain text written chat by chat straight to the output stream, so that it reads
 the same in a terminal, a CI log and a pull-request comment, and so that a plan of a million
 operations never becomes one string (through rich it cost 750 MB). rich draws the tables (the
-summary of a large plan, the result table). Tables wrap long ids rather than
-cut them: a cron mail is 80 columns wide and an id with `…` in it cannot be looked up.
+summary of a large plan, the result table). Tables wrap long ids rather than cut them: a cron
+mail is 80 columns wide and an id with `…` in it cannot be looked up; what failed, too wide for a
+table there, is a line per operation instead.
 
 What a plan shows (`PlanView`): chats without changes are counted, not listed, unless
 `show_unchanged`; `detail="summary"` prints totals per account instead of the diff, and `"auto"`
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -287,8 +289,9 @@ def render_outcomes(tally: OutcomeTally, console: Console, *, counts: bool = Tru
     """The result table: counts by status and reason (unless not `counts`: `--quiet` keeps only
     what failed), then what failed or was deferred.
 
-    Long ids wrap within their column (never `account_…`): a cron mail or a CI log is 80 columns
-    wide, and what failed must be readable there in full.
+    What failed is a table where it fits the console, else one whole line per operation, as in
+    `report`: a cron mail or a CI log is 80 columns wide, and a table folded to fit it cuts ids
+    and reasons into slivers (`account_d`, `isconnect`, `ed`) that nobody can read or grep.
     """
     if counts:
         table = Table(title="Outcomes")
@@ -300,27 +303,57 @@ def render_outcomes(tally: OutcomeTally, console: Console, *, counts: bool = Tru
         table.add_row("[bold]total[/bold]", "", f"[bold]{sum(tally.by_reason.values())}[/bold]")
         console.print(table)
     problems = tally.problems
-    if problems:
-        detail = Table(title="Failed or deferred")
-        for column in ("account", "chat", "action", "subject", "status", "reason", "error"):
-            # Actions and statuses are short words: the ids and the error take the wrapping.
-            detail.add_column(column, overflow="fold", no_wrap=column in ("action", "status"))
-        for o in problems:
-            error = ""
-            if o.error is not None:
-                error = f"{o.error.status or '-'} {o.error.type}"
-                if o.error.req_id:
-                    error += f" (req_id {o.error.req_id})"
-            detail.add_row(
-                Text(o.operation.account),
-                Text(o.operation.chat),
-                o.operation.action,
-                Text(o.operation.subject or ""),
-                o.status,
-                o.reason or "",
-                Text(error),
-            )
+    if not problems:
+        return
+    detail = _problems_table(problems)
+    natural = Measurement.get(console, console.options.update_width(_UNBOUNDED), detail)
+    if natural.maximum <= console.width:
         console.print(detail)
-        if tally.problem_count > len(problems):
-            more = tally.problem_count - len(problems)
-            console.print(f"... and {more} more: see `bulkgroups report`.")
+    else:
+        console.print("Failed or deferred", markup=False, highlight=False)
+        for outcome in problems:
+            console.print(_problem_line(outcome), markup=False, highlight=False, soft_wrap=True)
+    if tally.problem_count > len(problems):
+        more = tally.problem_count - len(problems)
+        console.print(f"... and {more} more: see `bulkgroups report`.")
+
+
+# Wide enough for any table's natural width: what it takes without folding a cell.
+_UNBOUNDED: Final = 1_000_000
+
+
+def _problems_table(problems: list[Outcome]) -> Table:
+    detail = Table(title="Failed or deferred")
+    for column in ("account", "chat", "action", "subject", "status", "reason", "error"):
+        # Actions and statuses are short words: the ids and the error take the wrapping.
+        detail.add_column(column, overflow="fold", no_wrap=column in ("action", "status"))
+    for o in problems:
+        error = ""
+        if o.error is not None:
+            error = f"{o.error.status or '-'} {o.error.type}"
+            if o.error.req_id:
+                error += f" (req_id {o.error.req_id})"
+        detail.add_row(
+            Text(o.operation.account),
+            Text(o.operation.chat),
+            o.operation.action,
+            Text(o.operation.subject or ""),
+            o.status,
+            o.reason or "",
+            Text(error),
+        )
+    return detail
+
+
+def _problem_line(outcome: Outcome) -> str:
+    """`  acc_1 / team: add ACoAA1: failed api_error (403 api/insufficient_permissions, req_id
+    r1)`: the plan's `!` lines and `report`'s explanations say it the same way."""
+    operation = outcome.operation
+    what = f"{operation.action} {operation.subject}" if operation.subject else operation.action
+    line = f"  {operation.account} / {operation.chat}: {what}: {outcome.status} {outcome.reason}"
+    error = outcome.error
+    if error is not None:
+        status = f"{error.status} " if error.status is not None else ""
+        req_id = f", req_id {error.req_id}" if error.req_id else ""
+        line += f" ({status}{error.type}{req_id})"
+    return line
