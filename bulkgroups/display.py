@@ -124,8 +124,11 @@ def _chat_lines(chat: ChatPlan) -> list[str]:
         detail = f" ({outcome.error.type})" if outcome.error else ""
         lines.append(f"  ! {what}: {outcome.status} {outcome.reason}{detail}")
     summary = []
-    if chat.in_place:
-        summary.append(f"{chat.in_place} already in place")
+    # An imperative add already in place is recorded as its `already_member` skip, listed next:
+    # `in_place` counts it too (the plan file keeps both), so it is counted once here.
+    in_place = chat.in_place - skipped["already_member"]
+    if in_place > 0:
+        summary.append(f"{in_place} already in place")
     summary.extend(f"{n} skipped ({reason})" for reason, n in sorted(skipped.items(), key=str))
     if summary:
         lines.append("  = " + ", ".join(summary))
