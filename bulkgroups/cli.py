@@ -89,6 +89,30 @@ durations:
   refused, and so is 0.
 """
 
+EXPORT_RATES_HELP = (
+    "rates:\n"
+    + _RATE_GRAMMAR
+    + """\
+  --rate limits every account-scoped request of each account (export only reads).
+"""
+)
+
+VALIDATE_EXIT_CODES_HELP = """\
+exit codes:
+  0    every file is a valid job (the owner rule is for plan and apply to check)
+  1    errors, one line each: PATH:LINE: FIELD: message (PATH: file: message for
+       a whole file), or bad arguments
+  130  interrupted (Ctrl-C or SIGTERM)
+"""
+
+REPORT_EXIT_CODES_HELP = """\
+exit codes:
+  0    the report was written
+  1    no such ledger, a path that is not a regular file or a directory of
+       ledgers, or a line that is not a ledger record (named: PATH:LINE)
+  130  interrupted (Ctrl-C or SIGTERM)
+"""
+
 EXIT_CODES_HELP = """\
 exit codes (the first that applies):
   1    nothing was sent that changes anything: a bad job file or flag (an
@@ -418,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check job files offline",
         description="Check job files offline (no network): every error as PATH:LINE: FIELD: "
         "message. The owner rule needs the account lookup: plan and apply check it.",
-        epilog=EXIT_CODES_HELP,
+        epilog=VALIDATE_EXIT_CODES_HELP,
     )
     validate.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
 
@@ -522,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="summarise a ledger",
         description="What the runs in a ledger did, per account, and why operations were not done.",
-        epilog=EXIT_CODES_HELP,
+        epilog=REPORT_EXIT_CODES_HELP,
     )
     report_cmd.add_argument(
         "ledger",
@@ -543,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the accounts' group chats (or only --chat) and their members, paced, and "
         "write them as a desired-state job: `plan` of it is empty until you edit it. The account "
         "owner is left out, read-only chats are comments, names are comments (YAML).",
-        epilog=RATES_HELP
+        epilog=EXPORT_RATES_HELP
         + "\nexit codes: 0 written; 1 bad flags or a refused API key, nothing written;\n"
         "  3 written, but some accounts or chats could not be read (named on stderr); 130\n"
         "  interrupted, nothing written\n",
@@ -641,8 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         default="",
         metavar="SPEC",
-        help="faults to inject, e.g. 500=0.05,429=0.02,reset=0.01,applied500=0.01,latency=5ms "
-        "(default: none)",
+        help="faults to inject, KIND=PROBABILITY,... and latency=DURATION, e.g. "
+        "500=0.05,429=0.02,reset=0.01,applied500=0.01,latency=5ms; kinds: 500, 502, 503, 504, "
+        "429, reset; applied500, appliedreset, ignored (writes); fresh_cursor, short_page "
+        "(listings); trickle, huge_body (bodies) (default: none)",
     )
     sandbox.add_argument(
         "--seed",
