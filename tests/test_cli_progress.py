@@ -5,15 +5,21 @@ what is left."""
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 from pathlib import Path
 
+import anyio
 import orjson
 import pytest
 from engine_helpers import op_records, write_job
 from pty_helpers import Screen, Terminal
+from rich.console import Console
 from test_cli_helpers import Cli, connect
 
+from bulkgroups.model import Operation, Outcome
+from bulkgroups.progress import PROGRESS_LOGGER, ProgressDisplay
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
 ACCOUNT = "acc_progress"
@@ -195,3 +201,32 @@ def test_quiet_shows_no_progress(cli: Cli, sim: Simulator, tmp_path: Path) -> No
     )  # fmt: skip
     assert run.code == 0, run.err
     assert run.err == ""
+
+
+async def test_once_every_phase_is_done_lines_stop_until_the_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Between the last outcome and the end of the command (verification, closing the ledger)
+    # nothing moves: a line every interval saying `3/3 (100 %)` again is noise before the last.
+    now = [0.0]
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=False)
+    display = ProgressDisplay(console, mode="lines", interval=0.01, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    with display:
+        display.phase("apply", 3)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(display.run_clock)
+            for _ in range(3):
+                now[0] += 5.0  # the fake clock: a line is due at every tick
+                await anyio.sleep(0.05)
+            under_way = len(caplog.records)
+            for _ in range(3):
+                display.outcome(Outcome(Operation(ACCOUNT, "room", "add", user="u"), "applied"))
+            for _ in range(3):
+                now[0] += 5.0
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    messages = [r.getMessage() for r in caplog.records]
+    assert under_way >= 1, messages  # lines while the work went on
+    assert messages[under_way:] == ["progress: 3/3 operations (100 %) in 30s"], messages
