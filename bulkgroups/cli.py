@@ -1003,6 +1003,10 @@ async def _ask(question: str) -> str:
     loop.add_reader(fd, readable.set)
     try:
         await readable.wait()
+    except BaseException:  # Ctrl-C: what is said next starts a line of its own
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        raise
     finally:
         loop.remove_reader(fd)
     return sys.stdin.readline()
@@ -1023,7 +1027,8 @@ def _confirmer(
 
     Only then does the run wait for every chat to be read before the first write; scripts, cron
     and `--yes` never wait for a question nobody will answer. The bars are taken off while the
-    plan and the question are shown, and drawn again below the answer.
+    plan and the question are shown, and drawn again below a "yes" (after a "no" or Ctrl-C the
+    run ends: they would only push its last words down).
     """
     from .display import PlanView, write_plan
 
@@ -1034,14 +1039,13 @@ def _confirmer(
 
     async def confirm(plan: Plan) -> bool:
         progress.pause()
-        try:
-            write_plan(plan, out, view=view)
-            if plan.removals == 0:
-                return True
+        write_plan(plan, out, view=view)
+        if plan.removals:
             answer = await _ask(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
-            return answer.strip().lower() in ("y", "yes")
-        finally:
-            progress.resume()
+            if answer.strip().lower() not in ("y", "yes"):
+                return False  # the run ends here: no bars drawn again below the answer
+        progress.resume()
+        return True
 
     return confirm
 

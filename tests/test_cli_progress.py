@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import signal
 from pathlib import Path
 
 import anyio
@@ -118,6 +119,53 @@ def test_the_confirmation_stays_readable_when_the_bars_come_back(tmp_path: Path)
     # Below the answer: the bars, the apply bar finished; above it, the plan, untouched.
     below = screen[question[0] + 1 :]
     assert any(BAR.match(line) and "5/5 ops" in line for line in below), "\n".join(screen)
+
+
+def test_a_declined_confirmation_leaves_the_answer_and_the_refusal_without_bars(
+    tmp_path: Path,
+) -> None:
+    """Nothing more is done after a "no": bars drawn again below it would only push the refusal
+    down and show phases that end there."""
+    terminal = Terminal(
+        [
+            "apply",
+            job_file(tmp_path, adds=1, removes=1),
+            "--sandbox",
+            "--ledger",
+            tmp_path / "ledger.jsonl",
+        ],
+        tmp_path,
+    )
+    terminal.wait_for(b"Apply it? [y/N]")
+    terminal.type(b"n\n")
+    assert terminal.finish() == 1, terminal.text()[-2000:]
+
+    screen = [line for line in Screen(terminal.seen).text() if line]
+    question = next(n for n, line in enumerate(screen) if "Apply it? [y/N] n" in line)
+    assert screen[question + 1 :] == ["error: not confirmed; nothing was sent"], "\n".join(screen)
+
+
+def test_ctrl_c_at_the_confirmation_says_so_on_a_line_of_its_own(tmp_path: Path) -> None:
+    terminal = Terminal(
+        [
+            "apply",
+            job_file(tmp_path, adds=1, removes=1),
+            "--sandbox",
+            "--ledger",
+            tmp_path / "ledger.jsonl",
+        ],
+        tmp_path,
+    )
+    terminal.wait_for(b"Apply it? [y/N]")
+    terminal.process.send_signal(signal.SIGINT)
+    assert terminal.finish() == 130, terminal.text()[-2000:]
+
+    screen = [line for line in Screen(terminal.seen).text() if line]
+    question = next(n for n, line in enumerate(screen) if "Apply it? [y/N]" in line)
+    assert screen[question].endswith("Apply it? [y/N]"), "\n".join(screen)
+    assert screen[question + 1 :] == [
+        "interrupted before anything was written; nothing to resume"
+    ], "\n".join(screen)
 
 
 # ------------------------------------------------------------------------- without a terminal
