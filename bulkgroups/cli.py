@@ -63,6 +63,8 @@ SANDBOX_RATE = "20/s"  # the simulator's own limit (simulator.DEFAULT_RATE; a te
 MAX_PAGE_SIZE = 100  # client.MAX_PAGE_SIZE, without importing the client (a test keeps them equal)
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"  # engine.DEFAULT_LEDGER, without importing the engine
 DEFAULT_PROGRESS_INTERVAL = 10.0
+# 128 + SIGPIPE: what a shell shows for a command ended by a pipe nobody reads (`| head`).
+EXIT_OUTPUT_CLOSED = 141
 
 
 _RATE_GRAMMAR = """\
@@ -1165,11 +1167,12 @@ async def _apply_once(
     if ran is None:
         return 130
     result, progress = ran
-    render_outcomes(progress.tally, out, counts=not args.quiet)
-    counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
-    out.print(f"Run {result.run_id}: {counts}. Ledger: {result.ledger}")
-    if result.interrupted:
-        out.print("Interrupted: run the same command with --resume to continue.")
+    with _unread_output_ignored():
+        render_outcomes(progress.tally, out, counts=not args.quiet)
+        counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
+        out.print(f"Run {result.run_id}: {counts}. Ledger: {result.ledger}")
+        if result.interrupted:
+            out.print("Interrupted: run the same command with --resume to continue.")
     return result.exit_code
 
 
@@ -1227,17 +1230,22 @@ async def _apply_every(
             if ran is None:
                 return 130
             result, progress = ran
-            render_outcomes(progress.tally, out, counts=False)  # what failed, in full
             seconds = time.monotonic() - began
-            line = partial(pass_line, number, result.counts, seconds, run_id=result.run_id)
+            last = result.interrupted or schedule.last(number)
+            pause = 0.0 if last else schedule.pause(rng)
             if result.interrupted:
-                out.print(line(after="interrupted: run the same command with --resume"))
+                after = "interrupted: run the same command with --resume"
+            elif last:
+                after = f"--max-runs {args.max_runs} reached"
+            else:
+                after = f"next in about {compact_duration(pause)}"
+            with _unread_output_ignored():  # the loop goes on: the ledger has every pass
+                render_outcomes(progress.tally, out, counts=False)  # what failed, in full
+                out.print(
+                    pass_line(number, result.counts, seconds, run_id=result.run_id, after=after)
+                )
+            if last:
                 return result.exit_code
-            if schedule.last(number):
-                out.print(line(after=f"--max-runs {args.max_runs} reached"))
-                return result.exit_code
-            pause = schedule.pause(rng)
-            out.print(line(after=f"next in about {compact_duration(pause)}"))
             if await signals.sleep(pause):
                 return 0
 
@@ -1512,6 +1520,41 @@ class _PlainConsole:
         print(*objects, file=sys.stderr if self._stderr else sys.stdout)
 
 
+def _output_closed() -> None:
+    """Standard output's reader is gone: point it at /dev/null, so that nothing written from
+    here on, nor the interpreter's last flush, fails again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's capture): nothing to redirect
+        pass
+
+
+@contextmanager
+def _unread_output_ignored() -> Iterator[None]:
+    """Around what `apply` prints of a run already recorded: a reader gone (`| head`) must not
+    turn its exit code into another (1 would say that nothing was sent)."""
+    try:
+        yield
+    except BrokenPipeError:
+        _output_closed()
+
+
+def _consoles() -> tuple[Console, Console]:
+    """rich Consoles for stdout and stderr. rich ends the process with exit 1 when a pipe's
+    reader is gone; these raise BrokenPipeError, as plain writes do, for the command to decide
+    (`main`: 141; `apply`: the run's own code)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written through it
+            raise BrokenPipeError
+
+    return _Console(soft_wrap=True), _Console(stderr=True, soft_wrap=True)
+
+
 def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) -> int:
     if args.command == "validate":
         return _cmd_validate(args, out)
@@ -1519,9 +1562,7 @@ def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) 
         return _cmd_sandbox(args)
     if args.command == "undo":
         return _cmd_undo(args, out, err)
-    from rich.console import Console
-
-    console, console_err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    console, console_err = _consoles()
     if args.command == "plan":
         return _cmd_plan(args, console, console_err)
     if args.command == "apply":
@@ -1592,6 +1633,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             code = _command(args, out, err)
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # stdout's reader is gone: nothing more to say, and nobody to hear it
+        _output_closed()
+        code = EXIT_OUTPUT_CLOSED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
