@@ -942,13 +942,13 @@ def _refused(args: argparse.Namespace, plan: Plan) -> bool:
 
 
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from . import planfile
+    from . import outputs, planfile
     from .display import write_plan
     from .engine.workers import fewer_young_collections
 
     job = _load(args.jobs)
-    if args.out:
-        planfile.check_plan_path(args.out)  # before anything is read: a FIFO or /dev/full
+    if args.out:  # before anything is read: a FIFO, /dev/full, a directory that does not exist
+        outputs.check_output_path(args.out, what="the plan file")
     # As apply does: a large plan allocates millions of long-lived objects, which CPython's
     # default young-generation threshold would scan again and again.
     with fewer_young_collections():

@@ -139,6 +139,19 @@ def test_a_format_that_the_files_extension_would_misread_is_refused_before_anyth
     assert sim.requests() == ()
 
 
+def test_an_out_file_in_a_directory_that_does_not_exist_is_refused_before_anything_is_read(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    # Found only once every chat was read, it would cost the whole read (hours at 1/s).
+    out = tmp_path / "no-such-dir" / "groups.yaml"
+    run = cli.run("export", "--account", "acc_1", "--out", out, *reading(sim, tmp_path))
+
+    assert run.code == 1
+    assert run.err.startswith(f"error: {out}: cannot write the job file there: ")
+    assert str(out.parent) in run.err
+    assert sim.requests() == ()
+
+
 def test_export_of_named_chats_reads_only_those(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
     chosen = groups("acc_1")[0]
     lone = starter_chats("acc_1")[-1]  # the 1to1 chat

@@ -128,6 +128,7 @@ def test_plan_out_to_a_path_that_cannot_be_written_is_a_clear_error(
     assert "Traceback" not in run.err
     assert str(out) in run.err
     assert not (tmp_path.parent / (tmp_path.name + ".tmp")).exists()
+    assert sim.requests() == ()  # said before reading every chat, not after
 
 
 @pytest.mark.parametrize("ledger", ["a-file/", "missing-dir/ledger.jsonl", "missing-dir/ledgers/"])
