@@ -1,5 +1,6 @@
-"""A demanding user's review of the CLI: hostile input must end in a clear error (exit 1, nothing
-sent), never a traceback or a write the job never asked for."""
+"""Odd or hostile input to the command (an edited plan file, huge flags, paths that cannot be
+written, SIGTERM) ends in a clear error (exit 1, nothing sent) or exit 130, never a traceback or a
+write the job never asked for."""
 
 from __future__ import annotations
 
