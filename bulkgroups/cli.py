@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeAlias, TypeVar
 
 from .durations import compact_duration, parse_duration
 from .errors import (
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 T = TypeVar("T")
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 DEFAULT_BASE_URL = "https://api.unipile.com"
 SANDBOX_RATE = "20/s"  # the simulator's own limit (simulator.DEFAULT_RATE; a test keeps them equal)
@@ -427,18 +428,8 @@ def _view_flags(parser: argparse.ArgumentParser, shown: str) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="bulkgroups",
-        description="Keep LinkedIn group chats in sync through Unipile. "
-        "Run `bulkgroups COMMAND --help` for a command's flags.",
-        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
-    )
-
+def _add_validate(commands: _Commands) -> None:
+    """`validate JOB...`: offline checks."""
     validate = commands.add_parser(
         "validate",
         help="check job files offline",
@@ -448,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
 
+
+def _add_plan(commands: _Commands) -> None:
+    """`plan JOB...`: reads only; the run flags of apply, since it plans as apply would."""
     plan = commands.add_parser(
         "plan",
         help="read current state and show what apply would change",
@@ -483,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_flags(plan)
     _connection_flags(plan)
 
+
+def _add_apply(commands: _Commands) -> None:
+    """`apply JOB...`: the run, its ledger and its schedule."""
     apply = commands.add_parser(
         "apply",
         help="plan and apply, recording every outcome in the ledger",
@@ -544,25 +541,31 @@ def build_parser() -> argparse.ArgumentParser:
     _output_flags(apply)
     _connection_flags(apply)
 
-    report_cmd = commands.add_parser(
+
+def _add_report(commands: _Commands) -> None:
+    """`report LEDGER`: what a ledger holds."""
+    report = commands.add_parser(
         "report",
         help="summarise a ledger",
         description="What the runs in a ledger did, per account, and why operations were not done.",
         epilog=REPORT_EXIT_CODES_HELP,
     )
-    report_cmd.add_argument(
+    report.add_argument(
         "ledger",
         metavar="LEDGER",
         help="a ledger written by apply, or a directory of ledgers (apply --ledger DIR/), "
         "read as one",
     )
-    report_cmd.add_argument(
+    report.add_argument(
         "--format",
         choices=("text", "json", "csv"),
         default="text",
         help="text for people, json for scripts, csv one row per op record (default: text)",
     )
 
+
+def _add_export(commands: _Commands) -> None:
+    """`export --account ID...`: today's chats as a job file; reads only."""
     export = commands.add_parser(
         "export",
         help="write today's group chats as a desired-state job file",
@@ -617,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _connection_flags(export)
 
+
+def _add_undo(commands: _Commands) -> None:
+    """`undo LEDGER`: the inverse job of a run; offline."""
     undo = commands.add_parser(
         "undo",
         help="write the inverse job of a run's applied operations",
@@ -638,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the job file there, whole or not at all (default: standard output)",
     )
 
+
+def _add_sandbox(commands: _Commands) -> None:
+    """`sandbox`: the simulator as a server."""
     sandbox = commands.add_parser(
         "sandbox",
         help="serve the Unipile simulator until interrupted",
@@ -679,6 +688,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="seed of the faults' randomness (default: 0)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bulkgroups",
+        description="Keep LinkedIn group chats in sync through Unipile. "
+        "Run `bulkgroups COMMAND --help` for a command's flags.",
+        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
+    _add_validate(commands)
+    _add_plan(commands)
+    _add_apply(commands)
+    _add_report(commands)
+    _add_export(commands)
+    _add_undo(commands)
+    _add_sandbox(commands)
     return parser
 
 
