@@ -183,11 +183,16 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _positive_int(text: str) -> int:
+def _parsed(text: str, convert: Callable[[str], T], expected: str) -> T:
+    """`convert(text)`, or the usage error `expected X, got 'text'`."""
     try:
-        value = int(text)
+        return convert(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from error
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from error
+
+
+def _positive_int(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
@@ -201,10 +206,7 @@ def _page_size(text: str) -> int:
 
 
 def _removals(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a whole number or -1, got {text!r}") from error
+    value = _parsed(text, int, "a whole number or -1")
     if value < -1:
         raise argparse.ArgumentTypeError("expected a number >= 0, or -1 to disable the check")
     return value
@@ -218,10 +220,7 @@ def _duration(text: str) -> float:
 
 
 def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    value = _parsed(text, float, "a number")
     if not 0 < value <= 100:
         raise argparse.ArgumentTypeError(
             f"expected a percentage above 0 and at most 100, got {text}"
@@ -230,10 +229,7 @@ def _percent(text: str) -> float:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from error
+    value = _parsed(text, int, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0..65535 (0 = any free port), got {value}")
     return value
@@ -247,10 +243,7 @@ def _max_age(text: str) -> float:
 
 
 def _jitter(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    value = _parsed(text, float, "a number")
     if not 0 <= value <= 10:
         raise argparse.ArgumentTypeError("jitter must be between 0 and 10")
     return value
