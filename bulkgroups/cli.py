@@ -765,6 +765,11 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
         or os.environ.get("UNIPILE_DSN")  # what Unipile's dashboard calls it
         or DEFAULT_BASE_URL
     )
+    yield _Connection(base_url, _api_key(args))
+
+
+def _api_key(args: argparse.Namespace) -> str:
+    """The key from --api-key-file, --api-key or UNIPILE_API_KEY, given once."""
     if args.api_key_file and args.api_key:
         raise UsageError("give the API key once: --api-key-file or --api-key")
     if args.api_key_file:
@@ -776,7 +781,7 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
             "no API key: use --api-key-file PATH, the UNIPILE_API_KEY environment variable, "
             "or --sandbox"
         )
-    yield _Connection(base_url, key)
+    return key
 
 
 def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineConfig:
