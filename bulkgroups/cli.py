@@ -1186,7 +1186,9 @@ async def _apply_once(
     from .display import render_outcomes
 
     job = await anyio.to_thread.run_sync(_load, args.jobs)  # a large job takes seconds to parse
-    expected = planfile.load_plan(args.plan_file) if args.plan_file else None
+    expected = None
+    if args.plan_file:  # a saved plan of a million operations is 150 MB of JSON: off the loop too
+        expected = await anyio.to_thread.run_sync(planfile.load_plan, args.plan_file)
     with _owner_rule_located(job):
         ran = await _run_pass(
             args, job, config, client, out, err, signals, resume=args.resume, expected=expected
