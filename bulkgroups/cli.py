@@ -995,20 +995,18 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
                 )
     if plan.has_changes:
         _warn_if_slow(err, "applying this plan", seconds)
-    return _plan_exit_code(args, plan, err)
+    return _plan_exit_code(args, plan)
 
 
-def _plan_exit_code(args: argparse.Namespace, plan: Plan, err: Console) -> int:
+def _plan_exit_code(args: argparse.Namespace, plan: Plan) -> int:
     """`plan` (and `apply --dry-run`) exit as apply would: 1 for a plan apply refuses, 3 when
     some chats could not be read (a plan of what could be read is not the plan of the job), 2
     with `--detailed-exitcode` only when every chat was read and something would change."""
     _refuse_removals(args, plan)
     if plan.unread_chats:
-        err.print(
+        _say(
             f"{_count(plan.unread_chats, 'chat')} could not be read (the `!` lines say why): "
-            "this plan leaves out what they need",
-            markup=False,
-            highlight=False,
+            "this plan leaves out what they need"
         )
         return 3
     if getattr(args, "detailed_exitcode", False) and plan.has_changes:
@@ -1348,7 +1346,7 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
     out.print("Dry run: nothing was sent.")
     if plan.has_changes:
         _warn_if_slow(err, "applying this plan", seconds)
-    return _plan_exit_code(args, plan, err)
+    return _plan_exit_code(args, plan)
 
 
 def _check_every(args: argparse.Namespace) -> None:
