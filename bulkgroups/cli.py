@@ -1437,6 +1437,7 @@ def _export_format(args: argparse.Namespace) -> export.ExportFormat:
 def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     from . import export, outputs
     from .records import format_time
+    from .terminal import printable
 
     fmt = _export_format(args)
     if args.out:
@@ -1457,8 +1458,8 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
             body(_utf8_writer(sys.stdout))
             sys.stdout.flush()
     problems += exported.problems
-    for problem in problems:
-        err.print(f"not exported: {problem}", markup=False, highlight=False)
+    for problem in problems:  # the server's words among them
+        err.print(printable(f"not exported: {problem}"), markup=False, highlight=False)
     where = args.out or "standard output"
     err.print(
         f"Exported {_count(exported.entries, 'chat')} of {_count(len(args.account), 'account')} "
@@ -1618,7 +1619,12 @@ def _text_writer(stream: TextIO) -> Callable[[bytes], object]:
 
 
 def _reported(command: Callable[[], int], report: Callable[[str], None]) -> int:
-    """The command's exit code; an error it raised is reported (one line each) and gives its."""
+    """The command's exit code; an error it raised is reported (one line each) and gives its.
+
+    An error may carry what the server said (its `detail`): shown `printable`, so that a server
+    cannot break the line or send the terminal escape sequences."""
+    from .terminal import printable
+
     try:
         with plain_errors():
             return command()
@@ -1627,10 +1633,10 @@ def _reported(command: Callable[[], int], report: Callable[[str], None]) -> int:
             report(str(error))
         return 1
     except AuthError as error:
-        report(f"error: the API key was refused: {error}")
+        report(printable(f"error: the API key was refused: {error}"))
         return error.exit_code
     except BulkGroupsError as error:  # usage, refused runs, LedgerUnwritable (4), ...
-        report(f"error: {error}")
+        report(printable(f"error: {error}"))
         return error.exit_code
 
 

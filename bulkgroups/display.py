@@ -27,6 +27,7 @@ from rich.text import Text
 
 from .durations import format_duration
 from .model import ChatPlan, Operation, Outcome, Plan, profile_display
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .progress import OutcomeTally
@@ -145,7 +146,7 @@ def _chat_lines(chat: ChatPlan) -> list[str]:
         lines.append(settled)
     if len(lines) == 1:
         lines.append("  = no changes")
-    return lines
+    return [printable(line) for line in lines]
 
 
 @dataclass(slots=True)
@@ -358,10 +359,10 @@ def _problems_table(problems: list[Outcome]) -> Table:
             Text(o.operation.account),
             Text(o.operation.chat),
             o.operation.action,
-            Text(o.operation.subject or ""),
+            Text(printable(o.operation.subject or "")),
             o.status,
             o.reason or "",
-            Text(error),
+            Text(printable(error)),
         )
     return detail
 
@@ -377,4 +378,4 @@ def _problem_line(outcome: Outcome) -> str:
         status = f"{error.status} " if error.status is not None else ""
         req_id = f", req_id {error.req_id}" if error.req_id else ""
         line += f" ({status}{error.type}{req_id})"
-    return line
+    return printable(line)

@@ -4,12 +4,15 @@ write the job never asked for."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import resource
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +190,52 @@ def test_plan_stopped_by_sigterm_exits_130_like_ctrl_c(
     stopped = finish(process)
     assert stopped.code == 130, stopped
     assert "Traceback" not in stopped.stderr
+
+
+# ------------------------------------------------------------------- what a server says back
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """Answers every request 401 with a detail that would redraw the terminal if printed raw."""
+
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {
+                "status": 401,
+                "type": "errors/invalid_credentials",
+                "title": "Unauthorized",
+                "detail": "bad key\n\x1b[2J\x1b[Hall good: 0 removals\u202e",
+            }
+        ).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_an_error_the_server_words_is_one_line_without_terminal_controls(
+    cli: Cli, tmp_path: Path, refusing_server: str
+) -> None:
+    run = cli.run("plan", team_job(tmp_path), "--base-url", refusing_server, "--api-key", "k" * 20)
+    assert run.code == 1
+    assert "\x1b" not in run.err and "\u202e" not in run.err
+    (line,) = [line for line in run.err.splitlines() if not line.startswith("progress: ")]
+    assert line.startswith("error: the API key was refused: ")
+    assert "bad key\\n\\x1b[2J\\x1b[Hall good" in line
