@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, TypeAlias, TypeVar
 
 from .durations import compact_duration, parse_duration
 from .errors import (
@@ -1660,7 +1660,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         try:
             args = build_parser().parse_args(argv)
         except UsageError as error:
-            err.print(f"error: {error}")
+            err.print(f"error: {error}{_list_flag_hint(error, argv)}")
             code = error.exit_code
         else:
             code = _command(args, out, err)
@@ -1673,6 +1673,23 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
+
+
+# Flags that take every value after them (nargs="+"): job files given after one become its ids.
+_LIST_FLAGS: Final = ("--only-account", "--only-chat")
+
+
+def _list_flag_hint(error: UsageError, argv: Sequence[str] | None) -> str:
+    """`--only-account acc_1 job.yaml` leaves no JOB: say why, rather than only that it is
+    missing."""
+    words = sys.argv[1:] if argv is None else argv
+    used = [flag for flag in _LIST_FLAGS if flag in words]
+    if not used or "arguments are required: JOB" not in str(error):
+        return ""
+    return (
+        f" ({used[0]} takes every value after it as one of its ids: give the job files first, "
+        f"`bulkgroups {words[0]} JOB... {used[0]} ID...`)"
+    )
 
 
 def _in_main_thread() -> bool:

@@ -156,3 +156,17 @@ def test_summary_and_full_exclude_each_other(cli: Cli) -> None:
     run = cli.run("plan", "job.yaml", "--summary", "--full")
     assert run.code == 1
     assert "not allowed with argument" in run.err
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("plan", "--only-account"), ("apply", "--only-chat"), ("apply", "--only-account")],
+)
+def test_job_files_after_a_list_flag_are_pointed_out(cli: Cli, command: str, flag: str) -> None:
+    # `--only-account acc_1 job.yaml` takes job.yaml for a second account id: "JOB is required"
+    # alone would puzzle someone who gave one.
+    run = cli.run(command, flag, "acc_1", "job.yaml")
+    assert run.code == 1
+    assert "the following arguments are required: JOB" in run.err
+    assert f"{flag} takes every value after it" in run.err
+    assert "give the job files first" in run.err
