@@ -1097,6 +1097,7 @@ class _Pass:
             f"{signal.Signals(signum).name}: stopping; requests in flight may finish, then the "
             "ledger is closed (again to stop at once)"
         )
+        self.progress.stopping()
         self.interrupt.set()
 
 

@@ -129,6 +129,7 @@ class ProgressDisplay:
         self._eta = Eta()
         self._live: Live | None = None
         self._paused = False
+        self._stopping = False
         self._log = logging.getLogger(PROGRESS_LOGGER)
 
     # --- lifetime ------------------------------------------------------------------------------
@@ -174,6 +175,11 @@ class ProgressDisplay:
                     next_line = now + self.interval
                 wait = min(wait, next_line - now)
             await anyio.sleep(max(wait, 0.01))
+
+    def stopping(self) -> None:
+        """The run was asked to stop (Ctrl-C): what is left will not be done by it, so no time
+        left is shown, only that requests in flight finish."""
+        self._stopping = True
 
     @property
     def writing(self) -> bool:
@@ -238,6 +244,8 @@ class ProgressDisplay:
         elapsed = now - phase.started
         if phase.complete:
             return []
+        if self._stopping:
+            return ["stopping: requests in flight finish"]
         details = []
         if phase.done and elapsed > 0:
             details.append(format_rate(phase.done / elapsed))

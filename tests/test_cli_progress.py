@@ -278,3 +278,38 @@ async def test_once_every_phase_is_done_lines_stop_until_the_last(
     messages = [r.getMessage() for r in caplog.records]
     assert under_way >= 1, messages  # lines while the work went on
     assert messages[under_way:] == ["progress: 3/3 operations (100 %) in 30s"], messages
+
+
+async def test_once_stopping_the_progress_says_so_instead_of_a_time_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # After Ctrl-C the rest of the operations will not be done by this run: "about 2m left"
+    # would promise what will not happen while requests in flight finish.
+    now = [0.0]
+    display = ProgressDisplay(
+        Console(file=io.StringIO(), force_terminal=False),
+        mode="lines",
+        interval=0.01,
+        clock=lambda: now[0],
+    )
+    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    display.phase("apply", 4)
+    display.outcome(Outcome(Operation(ACCOUNT, "room", "add", user="u1"), "applied"))
+
+    async def ticks() -> list[str]:
+        caplog.clear()
+        for _ in range(3):
+            now[0] += 10.0  # a line is due at every tick
+            await anyio.sleep(0.05)
+        return [r.getMessage() for r in caplog.records]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(display.run_clock)
+        before = await ticks()
+        display.stopping()
+        after = await ticks()
+        tg.cancel_scope.cancel()
+    assert before and all(re.search(r"/min(, about \S+ left)?$", line) for line in before), before
+    assert after and set(after) == {
+        "progress: 1/4 operations (25 %), stopping: requests in flight finish"
+    }, after
