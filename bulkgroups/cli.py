@@ -986,7 +986,7 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.out and not refused:
             planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
         if args.format == "json":
-            planfile.write_plan(plan, _text_writer(sys.stdout), estimated_seconds=seconds)
+            planfile.write_plan(plan, _utf8_writer(sys.stdout), estimated_seconds=seconds)
         else:
             write_plan(plan, out, estimated_seconds=seconds, view=_view(args))
             if args.out and not refused:
@@ -1608,15 +1608,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _utf8_writer(stream: TextIO) -> Callable[[bytes], object]:
-    """Bytes of UTF-8 text written to a text stream, in pieces that may end mid-character (an
-    export's spools are copied in fixed-size chunks)."""
+    """Bytes of UTF-8 text (a job file, a plan's JSON) written to a text stream, in pieces that
+    may end mid-character (an export's spools are copied in fixed-size chunks)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     return lambda data: stream.write(decoder.decode(data))
-
-
-def _text_writer(stream: TextIO) -> Callable[[bytes], object]:
-    """Bytes (UTF-8 JSON) written to a text stream such as sys.stdout."""
-    return lambda data: stream.write(data.decode())
 
 
 def _reported(command: Callable[[], int], report: Callable[[str], None]) -> int:
