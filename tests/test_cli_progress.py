@@ -121,11 +121,8 @@ def test_the_confirmation_stays_readable_when_the_bars_come_back(tmp_path: Path)
     assert any(BAR.match(line) and "5/5 ops" in line for line in below), "\n".join(screen)
 
 
-def test_a_declined_confirmation_leaves_the_answer_and_the_refusal_without_bars(
-    tmp_path: Path,
-) -> None:
-    """Nothing more is done after a "no": bars drawn again below it would only push the refusal
-    down and show phases that end there."""
+def asked_to_confirm(tmp_path: Path) -> Terminal:
+    """`apply` at a terminal, at its question before removing someone."""
     terminal = Terminal(
         [
             "apply",
@@ -137,6 +134,15 @@ def test_a_declined_confirmation_leaves_the_answer_and_the_refusal_without_bars(
         tmp_path,
     )
     terminal.wait_for(b"Apply it? [y/N]")
+    return terminal
+
+
+def test_a_declined_confirmation_leaves_the_answer_and_the_refusal_without_bars(
+    tmp_path: Path,
+) -> None:
+    """Nothing more is done after a "no": bars drawn again below it would only push the refusal
+    down and show phases that end there."""
+    terminal = asked_to_confirm(tmp_path)
     terminal.type(b"n\n")
     assert terminal.finish() == 1, terminal.text()[-2000:]
 
@@ -146,17 +152,7 @@ def test_a_declined_confirmation_leaves_the_answer_and_the_refusal_without_bars(
 
 
 def test_ctrl_c_at_the_confirmation_says_so_on_a_line_of_its_own(tmp_path: Path) -> None:
-    terminal = Terminal(
-        [
-            "apply",
-            job_file(tmp_path, adds=1, removes=1),
-            "--sandbox",
-            "--ledger",
-            tmp_path / "ledger.jsonl",
-        ],
-        tmp_path,
-    )
-    terminal.wait_for(b"Apply it? [y/N]")
+    terminal = asked_to_confirm(tmp_path)
     terminal.process.send_signal(signal.SIGINT)
     assert terminal.finish() == 130, terminal.text()[-2000:]
 
