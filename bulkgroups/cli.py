@@ -27,8 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO, TypeAlias, TypeVar
 
 from .durations import compact_duration, parse_duration
 from .errors import (
@@ -58,12 +57,15 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 T = TypeVar("T")
+_Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
 
 DEFAULT_BASE_URL = "https://api.unipile.com"
 SANDBOX_RATE = "20/s"  # the simulator's own limit (simulator.DEFAULT_RATE; a test keeps them equal)
 MAX_PAGE_SIZE = 100  # client.MAX_PAGE_SIZE, without importing the client (a test keeps them equal)
 DEFAULT_LEDGER = "bulkgroups-ledger.jsonl"  # engine.DEFAULT_LEDGER, without importing the engine
 DEFAULT_PROGRESS_INTERVAL = 10.0
+# 128 + SIGPIPE: what a shell shows for a command ended by a pipe nobody reads (`| head`).
+EXIT_OUTPUT_CLOSED = 141
 
 
 _RATE_GRAMMAR = """\
@@ -88,6 +90,30 @@ durations:
   DURATION is a number and a unit s, m (or min), h or d, or several such
   parts: 30s, 15m, 1h30m, 1.5h, 1d. A bare number (seconds or minutes?) is
   refused, and so is 0.
+"""
+
+EXPORT_RATES_HELP = (
+    "rates:\n"
+    + _RATE_GRAMMAR
+    + """\
+  --rate limits every account-scoped request of each account (export only reads).
+"""
+)
+
+VALIDATE_EXIT_CODES_HELP = """\
+exit codes:
+  0    every file is a valid job (the owner rule is for plan and apply to check)
+  1    errors, one line each: PATH:LINE: FIELD: message (PATH: file: message for
+       a whole file), or bad arguments
+  130  interrupted (Ctrl-C or SIGTERM)
+"""
+
+REPORT_EXIT_CODES_HELP = """\
+exit codes:
+  0    the report was written
+  1    no such ledger, a path that is not a regular file or a directory of
+       ledgers, or a line that is not a ledger record (named: PATH:LINE)
+  130  interrupted (Ctrl-C or SIGTERM)
 """
 
 EXIT_CODES_HELP = """\
@@ -157,11 +183,16 @@ def _shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _positive_int(text: str) -> int:
+def _parsed(text: str, convert: Callable[[str], T], expected: str) -> T:
+    """`convert(text)`, or the usage error `expected X, got 'text'`."""
     try:
-        value = int(text)
+        return convert(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from error
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from error
+
+
+def _positive_int(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
@@ -175,10 +206,7 @@ def _page_size(text: str) -> int:
 
 
 def _removals(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a whole number or -1, got {text!r}") from error
+    value = _parsed(text, int, "a whole number or -1")
     if value < -1:
         raise argparse.ArgumentTypeError("expected a number >= 0, or -1 to disable the check")
     return value
@@ -192,10 +220,7 @@ def _duration(text: str) -> float:
 
 
 def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    value = _parsed(text, float, "a number")
     if not 0 < value <= 100:
         raise argparse.ArgumentTypeError(
             f"expected a percentage above 0 and at most 100, got {text}"
@@ -204,10 +229,7 @@ def _percent(text: str) -> float:
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from error
+    value = _parsed(text, int, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0..65535 (0 = any free port), got {value}")
     return value
@@ -221,10 +243,7 @@ def _max_age(text: str) -> float:
 
 
 def _jitter(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    value = _parsed(text, float, "a number")
     if not 0 <= value <= 10:
         raise argparse.ArgumentTypeError("jitter must be between 0 and 10")
     return value
@@ -241,7 +260,8 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--api-key-file",
         metavar="PATH",
-        help="read the API key from PATH, '-' = stdin (default: $UNIPILE_API_KEY)",
+        help="read the API key from PATH, a regular file; '-' = stdin, for a key piped in "
+        "(default: $UNIPILE_API_KEY)",
     )
     group.add_argument(
         "--api-key",
@@ -401,27 +421,20 @@ def _view_flags(parser: argparse.ArgumentParser, shown: str) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="bulkgroups",
-        description="Keep LinkedIn group chats in sync through Unipile. "
-        "Run `bulkgroups COMMAND --help` for a command's flags.",
-        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
-    )
-
+def _add_validate(commands: _Commands) -> None:
+    """`validate JOB...`: offline checks."""
     validate = commands.add_parser(
         "validate",
         help="check job files offline",
         description="Check job files offline (no network): every error as PATH:LINE: FIELD: "
         "message. The owner rule needs the account lookup: plan and apply check it.",
-        epilog=EXIT_CODES_HELP,
+        epilog=VALIDATE_EXIT_CODES_HELP,
     )
     validate.add_argument("jobs", nargs="+", metavar="JOB", help="YAML or CSV job files, one job")
 
+
+def _add_plan(commands: _Commands) -> None:
+    """`plan JOB...`: reads only; the run flags of apply, since it plans as apply would."""
     plan = commands.add_parser(
         "plan",
         help="read current state and show what apply would change",
@@ -457,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_flags(plan)
     _connection_flags(plan)
 
+
+def _add_apply(commands: _Commands) -> None:
+    """`apply JOB...`: the run, its ledger and its schedule."""
     apply = commands.add_parser(
         "apply",
         help="plan and apply, recording every outcome in the ledger",
@@ -518,32 +534,38 @@ def build_parser() -> argparse.ArgumentParser:
     _output_flags(apply)
     _connection_flags(apply)
 
-    report_cmd = commands.add_parser(
+
+def _add_report(commands: _Commands) -> None:
+    """`report LEDGER`: what a ledger holds."""
+    report = commands.add_parser(
         "report",
         help="summarise a ledger",
         description="What the runs in a ledger did, per account, and why operations were not done.",
-        epilog=EXIT_CODES_HELP,
+        epilog=REPORT_EXIT_CODES_HELP,
     )
-    report_cmd.add_argument(
+    report.add_argument(
         "ledger",
         metavar="LEDGER",
         help="a ledger written by apply, or a directory of ledgers (apply --ledger DIR/), "
         "read as one",
     )
-    report_cmd.add_argument(
+    report.add_argument(
         "--format",
         choices=("text", "json", "csv"),
         default="text",
         help="text for people, json for scripts, csv one row per op record (default: text)",
     )
 
+
+def _add_export(commands: _Commands) -> None:
+    """`export --account ID...`: today's chats as a job file; reads only."""
     export = commands.add_parser(
         "export",
         help="write today's group chats as a desired-state job file",
         description="Read the accounts' group chats (or only --chat) and their members, paced, and "
         "write them as a desired-state job: `plan` of it is empty until you edit it. The account "
         "owner is left out, read-only chats are comments, names are comments (YAML).",
-        epilog=RATES_HELP
+        epilog=EXPORT_RATES_HELP
         + "\nexit codes: 0 written; 1 bad flags or a refused API key, nothing written;\n"
         "  3 written, but some accounts or chats could not be read (named on stderr); 130\n"
         "  interrupted, nothing written\n",
@@ -567,8 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--format",
         choices=("yaml", "csv"),
-        help="yaml (names as comments) or csv (default: csv for an --out ending in .csv, else "
-        "yaml)",
+        help="yaml (names as comments) or csv; with --out, the one its extension says, as job "
+        "files are read (default: csv for an --out ending in .csv, else yaml)",
     )
     export.add_argument(
         "--out",
@@ -591,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _connection_flags(export)
 
+
+def _add_undo(commands: _Commands) -> None:
+    """`undo LEDGER`: the inverse job of a run; offline."""
     undo = commands.add_parser(
         "undo",
         help="write the inverse job of a run's applied operations",
@@ -612,6 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the job file there, whole or not at all (default: standard output)",
     )
 
+
+def _add_sandbox(commands: _Commands) -> None:
+    """`sandbox`: the simulator as a server."""
     sandbox = commands.add_parser(
         "sandbox",
         help="serve the Unipile simulator until interrupted",
@@ -641,8 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         default="",
         metavar="SPEC",
-        help="faults to inject, e.g. 500=0.05,429=0.02,reset=0.01,applied500=0.01,latency=5ms "
-        "(default: none)",
+        help="faults to inject, KIND=PROBABILITY,... and latency=DURATION, e.g. "
+        "500=0.05,429=0.02,reset=0.01,applied500=0.01,latency=5ms; kinds: 500, 502, 503, 504, "
+        "429, reset; applied500, appliedreset, ignored (writes); fresh_cursor, short_page "
+        "(listings); trickle, huge_body (bodies) (default: none)",
     )
     sandbox.add_argument(
         "--seed",
@@ -651,6 +681,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="seed of the faults' randomness (default: 0)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bulkgroups",
+        description="Keep LinkedIn group chats in sync through Unipile. "
+        "Run `bulkgroups COMMAND --help` for a command's flags.",
+        epilog=RATES_HELP + "\n" + EXIT_CODES_HELP,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
+    _add_validate(commands)
+    _add_plan(commands)
+    _add_apply(commands)
+    _add_report(commands)
+    _add_export(commands)
+    _add_undo(commands)
+    _add_sandbox(commands)
     return parser
 
 
@@ -667,13 +717,32 @@ class _Connection:
 
 
 def _read_key_file(path: str) -> str:
+    """The key in `path` (`-`: standard input), read with the bound of any file the tool reads:
+    `/dev/zero` would fill memory and a FIFO nobody writes to would wait forever."""
+    from .files import KEY_FILE_LIMIT, FileRefused, read_regular
+
     if path == "-" and sys.stdin is None:
         raise UsageError("--api-key-file -: there is no standard input to read the key from")
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            text = sys.stdin.read(KEY_FILE_LIMIT + 1)
+            data = text.encode("utf-8", errors="surrogateescape")
+        else:
+            data = read_regular(path, limit=KEY_FILE_LIMIT)
+        if len(data) > KEY_FILE_LIMIT:
+            raise FileRefused(f"more than the {KEY_FILE_LIMIT // 1024} KiB a key file may hold")
+        key = data.decode("utf-8").strip()
+    except FileRefused as refused:
+        hint = (
+            ""
+            if path == "-"
+            else " (a key is read from a regular file, or piped in: --api-key-file -)"
+        )
+        raise UsageError(f"--api-key-file {path}: {refused.reason}{hint}") from None
     except OSError as error:
         raise UsageError(f"--api-key-file {path}: {error.strerror}") from error
-    key = text.strip()
+    except UnicodeError:
+        raise UsageError(f"--api-key-file {path}: not UTF-8 text") from None
     if not key:
         raise UsageError(f"--api-key-file {path}: the file is empty")
     return key
@@ -696,6 +765,11 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
         or os.environ.get("UNIPILE_DSN")  # what Unipile's dashboard calls it
         or DEFAULT_BASE_URL
     )
+    yield _Connection(base_url, _api_key(args))
+
+
+def _api_key(args: argparse.Namespace) -> str:
+    """The key from --api-key-file, --api-key or UNIPILE_API_KEY, given once."""
     if args.api_key_file and args.api_key:
         raise UsageError("give the API key once: --api-key-file or --api-key")
     if args.api_key_file:
@@ -707,7 +781,7 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
             "no API key: use --api-key-file PATH, the UNIPILE_API_KEY environment variable, "
             "or --sandbox"
         )
-    yield _Connection(base_url, key)
+    return key
 
 
 def _config(args: argparse.Namespace, *, verify: bool = True) -> engine.EngineConfig:
@@ -895,13 +969,13 @@ def _refused(args: argparse.Namespace, plan: Plan) -> bool:
 
 
 def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from . import planfile
+    from . import outputs, planfile
     from .display import write_plan
     from .engine.workers import fewer_young_collections
 
     job = _load(args.jobs)
-    if args.out:
-        planfile.check_plan_path(args.out)  # before anything is read: a FIFO or /dev/full
+    if args.out:  # before anything is read: a FIFO, /dev/full, a directory that does not exist
+        outputs.check_output_path(args.out, what="the plan file")
     # As apply does: a large plan allocates millions of long-lived objects, which CPython's
     # default young-generation threshold would scan again and again.
     with fewer_young_collections():
@@ -912,7 +986,7 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.out and not refused:
             planfile.dump_plan(plan, args.out, estimated_seconds=seconds)
         if args.format == "json":
-            planfile.write_plan(plan, _text_writer(sys.stdout), estimated_seconds=seconds)
+            planfile.write_plan(plan, _utf8_writer(sys.stdout), estimated_seconds=seconds)
         else:
             write_plan(plan, out, estimated_seconds=seconds, view=_view(args))
             if args.out and not refused:
@@ -921,20 +995,18 @@ def _cmd_plan(args: argparse.Namespace, out: Console, err: Console) -> int:
                 )
     if plan.has_changes:
         _warn_if_slow(err, "applying this plan", seconds)
-    return _plan_exit_code(args, plan, err)
+    return _plan_exit_code(args, plan)
 
 
-def _plan_exit_code(args: argparse.Namespace, plan: Plan, err: Console) -> int:
+def _plan_exit_code(args: argparse.Namespace, plan: Plan) -> int:
     """`plan` (and `apply --dry-run`) exit as apply would: 1 for a plan apply refuses, 3 when
     some chats could not be read (a plan of what could be read is not the plan of the job), 2
     with `--detailed-exitcode` only when every chat was read and something would change."""
     _refuse_removals(args, plan)
     if plan.unread_chats:
-        err.print(
+        _say(
             f"{_count(plan.unread_chats, 'chat')} could not be read (the `!` lines say why): "
-            "this plan leaves out what they need",
-            markup=False,
-            highlight=False,
+            "this plan leaves out what they need"
         )
         return 3
     if getattr(args, "detailed_exitcode", False) and plan.has_changes:
@@ -958,6 +1030,10 @@ async def _ask(question: str) -> str:
     loop.add_reader(fd, readable.set)
     try:
         await readable.wait()
+    except BaseException:  # Ctrl-C: what is said next starts a line of its own
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        raise
     finally:
         loop.remove_reader(fd)
     return sys.stdin.readline()
@@ -978,7 +1054,8 @@ def _confirmer(
 
     Only then does the run wait for every chat to be read before the first write; scripts, cron
     and `--yes` never wait for a question nobody will answer. The bars are taken off while the
-    plan and the question are shown, and drawn again below the answer.
+    plan and the question are shown, and drawn again below a "yes" (after a "no" or Ctrl-C the
+    run ends: they would only push its last words down).
     """
     from .display import PlanView, write_plan
 
@@ -989,14 +1066,13 @@ def _confirmer(
 
     async def confirm(plan: Plan) -> bool:
         progress.pause()
-        try:
-            write_plan(plan, out, view=view)
-            if plan.removals == 0:
-                return True
+        write_plan(plan, out, view=view)
+        if plan.removals:
             answer = await _ask(f"This plan removes {plan.removals} member(s). Apply it? [y/N] ")
-            return answer.strip().lower() in ("y", "yes")
-        finally:
-            progress.resume()
+            if answer.strip().lower() not in ("y", "yes"):
+                return False  # the run ends here: no bars drawn again below the answer
+        progress.resume()
+        return True
 
     return confirm
 
@@ -1021,6 +1097,7 @@ class _Pass:
             f"{signal.Signals(signum).name}: stopping; requests in flight may finish, then the "
             "ledger is closed (again to stop at once)"
         )
+        self.progress.stopping()
         self.interrupt.set()
 
 
@@ -1108,7 +1185,9 @@ async def _apply_once(
     from .display import render_outcomes
 
     job = await anyio.to_thread.run_sync(_load, args.jobs)  # a large job takes seconds to parse
-    expected = planfile.load_plan(args.plan_file) if args.plan_file else None
+    expected = None
+    if args.plan_file:  # a saved plan of a million operations is 150 MB of JSON: off the loop too
+        expected = await anyio.to_thread.run_sync(planfile.load_plan, args.plan_file)
     with _owner_rule_located(job):
         ran = await _run_pass(
             args, job, config, client, out, err, signals, resume=args.resume, expected=expected
@@ -1116,11 +1195,12 @@ async def _apply_once(
     if ran is None:
         return 130
     result, progress = ran
-    render_outcomes(progress.tally, out, counts=not args.quiet)
-    counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
-    out.print(f"Run {result.run_id}: {counts}. Ledger: {result.ledger}")
-    if result.interrupted:
-        out.print("Interrupted: run the same command with --resume to continue.")
+    with _unread_output_ignored():
+        render_outcomes(progress.tally, out, counts=not args.quiet)
+        counts = ", ".join(f"{n} {status}" for status, n in result.counts.items())
+        out.print(f"Run {result.run_id}: {counts}. Ledger: {result.ledger}")
+        if result.interrupted:
+            out.print("Interrupted: run the same command with --resume to continue.")
     return result.exit_code
 
 
@@ -1178,17 +1258,22 @@ async def _apply_every(
             if ran is None:
                 return 130
             result, progress = ran
-            render_outcomes(progress.tally, out, counts=False)  # what failed, in full
             seconds = time.monotonic() - began
-            line = partial(pass_line, number, result.counts, seconds, run_id=result.run_id)
+            last = result.interrupted or schedule.last(number)
+            pause = 0.0 if last else schedule.pause(rng)
             if result.interrupted:
-                out.print(line(after="interrupted: run the same command with --resume"))
+                after = "interrupted: run the same command with --resume"
+            elif last:
+                after = f"--max-runs {args.max_runs} reached"
+            else:
+                after = f"next in about {compact_duration(pause)}"
+            with _unread_output_ignored():  # the loop goes on: the ledger has every pass
+                render_outcomes(progress.tally, out, counts=False)  # what failed, in full
+                out.print(
+                    pass_line(number, result.counts, seconds, run_id=result.run_id, after=after)
+                )
+            if last:
                 return result.exit_code
-            if schedule.last(number):
-                out.print(line(after=f"--max-runs {args.max_runs} reached"))
-                return result.exit_code
-            pause = schedule.pause(rng)
-            out.print(line(after=f"next in about {compact_duration(pause)}"))
             if await signals.sleep(pause):
                 return 0
 
@@ -1262,7 +1347,7 @@ async def _dry_run(args: argparse.Namespace, job: Job, out: Console, err: Consol
     out.print("Dry run: nothing was sent.")
     if plan.has_changes:
         _warn_if_slow(err, "applying this plan", seconds)
-    return _plan_exit_code(args, plan, err)
+    return _plan_exit_code(args, plan)
 
 
 def _check_every(args: argparse.Namespace) -> None:
@@ -1333,16 +1418,31 @@ async def _export(
             return inventory.problems, client.base_url
 
 
+def _export_format(args: argparse.Namespace) -> export.ExportFormat:
+    """`--format`, else what `--out`'s extension says. Job files are read by their extension, so
+    a format the extension contradicts would write a file that no command could read back."""
+    from .jobs.source import is_csv
+
+    if args.out is None:
+        return "csv" if args.format == "csv" else "yaml"
+    extension: export.ExportFormat = "csv" if is_csv(args.out) else "yaml"
+    if args.format is not None and args.format != extension:
+        raise UsageError(
+            f"--format {args.format} with --out {args.out}: a job file is read as CSV if its "
+            "name ends in .csv and as YAML otherwise; name the file to match, or leave out "
+            "--format"
+        )
+    return extension
+
+
 def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
     from . import export, outputs
     from .records import format_time
+    from .terminal import printable
 
+    fmt = _export_format(args)
     if args.out:
         outputs.check_output_path(args.out)  # before anything is read
-    csv_out = args.out is not None and args.out.lower().endswith(".csv")
-    fmt: export.ExportFormat = (
-        "csv" if args.format == "csv" or (args.format is None and csv_out) else "yaml"
-    )
     with export.ExportFile(args.account, format=fmt) as exported:
         read = _run(_export, args, exported, err)
         if read is None:
@@ -1359,8 +1459,8 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
             body(_utf8_writer(sys.stdout))
             sys.stdout.flush()
     problems += exported.problems
-    for problem in problems:
-        err.print(f"not exported: {problem}", markup=False, highlight=False)
+    for problem in problems:  # the server's words among them
+        err.print(printable(f"not exported: {problem}"), markup=False, highlight=False)
     where = args.out or "standard output"
     err.print(
         f"Exported {_count(exported.entries, 'chat')} of {_count(len(args.account), 'account')} "
@@ -1449,6 +1549,41 @@ class _PlainConsole:
         print(*objects, file=sys.stderr if self._stderr else sys.stdout)
 
 
+def _output_closed() -> None:
+    """Standard output's reader is gone: point it at /dev/null, so that nothing written from
+    here on, nor the interpreter's last flush, fails again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test's capture): nothing to redirect
+        pass
+
+
+@contextmanager
+def _unread_output_ignored() -> Iterator[None]:
+    """Around what `apply` prints of a run already recorded: a reader gone (`| head`) must not
+    turn its exit code into another (1 would say that nothing was sent)."""
+    try:
+        yield
+    except BrokenPipeError:
+        _output_closed()
+
+
+def _consoles() -> tuple[Console, Console]:
+    """rich Consoles for stdout and stderr. rich ends the process with exit 1 when a pipe's
+    reader is gone; these raise BrokenPipeError, as plain writes do, for the command to decide
+    (`main`: 141; `apply`: the run's own code)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written through it
+            raise BrokenPipeError
+
+    return _Console(soft_wrap=True), _Console(stderr=True, soft_wrap=True)
+
+
 def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) -> int:
     if args.command == "validate":
         return _cmd_validate(args, out)
@@ -1456,9 +1591,7 @@ def _dispatch(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) 
         return _cmd_sandbox(args)
     if args.command == "undo":
         return _cmd_undo(args, out, err)
-    from rich.console import Console
-
-    console, console_err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    console, console_err = _consoles()
     if args.command == "plan":
         return _cmd_plan(args, console, console_err)
     if args.command == "apply":
@@ -1475,19 +1608,19 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _utf8_writer(stream: TextIO) -> Callable[[bytes], object]:
-    """Bytes of UTF-8 text written to a text stream, in pieces that may end mid-character (an
-    export's spools are copied in fixed-size chunks)."""
+    """Bytes of UTF-8 text (a job file, a plan's JSON) written to a text stream, in pieces that
+    may end mid-character (an export's spools are copied in fixed-size chunks)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     return lambda data: stream.write(decoder.decode(data))
 
 
-def _text_writer(stream: TextIO) -> Callable[[bytes], object]:
-    """Bytes (UTF-8 JSON) written to a text stream such as sys.stdout."""
-    return lambda data: stream.write(data.decode())
-
-
 def _reported(command: Callable[[], int], report: Callable[[str], None]) -> int:
-    """The command's exit code; an error it raised is reported (one line each) and gives its."""
+    """The command's exit code; an error it raised is reported (one line each) and gives its.
+
+    An error may carry what the server said (its `detail`): shown `printable`, so that a server
+    cannot break the line or send the terminal escape sequences."""
+    from .terminal import printable
+
     try:
         with plain_errors():
             return command()
@@ -1496,10 +1629,10 @@ def _reported(command: Callable[[], int], report: Callable[[str], None]) -> int:
             report(str(error))
         return 1
     except AuthError as error:
-        report(f"error: the API key was refused: {error}")
+        report(printable(f"error: the API key was refused: {error}"))
         return error.exit_code
     except BulkGroupsError as error:  # usage, refused runs, LedgerUnwritable (4), ...
-        report(f"error: {error}")
+        report(printable(f"error: {error}"))
         return error.exit_code
 
 
@@ -1523,16 +1656,36 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         try:
             args = build_parser().parse_args(argv)
         except UsageError as error:
-            err.print(f"error: {error}")
+            err.print(f"error: {error}{_list_flag_hint(error, argv)}")
             code = error.exit_code
         else:
             code = _command(args, out, err)
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # stdout's reader is gone: nothing more to say, and nobody to hear it
+        _output_closed()
+        code = EXIT_OUTPUT_CLOSED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     sys.exit(code)
+
+
+# Flags that take every value after them (nargs="+"): job files given after one become its ids.
+_LIST_FLAGS: Final = ("--only-account", "--only-chat")
+
+
+def _list_flag_hint(error: UsageError, argv: Sequence[str] | None) -> str:
+    """`--only-account acc_1 job.yaml` leaves no JOB: say why, rather than only that it is
+    missing."""
+    words = sys.argv[1:] if argv is None else argv
+    used = [flag for flag in _LIST_FLAGS if flag in words]
+    if not used or "arguments are required: JOB" not in str(error):
+        return ""
+    return (
+        f" ({used[0]} takes every value after it as one of its ids: give the job files first, "
+        f"`bulkgroups {words[0]} JOB... {used[0]} ID...`)"
+    )
 
 
 def _in_main_thread() -> bool:

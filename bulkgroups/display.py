@@ -3,8 +3,9 @@
 The plan diff is plain text written chat by chat straight to the output stream, so that it reads
 the same in a terminal, a CI log and a pull-request comment, and so that a plan of a million
 operations never becomes one string (through rich it cost 750 MB). rich draws the tables (the
-summary of a large plan, the result table). Tables wrap long ids rather than
-cut them: a cron mail is 80 columns wide and an id with `…` in it cannot be looked up.
+summary of a large plan, the result table). Tables wrap long ids rather than cut them: a cron
+mail is 80 columns wide and an id with `…` in it cannot be looked up; what failed, too wide for a
+table there, is a line per operation instead.
 
 What a plan shows (`PlanView`): chats without changes are counted, not listed, unless
 `show_unchanged`; `detail="summary"` prints totals per account instead of the diff, and `"auto"`
@@ -17,14 +18,16 @@ from __future__ import annotations
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal
+from typing import IO, TYPE_CHECKING, Final, Literal
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from .durations import format_duration
-from .model import ChatPlan, Outcome, Plan, profile_display
+from .model import ChatPlan, Operation, Outcome, Plan, profile_display
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .progress import OutcomeTally
@@ -97,39 +100,53 @@ def _refused(chat: ChatPlan) -> list[Outcome]:
     return [o for o in chat.decided if o.status in _REFUSED]
 
 
+def _send_line(chat: ChatPlan, op: Operation) -> str:
+    """`~ name "old" -> "new"`, `- user`, `+ user` or `leave`: a write the plan will send."""
+    if op.action == "rename":
+        return f'  ~ name "{chat.chat_name or ""}" -> "{op.name}"'
+    if op.action == "remove":
+        return f"  - {_who(chat, op.user)}"
+    if op.action == "add":
+        return f"  + {_who(chat, op.user)}"
+    return "  leave"
+
+
+def _refused_line(chat: ChatPlan, outcome: Outcome) -> str:
+    """`! add ACoAA1 (Ann Lee): failed member_cap (type)`: an operation the plan refuses."""
+    operation = outcome.operation
+    subject = operation.subject
+    if operation.user is not None:
+        subject = _who(chat, operation.user)
+    what = f"{operation.action} {subject}" if subject else operation.action
+    detail = f" ({outcome.error.type})" if outcome.error else ""
+    return f"  ! {what}: {outcome.status} {outcome.reason}{detail}"
+
+
+def _settled_line(chat: ChatPlan) -> str | None:
+    """`= 3 already in place, 1 skipped (not_member)`: what needs nothing sent, or None."""
+    skipped = Counter(o.reason for o in chat.decided if o.status == "skipped")
+    # An imperative add already in place is recorded as its `already_member` skip, listed next:
+    # `in_place` counts it too (the plan file keeps both), so it is counted once here.
+    in_place = chat.in_place - skipped["already_member"]
+    settled = [f"{in_place} already in place"] if in_place > 0 else []
+    settled.extend(f"{n} skipped ({reason})" for reason, n in sorted(skipped.items(), key=str))
+    return "  = " + ", ".join(settled) if settled else None
+
+
 def _chat_lines(chat: ChatPlan) -> list[str]:
     title = f"{chat.account} / {chat.chat}"
     if chat.chat_name:
         title += f'  "{chat.chat_name}"'
-    lines = [title]
-    for op in chat.to_send:
-        if op.action == "rename":
-            lines.append(f'  ~ name "{chat.chat_name or ""}" -> "{op.name}"')
-        elif op.action == "remove":
-            lines.append(f"  - {_who(chat, op.user)}")
-        elif op.action == "add":
-            lines.append(f"  + {_who(chat, op.user)}")
-        elif op.action == "leave":
-            lines.append("  leave")
-    skipped = Counter(o.reason for o in chat.decided if o.status == "skipped")
+    lines = [title, *(_send_line(chat, op) for op in chat.to_send)]
     if chat.held:
         lines.append(_held_line(chat))
-    for outcome in _refused(chat):
-        subject = outcome.operation.subject
-        if outcome.operation.user is not None:
-            subject = _who(chat, outcome.operation.user)
-        what = f"{outcome.operation.action} {subject}" if subject else outcome.operation.action
-        detail = f" ({outcome.error.type})" if outcome.error else ""
-        lines.append(f"  ! {what}: {outcome.status} {outcome.reason}{detail}")
-    summary = []
-    if chat.in_place:
-        summary.append(f"{chat.in_place} already in place")
-    summary.extend(f"{n} skipped ({reason})" for reason, n in sorted(skipped.items(), key=str))
-    if summary:
-        lines.append("  = " + ", ".join(summary))
+    lines.extend(_refused_line(chat, outcome) for outcome in _refused(chat))
+    settled = _settled_line(chat)
+    if settled is not None:
+        lines.append(settled)
     if len(lines) == 1:
         lines.append("  = no changes")
-    return lines
+    return [printable(line) for line in lines]
 
 
 @dataclass(slots=True)
@@ -230,47 +247,54 @@ def write_plan(
     detail = view.detail
     if detail == "auto":
         detail = "summary" if tally.lines > AUTO_SUMMARY_LINES else "full"
-    if detail == "totals":
-        pass
-    elif detail == "full":
-        shown = 0
-        for chat in plan.chats:
-            if chat.has_changes or view.show_unchanged:
-                out.write("\n".join(_chat_lines(chat)) + "\n")
-                shown += 1
-        if shown:
-            out.write("\n")
-        hidden = 0 if view.show_unchanged else tally.unchanged
-        if hidden:
-            chats = "chat" if hidden == 1 else "chats"
-            out.write(
-                f"{hidden} {chats} without changes not shown (--show-unchanged lists them).\n"
-            )
-    else:
-        if view.detail == "auto":
-            out.write(
-                f"The plan has {tally.lines:,} operations: only its summary is shown.\n"
-                "`--full` lists every chat; `--format json` or `--out PLAN.json` keeps all of it."
-                "\n\n"
-            )
-        out.flush()
-        if tally.accounts:
-            console.print(_summary_table(tally), markup=False, highlight=False, crop=False)
-            more = len(tally.accounts) - _SUMMARY_ACCOUNTS
-            if more > 0:
-                out.write(f"... and {more} more accounts with changes.\n")
-        if tally.refused:
-            refused = ", ".join(
-                f"{n} {status} {reason}" for (status, reason), n in sorted(tally.refused.items())
-            )
-            out.write(f"Refused: {refused}.\n")
-        out.write("\n")
+    if detail == "full":
+        _write_diff(plan, out, tally, show_unchanged=view.show_unchanged)
+    elif detail == "summary":
+        _write_summary(console, tally, automatic=view.detail == "auto")
     out.write(tally.totals() + "\n")
     if estimated_seconds is not None and plan.has_changes:
         out.write(
             f"At the configured rates, applying it takes {format_duration(estimated_seconds)}.\n"
         )
     out.flush()
+
+
+def _write_diff(plan: Plan, out: IO[str], tally: _PlanTally, *, show_unchanged: bool) -> None:
+    """Each chat with changes (every chat with `show_unchanged`), chat by chat."""
+    shown = 0
+    for chat in plan.chats:
+        if chat.has_changes or show_unchanged:
+            out.write("\n".join(_chat_lines(chat)) + "\n")
+            shown += 1
+    if shown:
+        out.write("\n")
+    hidden = 0 if show_unchanged else tally.unchanged
+    if hidden:
+        chats = "chat" if hidden == 1 else "chats"
+        out.write(f"{hidden} {chats} without changes not shown (--show-unchanged lists them).\n")
+
+
+def _write_summary(console: Console, tally: _PlanTally, *, automatic: bool) -> None:
+    """The table of totals per account, and what was refused; `automatic`: say why it is shown
+    instead of the diff, and how to see the rest."""
+    out = console.file
+    if automatic:
+        out.write(
+            f"The plan has {tally.lines:,} operations: only its summary is shown.\n"
+            "`--full` lists every chat; `--format json` or `--out PLAN.json` keeps all of it.\n\n"
+        )
+    out.flush()
+    if tally.accounts:
+        console.print(_summary_table(tally), markup=False, highlight=False, crop=False)
+        more = len(tally.accounts) - _SUMMARY_ACCOUNTS
+        if more > 0:
+            out.write(f"... and {more} more accounts with changes.\n")
+    if tally.refused:
+        refused = ", ".join(
+            f"{n} {status} {reason}" for (status, reason), n in sorted(tally.refused.items())
+        )
+        out.write(f"Refused: {refused}.\n")
+    out.write("\n")
 
 
 def render_plan(
@@ -287,8 +311,9 @@ def render_outcomes(tally: OutcomeTally, console: Console, *, counts: bool = Tru
     """The result table: counts by status and reason (unless not `counts`: `--quiet` keeps only
     what failed), then what failed or was deferred.
 
-    Long ids wrap within their column (never `account_…`): a cron mail or a CI log is 80 columns
-    wide, and what failed must be readable there in full.
+    What failed is a table where it fits the console, else one whole line per operation, as in
+    `report`: a cron mail or a CI log is 80 columns wide, and a table folded to fit it cuts ids
+    and reasons into slivers (`account_d`, `isconnect`, `ed`) that nobody can read or grep.
     """
     if counts:
         table = Table(title="Outcomes")
@@ -300,27 +325,57 @@ def render_outcomes(tally: OutcomeTally, console: Console, *, counts: bool = Tru
         table.add_row("[bold]total[/bold]", "", f"[bold]{sum(tally.by_reason.values())}[/bold]")
         console.print(table)
     problems = tally.problems
-    if problems:
-        detail = Table(title="Failed or deferred")
-        for column in ("account", "chat", "action", "subject", "status", "reason", "error"):
-            # Actions and statuses are short words: the ids and the error take the wrapping.
-            detail.add_column(column, overflow="fold", no_wrap=column in ("action", "status"))
-        for o in problems:
-            error = ""
-            if o.error is not None:
-                error = f"{o.error.status or '-'} {o.error.type}"
-                if o.error.req_id:
-                    error += f" (req_id {o.error.req_id})"
-            detail.add_row(
-                Text(o.operation.account),
-                Text(o.operation.chat),
-                o.operation.action,
-                Text(o.operation.subject or ""),
-                o.status,
-                o.reason or "",
-                Text(error),
-            )
+    if not problems:
+        return
+    detail = _problems_table(problems)
+    natural = Measurement.get(console, console.options.update_width(_UNBOUNDED), detail)
+    if natural.maximum <= console.width:
         console.print(detail)
-        if tally.problem_count > len(problems):
-            more = tally.problem_count - len(problems)
-            console.print(f"... and {more} more: see `bulkgroups report`.")
+    else:
+        console.print("Failed or deferred", markup=False, highlight=False)
+        for outcome in problems:
+            console.print(_problem_line(outcome), markup=False, highlight=False, soft_wrap=True)
+    if tally.problem_count > len(problems):
+        more = tally.problem_count - len(problems)
+        console.print(f"... and {more} more: see `bulkgroups report`.")
+
+
+# Wide enough for any table's natural width: what it takes without folding a cell.
+_UNBOUNDED: Final = 1_000_000
+
+
+def _problems_table(problems: list[Outcome]) -> Table:
+    detail = Table(title="Failed or deferred")
+    for column in ("account", "chat", "action", "subject", "status", "reason", "error"):
+        # Actions and statuses are short words: the ids and the error take the wrapping.
+        detail.add_column(column, overflow="fold", no_wrap=column in ("action", "status"))
+    for o in problems:
+        error = ""
+        if o.error is not None:
+            error = f"{o.error.status or '-'} {o.error.type}"
+            if o.error.req_id:
+                error += f" (req_id {o.error.req_id})"
+        detail.add_row(
+            Text(o.operation.account),
+            Text(o.operation.chat),
+            o.operation.action,
+            Text(printable(o.operation.subject or "")),
+            o.status,
+            o.reason or "",
+            Text(printable(error)),
+        )
+    return detail
+
+
+def _problem_line(outcome: Outcome) -> str:
+    """`  acc_1 / team: add ACoAA1: failed api_error (403 api/insufficient_permissions, req_id
+    r1)`: the plan's `!` lines and `report`'s explanations say it the same way."""
+    operation = outcome.operation
+    what = f"{operation.action} {operation.subject}" if operation.subject else operation.action
+    line = f"  {operation.account} / {operation.chat}: {what}: {outcome.status} {outcome.reason}"
+    error = outcome.error
+    if error is not None:
+        status = f"{error.status} " if error.status is not None else ""
+        req_id = f", req_id {error.req_id}" if error.req_id else ""
+        line += f" ({status}{error.type}{req_id})"
+    return printable(line)

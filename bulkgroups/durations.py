@@ -31,10 +31,15 @@ def parse_duration(text: str) -> float:
     spelled = text.strip().lower() if isinstance(text, str) else ""
     if _WHOLE.fullmatch(spelled) is None:
         hint = ""
-        if _BARE_NUMBER.fullmatch(spelled):
-            hint = f"; a unit is needed: did you mean {spelled.lstrip('+')}s or {spelled.lstrip('+')}m?"
         if spelled.startswith("-"):
             hint = "; a length of time cannot be negative"
+        elif _BARE_NUMBER.fullmatch(spelled):
+            number = spelled.lstrip("+")
+            hint = (
+                f"; a unit is needed: did you mean {number}s or {number}m?"
+                if float(number) > 0
+                else "; a duration must be more than 0 seconds"
+            )
         raise ValueError(f"not a duration: {str(text)[:80]!r} (expected {DURATION_FORMS}){hint}")
     seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(spelled))
     if not math.isfinite(seconds) or seconds <= 0:

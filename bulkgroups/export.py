@@ -34,7 +34,7 @@ from typing import Final, Literal
 import orjson
 
 from .jobs.checks import id_problem
-from .jobs.csv_file import CSV_COLUMNS
+from .jobs.csv_file import CSV_HEADER
 from .jobs.users import read_user
 from .model import Participant
 
@@ -147,7 +147,7 @@ def _profile(member: Participant) -> str:
 
 
 def csv_header() -> str:
-    return ",".join(CSV_COLUMNS) + "\n"
+    return ",".join(CSV_HEADER) + "\n"
 
 
 def csv_chat(chat: ExportedChat) -> str:
@@ -156,7 +156,7 @@ def csv_chat(chat: ExportedChat) -> str:
     if chat.kind != "group" or chat.unwritable() is not None:
         return ""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_HEADER, lineterminator="\n")
     base = {"account": chat.account, "chat": chat.chat, "action": "member", "name": ""}
     for user in [m.user_id for m in chat.members] or [""]:
         writer.writerow({**base, "user": user})

@@ -3,7 +3,7 @@
 A job file half written is worse than none (applied, it would remove everyone it lost), so a path
 is written through a temporary file beside it and renamed into place only once complete; an
 existing path must be a regular file (a FIFO or `/dev/full` is refused before anything is read
-or sent).
+or sent), in a directory that exists.
 """
 
 from __future__ import annotations
@@ -21,12 +21,17 @@ __all__ = ["Write", "check_output_path", "write_output"]
 Write = Callable[[bytes], object]
 
 
-def check_output_path(path: str) -> None:
-    """Refuse at once a path that exists and is not a regular file."""
+def check_output_path(path: str, *, what: str = "the job file") -> None:
+    """Refuse at once a path that exists and is not a regular file, or whose directory does not
+    exist: found only when the file is written, it would cost everything read before (an export
+    of thousands of chats at 1/s takes hours)."""
     try:
         check_appendable(path)
     except FileRefused as refused:
-        raise UsageError(f"{path}: cannot write the job file there: {refused.reason}") from None
+        raise UsageError(f"{path}: cannot write {what} there: {refused.reason}") from None
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{path}: cannot write {what} there: no directory {directory}")
 
 
 def write_output(path: str, body: Callable[[Write], None]) -> None:

@@ -11,8 +11,9 @@ Three modes:
   off before a question is asked, and `resume()` draws them afresh *below* it: a live display
   that was merely stopped and started again would move the cursor up over its last height and
   erase whatever was printed meanwhile (the plan, the question and its answer).
-- `lines` (cron, CI, `| tee`): no control characters, one line every `interval` seconds
-  (`progress: 120/400 operations (30 %), 2.0/s, about 2m20s left`) and a last one at the end,
+- `lines` (cron, CI, `| tee`): no control characters, one line every `interval` seconds while
+  work is under way (`progress: 120/400 operations (30 %), 2.0/s, about 2m20s left`) and a last
+  one at the end,
   logged as records of the `bulkgroups.progress` logger (so `--log-format json` makes them JSON,
   with the figures as fields).
 - `off` (`--quiet`): nothing drawn; the outcomes are still counted for the result table.
@@ -128,6 +129,7 @@ class ProgressDisplay:
         self._eta = Eta()
         self._live: Live | None = None
         self._paused = False
+        self._stopping = False
         self._log = logging.getLogger(PROGRESS_LOGGER)
 
     # --- lifetime ------------------------------------------------------------------------------
@@ -168,11 +170,16 @@ class ProgressDisplay:
             wait = _REFRESH_SECONDS
             if self.mode == "lines":
                 if now >= next_line:
-                    if not self._paused and self._phases:
+                    if not self._paused and self._under_way():
                         self._write_line(final=False)
                     next_line = now + self.interval
                 wait = min(wait, next_line - now)
             await anyio.sleep(max(wait, 0.01))
+
+    def stopping(self) -> None:
+        """The run was asked to stop (Ctrl-C): what is left will not be done by it, so no time
+        left is shown, only that requests in flight finish."""
+        self._stopping = True
 
     @property
     def writing(self) -> bool:
@@ -221,6 +228,11 @@ class ProgressDisplay:
 
     # --- what is shown -------------------------------------------------------------------------
 
+    def _under_way(self) -> bool:
+        """Whether something is still to be done: once every phase is, the last line says so
+        (a line every interval repeating `3/3 (100 %)` until the command ends would be noise)."""
+        return any(not phase.complete for phase in self._phases)
+
     def _phase(self, name: str) -> _Phase | None:
         for phase in reversed(self._phases):
             if phase.name == name:
@@ -232,6 +244,8 @@ class ProgressDisplay:
         elapsed = now - phase.started
         if phase.complete:
             return []
+        if self._stopping:
+            return ["stopping: requests in flight finish"]
         details = []
         if phase.done and elapsed > 0:
             details.append(format_rate(phase.done / elapsed))

@@ -84,7 +84,8 @@ def test_a_duration_is_a_number_and_a_unit_or_several(text: str, seconds: float)
     ("text", "says"),
     [
         ("15", "did you mean 15s or 15m?"),
-        ("0", "did you mean 0s or 0m?"),
+        ("0", "must be more than 0 seconds"),  # not "did you mean 0s?": 0s is refused too
+        ("0.0", "must be more than 0 seconds"),
         ("0s", "more than 0 seconds"),
         ("0m0s", "more than 0 seconds"),
         ("-5m", "cannot be negative"),

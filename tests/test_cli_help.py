@@ -11,6 +11,7 @@ from test_cli_helpers import Cli
 
 from bulkgroups import __version__, client, display, engine, pacing, simulator
 from bulkgroups.cli import DEFAULT_LEDGER, MAX_PAGE_SIZE, SANDBOX_RATE, build_parser
+from bulkgroups.simulator.faults import FAULT_KINDS
 
 COMMANDS = ("validate", "plan", "apply", "report", "sandbox")
 
@@ -117,8 +118,26 @@ def test_the_epilog_has_the_rate_grammar_and_the_exit_codes_in_order(
 
 
 @pytest.mark.parametrize("command", ["validate", "report"])
-def test_commands_that_do_not_pace_list_the_exit_codes(cli: Cli, command: str) -> None:
-    assert EXIT_CODES.search(help_of(cli, command))
+def test_commands_that_send_nothing_list_only_the_exit_codes_they_can_give(
+    cli: Cli, command: str
+) -> None:
+    # A ledger that cannot be written (4), operations that failed (3) or --max-removals are
+    # nothing validate or report could ever exit for.
+    text = help_of(cli, command)
+    assert re.search(r"exit codes: 0 .*? 1 .*? 130 interrupted", text), text
+    assert "--max-removals" not in text and "ledger could not be written" not in text
+
+
+def test_export_explains_the_rate_it_takes_and_no_other(cli: Cli) -> None:
+    text = help_of(cli, "export")
+    assert "SPEC is N/s, N/min, N/h, N/d, or N/<k><unit>" in text
+    assert "--write-rate" not in text  # export only reads
+
+
+def test_the_sandbox_help_names_every_kind_of_fault(cli: Cli) -> None:
+    text = help_of(cli, "sandbox")
+    for kind in FAULT_KINDS:
+        assert kind in text, kind
 
 
 def test_the_sandbox_help_has_the_rate_grammar(cli: Cli) -> None:
@@ -137,3 +156,17 @@ def test_summary_and_full_exclude_each_other(cli: Cli) -> None:
     run = cli.run("plan", "job.yaml", "--summary", "--full")
     assert run.code == 1
     assert "not allowed with argument" in run.err
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("plan", "--only-account"), ("apply", "--only-chat"), ("apply", "--only-account")],
+)
+def test_job_files_after_a_list_flag_are_pointed_out(cli: Cli, command: str, flag: str) -> None:
+    # `--only-account acc_1 job.yaml` takes job.yaml for a second account id: "JOB is required"
+    # alone would puzzle someone who gave one.
+    run = cli.run(command, flag, "acc_1", "job.yaml")
+    assert run.code == 1
+    assert "the following arguments are required: JOB" in run.err
+    assert f"{flag} takes every value after it" in run.err
+    assert "give the job files first" in run.err

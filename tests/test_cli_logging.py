@@ -118,6 +118,23 @@ def test_an_error_with_json_logs_is_a_json_line(cli: Cli, sim: Simulator, tmp_pa
     assert "--max-removals" in document["message"]
 
 
+@pytest.mark.parametrize("command", [("plan",), ("apply", "--dry-run")])
+def test_a_plan_with_chats_it_could_not_read_says_so_in_a_json_line(
+    cli: Cli, sim: Simulator, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    job = write_job(
+        tmp_path / "job.yaml", [{"chat": "gone_room", "account": ACCOUNT, "add": ["ACoAA9000"]}]
+    )
+    run = cli.run(
+        *command, job, "--ledger", tmp_path / "ledger.jsonl", "--log-format", "json",
+        *connect(sim, tmp_path),
+    )  # fmt: skip
+    assert run.code == 3, run.err
+    documents = [orjson.loads(line) for line in run.err.splitlines()]  # every line is JSON
+    (warning,) = [d for d in documents if d["level"] == "warning"]
+    assert warning["message"].startswith("1 chat could not be read")
+
+
 # ------------------------------------------------------------------------------------ quiet
 
 

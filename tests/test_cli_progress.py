@@ -5,15 +5,22 @@ what is left."""
 
 from __future__ import annotations
 
+import io
+import logging
 import re
+import signal
 from pathlib import Path
 
+import anyio
 import orjson
 import pytest
 from engine_helpers import op_records, write_job
 from pty_helpers import Screen, Terminal
+from rich.console import Console
 from test_cli_helpers import Cli, connect
 
+from bulkgroups.model import Operation, Outcome
+from bulkgroups.progress import PROGRESS_LOGGER, ProgressDisplay
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
 ACCOUNT = "acc_progress"
@@ -114,6 +121,49 @@ def test_the_confirmation_stays_readable_when_the_bars_come_back(tmp_path: Path)
     assert any(BAR.match(line) and "5/5 ops" in line for line in below), "\n".join(screen)
 
 
+def asked_to_confirm(tmp_path: Path) -> Terminal:
+    """`apply` at a terminal, at its question before removing someone."""
+    terminal = Terminal(
+        [
+            "apply",
+            job_file(tmp_path, adds=1, removes=1),
+            "--sandbox",
+            "--ledger",
+            tmp_path / "ledger.jsonl",
+        ],
+        tmp_path,
+    )
+    terminal.wait_for(b"Apply it? [y/N]")
+    return terminal
+
+
+def test_a_declined_confirmation_leaves_the_answer_and_the_refusal_without_bars(
+    tmp_path: Path,
+) -> None:
+    """Nothing more is done after a "no": bars drawn again below it would only push the refusal
+    down and show phases that end there."""
+    terminal = asked_to_confirm(tmp_path)
+    terminal.type(b"n\n")
+    assert terminal.finish() == 1, terminal.text()[-2000:]
+
+    screen = [line for line in Screen(terminal.seen).text() if line]
+    question = next(n for n, line in enumerate(screen) if "Apply it? [y/N] n" in line)
+    assert screen[question + 1 :] == ["error: not confirmed; nothing was sent"], "\n".join(screen)
+
+
+def test_ctrl_c_at_the_confirmation_says_so_on_a_line_of_its_own(tmp_path: Path) -> None:
+    terminal = asked_to_confirm(tmp_path)
+    terminal.process.send_signal(signal.SIGINT)
+    assert terminal.finish() == 130, terminal.text()[-2000:]
+
+    screen = [line for line in Screen(terminal.seen).text() if line]
+    question = next(n for n, line in enumerate(screen) if "Apply it? [y/N]" in line)
+    assert screen[question].endswith("Apply it? [y/N]"), "\n".join(screen)
+    assert screen[question + 1 :] == [
+        "interrupted before anything was written; nothing to resume"
+    ], "\n".join(screen)
+
+
 # ------------------------------------------------------------------------- without a terminal
 
 
@@ -195,3 +245,67 @@ def test_quiet_shows_no_progress(cli: Cli, sim: Simulator, tmp_path: Path) -> No
     )  # fmt: skip
     assert run.code == 0, run.err
     assert run.err == ""
+
+
+async def test_once_every_phase_is_done_lines_stop_until_the_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Between the last outcome and the end of the command (verification, closing the ledger)
+    # nothing moves: a line every interval saying `3/3 (100 %)` again is noise before the last.
+    now = [0.0]
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=False)
+    display = ProgressDisplay(console, mode="lines", interval=0.01, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    with display:
+        display.phase("apply", 3)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(display.run_clock)
+            for _ in range(3):
+                now[0] += 5.0  # the fake clock: a line is due at every tick
+                await anyio.sleep(0.05)
+            under_way = len(caplog.records)
+            for _ in range(3):
+                display.outcome(Outcome(Operation(ACCOUNT, "room", "add", user="u"), "applied"))
+            for _ in range(3):
+                now[0] += 5.0
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    messages = [r.getMessage() for r in caplog.records]
+    assert under_way >= 1, messages  # lines while the work went on
+    assert messages[under_way:] == ["progress: 3/3 operations (100 %) in 30s"], messages
+
+
+async def test_once_stopping_the_progress_says_so_instead_of_a_time_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # After Ctrl-C the rest of the operations will not be done by this run: "about 2m left"
+    # would promise what will not happen while requests in flight finish.
+    now = [0.0]
+    display = ProgressDisplay(
+        Console(file=io.StringIO(), force_terminal=False),
+        mode="lines",
+        interval=0.01,
+        clock=lambda: now[0],
+    )
+    caplog.set_level(logging.INFO, logger=PROGRESS_LOGGER)
+    display.phase("apply", 4)
+    display.outcome(Outcome(Operation(ACCOUNT, "room", "add", user="u1"), "applied"))
+
+    async def ticks() -> list[str]:
+        caplog.clear()
+        for _ in range(3):
+            now[0] += 10.0  # a line is due at every tick
+            await anyio.sleep(0.05)
+        return [r.getMessage() for r in caplog.records]
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(display.run_clock)
+        before = await ticks()
+        display.stopping()
+        after = await ticks()
+        tg.cancel_scope.cancel()
+    assert before and all(re.search(r"/min(, about \S+ left)?$", line) for line in before), before
+    assert after and set(after) == {
+        "progress: 1/4 operations (25 %), stopping: requests in flight finish"
+    }, after

@@ -109,6 +109,49 @@ def test_export_as_csv_plans_empty_too(cli: Cli, sim: Simulator, tmp_path: Path)
     assert plan.code == 0, plan.out + plan.err
 
 
+def test_csv_export_has_the_columns_in_the_documented_order_every_time(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    # A column order that changed from one export to the next (it followed a set's hash order,
+    # random per process) would make every line of a file kept in git differ from its last export.
+    run = cli.run("export", "--account", "acc_1", "--format", "csv", *reading(sim, tmp_path))
+
+    assert run.code == 0, run.err
+    header, first, *_ = run.out.splitlines()
+    assert header == "account,chat,action,user,name"
+    assert first.startswith(f"acc_1,{sorted(groups('acc_1'))[0]},member,ACoAA")
+
+
+@pytest.mark.parametrize(("fmt", "out"), [("yaml", "today.csv"), ("csv", "today.yaml")])
+def test_a_format_that_the_files_extension_would_misread_is_refused_before_anything_is_read(
+    cli: Cli, sim: Simulator, tmp_path: Path, fmt: str, out: str
+) -> None:
+    # Job files are read by their extension: YAML in a .csv (or CSV in a .yaml) would be an
+    # export that `plan` cannot read back.
+    path = tmp_path / out
+    run = cli.run(
+        "export", "--account", "acc_1", "--format", fmt, "--out", path, *reading(sim, tmp_path)
+    )
+
+    assert run.code == 1
+    assert run.err.startswith(f"error: --format {fmt} with --out {path}: ")
+    assert not path.exists()
+    assert sim.requests() == ()
+
+
+def test_an_out_file_in_a_directory_that_does_not_exist_is_refused_before_anything_is_read(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    # Found only once every chat was read, it would cost the whole read (hours at 1/s).
+    out = tmp_path / "no-such-dir" / "groups.yaml"
+    run = cli.run("export", "--account", "acc_1", "--out", out, *reading(sim, tmp_path))
+
+    assert run.code == 1
+    assert run.err.startswith(f"error: {out}: cannot write the job file there: ")
+    assert str(out.parent) in run.err
+    assert sim.requests() == ()
+
+
 def test_export_of_named_chats_reads_only_those(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
     chosen = groups("acc_1")[0]
     lone = starter_chats("acc_1")[-1]  # the 1to1 chat

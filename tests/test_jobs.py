@@ -9,7 +9,7 @@ import pytest
 from jobs_helpers import failures, lines, write
 
 from bulkgroups.errors import JobFileError, JobFileErrors
-from bulkgroups.jobs import job_sha256, load_job, locate_owner_rule, owner_rule_errors
+from bulkgroups.jobs import job_sha256, load_job, locate_owner_rule
 from bulkgroups.model import AccountSettings, ChatJob, Job, RateSpec
 from bulkgroups.planner import owner_rule_violations
 
@@ -221,9 +221,6 @@ def test_owner_rule_finds_the_owner_in_remove_members_and_protect(tmp_path: Path
         f"{path}:6: chats[0].remove[1]: 'OWNER1' is the owner of account 'a1': the owner may not "
         "be in remove, members or protect (an owner leaves only via leave)"
     )
-    # The older entry point gives the same errors.
-    older = owner_rule_errors(job, {"a1": "OWNER1", "a2": "OWNER2"})
-    assert [str(e) for e in older] == [str(e) for e in errors]
 
 
 def test_owner_rule_in_csv_uses_the_row_and_the_default_account(tmp_path: Path) -> None:
@@ -259,7 +256,6 @@ def test_owner_rule_is_silent_for_a_clean_job_and_unknown_owners(tmp_path: Path)
     job = load_job(EXAMPLES / "cohorts.yaml")
     assert located_owner_rule(job, {}) == []
     assert located_owner_rule(job, {"acc_cohorts_eu": "ACoAOSOMEONE"}) == []
-    assert owner_rule_errors(job, {"acc_cohorts_eu": "ACoAOSOMEONE"}) == []
 
 
 def test_owner_rule_locations_never_read_the_files_again(tmp_path: Path) -> None:

@@ -636,6 +636,27 @@ def test_unreadable_yaml_is_a_clear_error(
     assert fragment in error.message
 
 
+def test_a_tab_where_yaml_wants_spaces_is_named_as_such(tmp_path: Path) -> None:
+    path = write(tmp_path, "job.yaml", "version: 1\nchats:\n\t- chat: c1\n")
+    (message,) = lines(path)
+    assert message.startswith("job.yaml:3: file: YAML syntax error: ")
+    assert message.endswith("(a tab: YAML indents with spaces)")
+
+
+def test_an_error_found_at_the_end_says_where_what_it_ends_began(tmp_path: Path) -> None:
+    # An unclosed quote is found only at the end of the file: the line it opened on is the one
+    # to look at.
+    path = write(
+        tmp_path,
+        "job.yaml",
+        'version: 1\nchats:\n  - chat: "c1\n    account: a1\n    leave: true\n',
+    )
+    assert lines(path) == [
+        "job.yaml:6: file: YAML syntax error: found unexpected end of stream, while scanning a "
+        "quoted scalar that begins at line 3"
+    ]
+
+
 def test_non_utf8_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
     path.write_bytes(b"version: 1\nchats:\n  - {chat: caf\xe9, account: a1, leave: true}\n")

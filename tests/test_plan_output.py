@@ -203,3 +203,55 @@ def test_the_streamed_json_is_byte_for_byte_the_indented_document(plan: Plan) ->
     writes: list[bytes] = []
     write_plan_json(plan, writes.append)
     assert b"".join(writes) == orjson.dumps(plan_to_dict(plan), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+# --------------------------------------------------------------- what the server names things
+
+
+HOSTILE_NAME = "Team\n  + ACoAA0666 (Trusted Admin)\x1b[2J\u202e"
+
+
+def test_names_from_the_server_cannot_forge_plan_lines_or_drive_the_terminal() -> None:
+    # Any member of a LinkedIn group may rename it, and people choose their display names: a
+    # newline would add a line of its own making to the plan a person confirms, an escape
+    # sequence would move or clear what the terminal shows.
+    chat = ChatPlan(
+        "acc_1",
+        "team",
+        to_send=(
+            Operation("acc_1", "team", "rename", name="Team 2025"),
+            Operation("acc_1", "team", "remove", user="ACoAA0001"),
+        ),
+        decided=(
+            Outcome(
+                Operation("acc_1", "team", "add", user="ACoAA0002"),
+                "failed",
+                "api_error",
+                1,
+                ErrorInfo(status=400, type="api/bad\nrequest\x1b[0m"),
+            ),
+        ),
+        names={"ACoAA0001": HOSTILE_NAME},
+        chat_name=HOSTILE_NAME,
+    )
+    lines = render_plan(Plan(job_sha256="a" * 64, chats=(chat,))).splitlines()
+    assert lines[:4] == [
+        'acc_1 / team  "Team\\n  + ACoAA0666 (Trusted Admin)\\x1b[2J\\u202e"',
+        '  ~ name "Team\\n  + ACoAA0666 (Trusted Admin)\\x1b[2J\\u202e" -> "Team 2025"',
+        "  - ACoAA0001 (Team\\n  + ACoAA0666 (Trusted Admin)\\x1b[2J\\u202e)",
+        "  ! add ACoAA0002: failed api_error (api/bad\\nrequest\\x1b[0m)",
+    ]
+    assert not any(line.startswith("  + ") for line in lines)
+
+
+def test_names_in_any_script_and_emoji_are_shown_as_they_are() -> None:
+    name = "Équipe 東京 👩‍👩‍👧"  # the family emoji is joined by U+200D, a format character
+    chat = ChatPlan(
+        "acc_1",
+        "team",
+        to_send=(Operation("acc_1", "team", "remove", user="ACoAA0001"),),
+        names={"ACoAA0001": name},
+        chat_name=name,
+    )
+    lines = render_plan(Plan(job_sha256="a" * 64, chats=(chat,))).splitlines()
+    assert lines[:2] == [f'acc_1 / team  "{name}"', f"  - ACoAA0001 ({name})"]

@@ -42,7 +42,7 @@ from __future__ import annotations
 from .csv_file import CSV_ACTIONS, CSV_COLUMNS
 from .hashing import job_sha256
 from .load import load_job
-from .owner import locate_owner_rule, owner_rule_errors
+from .owner import locate_owner_rule
 from .report import MAX_ERRORS_PER_FILE
 
 __all__ = [
@@ -52,5 +52,4 @@ __all__ = [
     "job_sha256",
     "load_job",
     "locate_owner_rule",
-    "owner_rule_errors",
 ]

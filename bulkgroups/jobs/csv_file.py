@@ -20,7 +20,7 @@ from .users import read_user
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
 
-__all__ = ["CSV_ACTIONS", "CSV_COLUMNS", "CsvAction", "read_csv"]
+__all__ = ["CSV_ACTIONS", "CSV_COLUMNS", "CSV_HEADER", "CsvAction", "read_csv"]
 
 CsvAction = Literal["add", "remove", "rename", "leave", "member", "protect"]
 CSV_ACTIONS: Final[tuple[CsvAction, ...]] = (
@@ -31,9 +31,12 @@ CSV_ACTIONS: Final[tuple[CsvAction, ...]] = (
     "member",
     "protect",
 )
-CSV_COLUMNS: Final = frozenset({"account", "chat", "action", "user", "name"})
+# The columns in the order the documentation writes them and `export` writes them (a file read
+# accepts any order).
+CSV_HEADER: Final = ("account", "chat", "action", "user", "name")
+CSV_COLUMNS: Final = frozenset(CSV_HEADER)
 _USER_ACTIONS: Final = frozenset({"add", "remove", "member", "protect"})
-_CSV_HEADER: Final = "account,chat,action,user,name"
+_CSV_HEADER: Final = ",".join(CSV_HEADER)
 
 # Column positions of account, chat, action, user, name, as the header orders them.
 _Columns = tuple[int, int, int, int, int]

@@ -8,15 +8,13 @@ changed, or be gone).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from ..errors import JobFileError
-from ..model import ChatJob, Job, OwnerList, OwnerRuleViolation
+from ..model import ChatJob, Job, OwnerRuleViolation
 from .report import quote
 
-__all__ = ["locate_owner_rule", "owner_rule_errors"]
-
-_OWNER_LISTS: tuple[OwnerList, ...] = ("remove", "members", "protect")
+__all__ = ["locate_owner_rule"]
 
 
 def _message(user: str, account: str) -> str:
@@ -52,19 +50,3 @@ def locate_owner_rule(job: Job, violations: Sequence[OwnerRuleViolation]) -> lis
     errors = [_locate(chats.get((v.account, v.chat)), v) for v in violations]
     order = {path: index for index, path in enumerate(job.paths)}
     return sorted(errors, key=lambda e: (order.get(e.path, len(order)), e.line or 0))
-
-
-def owner_rule_errors(job: Job, owners: Mapping[str, str]) -> list[JobFileError]:
-    """`locate_owner_rule` of the violations of `owners` (account id -> the owner's user id).
-
-    Kept for callers from before `planner.owner_rule_violations`; it repeats that search here
-    because the job loader may not import the planner.
-    """
-    violations = [
-        OwnerRuleViolation(chat.account, chat.chat, which, owner)
-        for chat in job.chats
-        if (owner := owners.get(chat.account)) is not None
-        for which in _OWNER_LISTS
-        if owner in (getattr(chat, which) or ())
-    ]
-    return locate_owner_rule(job, violations)

@@ -130,8 +130,15 @@ def problem(error: yaml.YAMLError, data: bytes) -> tuple[int, str]:
     """The line and message for an error of the parser reading `data`."""
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
+        line = 1 if mark is None else mark.line + 1
         detail = error.problem or error.context or "invalid YAML"
-        return (1 if mark is None else mark.line + 1), f"YAML syntax error: {detail}"
+        begun = error.context_mark
+        if error.problem and error.context and begun is not None and begun.line + 1 != line:
+            # Found at the end of what it ends (an unclosed quote or bracket): where that began.
+            detail += f", {error.context} that begins at line {begun.line + 1}"
+        if mark is not None and _character_at(data, mark.line, mark.column) == "\t":
+            detail += " (a tab: YAML indents with spaces)"
+        return line, f"YAML syntax error: {detail}"
     if isinstance(error, yaml.reader.ReaderError):
         # libyaml counts bytes; the pure-Python reader counts characters of the text.
         if _libyaml():
@@ -140,3 +147,15 @@ def problem(error: yaml.YAMLError, data: bytes) -> tuple[int, str]:
             line = data.decode("utf-8").count("\n", 0, error.position) + 1
         return line, f"character U+{error.character:04X} is not allowed in YAML"
     return 1, f"invalid YAML: {str(error)[:_SHOWN]}"
+
+
+def _character_at(data: bytes, line: int, column: int) -> str:
+    """The character at 0-based `line` and `column` of `data` ("" past its end)."""
+    start = 0
+    for _ in range(line):
+        start = data.find(b"\n", start) + 1
+        if start == 0:
+            return ""
+    end = data.find(b"\n", start)
+    text = data[start : len(data) if end < 0 else end].decode("utf-8", errors="replace")
+    return text[column : column + 1]

@@ -1,14 +1,18 @@
-"""A demanding user's review of the CLI: hostile input must end in a clear error (exit 1, nothing
-sent), never a traceback or a write the job never asked for."""
+"""Odd or hostile input to the command (an edited plan file, huge flags, paths that cannot be
+written, SIGTERM) ends in a clear error (exit 1, nothing sent) or exit 130, never a traceback or a
+write the job never asked for."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import resource
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +132,7 @@ def test_plan_out_to_a_path_that_cannot_be_written_is_a_clear_error(
     assert "Traceback" not in run.err
     assert str(out) in run.err
     assert not (tmp_path.parent / (tmp_path.name + ".tmp")).exists()
+    assert sim.requests() == ()  # said before reading every chat, not after
 
 
 @pytest.mark.parametrize("ledger", ["a-file/", "missing-dir/ledger.jsonl", "missing-dir/ledgers/"])
@@ -185,3 +190,62 @@ def test_plan_stopped_by_sigterm_exits_130_like_ctrl_c(
     stopped = finish(process)
     assert stopped.code == 130, stopped
     assert "Traceback" not in stopped.stderr
+
+
+# ------------------------------------------------------------------- what a server says back
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """Answers every request 401 with a detail that would redraw the terminal if printed raw."""
+
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {
+                "status": 401,
+                "type": "errors/invalid_credentials",
+                "title": "Unauthorized",
+                "detail": "bad key\n\x1b[2J\x1b[Hall good: 0 removals\u202e",
+            }
+        ).encode()
+        try:
+            self.send_response(401)
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client hung up: the run stopped at the first refusal
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client hanging up is no error of the test's: nothing on the captured stderr
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[str]:
+    server = _QuietServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_an_error_the_server_words_is_one_line_without_terminal_controls(
+    cli: Cli, tmp_path: Path, refusing_server: str
+) -> None:
+    run = cli.run("plan", team_job(tmp_path), "--base-url", refusing_server, "--api-key", "k" * 20)
+    assert run.code == 1
+    assert "\x1b" not in run.err and "\u202e" not in run.err
+    others = [line for line in run.err.splitlines() if not line.startswith("progress: ")]
+    assert len(others) == 1, run.err
+    (line,) = others
+    assert line.startswith("error: the API key was refused: ")
+    assert "bad key\\n\\x1b[2J\\x1b[Hall good" in line
