@@ -299,6 +299,8 @@ class Application:
             return account.stopped_outcome(op)
         if refused is not None:  # this chat alone is off limits: the rest of it fails unsent
             return Outcome(op, "failed", "api_error", 0, refused)
+        if not self.run.budget.available(claim):  # not worth a turn in the pacer
+            return Outcome(op, "deferred", "daily_limit", 0)
         try:
             return await self.run.write(account, op, claim)
         except SendingStopped:

@@ -157,11 +157,13 @@ class Run:
         """What this run takes from the ledger: today's budget of each limited account (its
         write attempts today already spent) and the earlier runs' writes left pending."""
         left: dict[str, int] = {}
+        limits: dict[str, int] = {}
         for account in self.accounts:
             limit = self.daily_limit(account)
             if limit is not None:
+                limits[account] = limit
                 left[account] = limit - previous.writes_today.get(account, 0)
-        self.budget = WriteBudget(left)
+        self.budget = WriteBudget(left, limits=limits)
         for operation in previous.pending.values():
             if operation.account in self.accounts:
                 self._pending[(operation.account, operation.chat)].append(operation)
