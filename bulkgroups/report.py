@@ -12,7 +12,9 @@ records merged in time order, so the last outcome of an operation is the latest 
 An `op` record amended by a `verify` record of its run (the write did not show on re-read) counts
 with the amended status everywhere, as the run's own `end` counts do. To keep memory bounded
 whatever the size of a run, the ledger is read twice: once for the (few) amendments, once for the
-rest. `intent` records are counted per run (write attempts announced) and otherwise not shown.
+rest. `intent` records are counted per run (write attempts announced); an intent that no later
+`op` record of its operation answers is a write sent without a recorded outcome (its process
+ended first, and the server may have applied it): `pending`, shown until a later run decides it.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class Summary:
     by_account: Mapping[str, Mapping[str, int]]
     problems: tuple[Problem, ...]
     ledgers: tuple[str, ...] = ()  # the files read: `path`, or every ledger of the directory
+    # Write attempts announced without a later outcome of their operation, the latest of each.
+    pending: tuple[IntentRecord, ...] = ()
 
 
 def _ledgers(path: str | os.PathLike[str]) -> tuple[str, ...]:
@@ -212,6 +216,7 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
     # later outcome of the same operation supersedes them.
     last: dict[str, tuple[str, str, str | None]] = {}
     problems: dict[str, Problem] = {}
+    pending: dict[str, IntentRecord] = {}
     for record in amended_ops(path):
         if isinstance(record, RunRecord):
             runs[record.run_id] = _RunTally(record)
@@ -219,7 +224,9 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
             runs.setdefault(record.run_id, _RunTally(None)).end = record
         elif isinstance(record, IntentRecord):
             runs.setdefault(record.run_id, _RunTally(None)).intents += 1
+            pending[record.op_id] = record
         else:
+            pending.pop(record.op_id, None)
             account, status = sys.intern(record.account), sys.intern(record.status)
             reason = sys.intern(record.reason) if record.reason is not None else None
             runs.setdefault(record.run_id, _RunTally(None)).count(account, status, reason)
@@ -250,6 +257,7 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
                 key=lambda p: (p.account, p.chat, p.action, p.user or p.name or ""),
             )
         ),
+        pending=tuple(pending.values()),
     )
 
 
@@ -417,9 +425,22 @@ def _renderables(summary: Summary) -> list[RenderableType]:
     if explanation:
         parts += [Text("Not done, by account:")]
         parts += [_line("  " + line) for line in explanation]
-    else:
+    if summary.pending:
+        parts += [Text("Sent, outcome not recorded (the process ended first), by account:")]
+        parts += [_line("  " + line) for line in _pending_lines(summary.pending)]
+    if not explanation and not summary.pending:
         parts += [Text("Every operation was applied or skipped.")]
     return parts
+
+
+def _pending_lines(pending: Iterable[IntentRecord]) -> list[str]:
+    """`acc_x: 2 writes sent without a recorded outcome; ...`, one line per account."""
+    by_account = Counter(intent.account for intent in pending)
+    return [
+        f"{account}: {n} write{'s' if n != 1 else ''} sent without a recorded outcome; the "
+        "next run of the job on this ledger decides each from its read"
+        for account, n in sorted(by_account.items())
+    ]
 
 
 def print_text(summary: Summary, console: Console) -> None:
@@ -459,6 +480,12 @@ def _problem_json(problem: Problem) -> dict[str, Any]:
     }
 
 
+def _pending_json(intent: IntentRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = orjson.loads(intent.to_json())
+    del fields["type"]
+    return fields
+
+
 def render_json(summary: Summary) -> str:
     """The summary as one JSON document (indented), for scripts."""
     document = {
@@ -485,6 +512,7 @@ def render_json(summary: Summary) -> str:
             for run in summary.runs
         ],
         "problems": [_problem_json(p) for p in summary.problems],
+        "pending": [_pending_json(intent) for intent in summary.pending],
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
 
