@@ -209,6 +209,29 @@ async def test_a_remove_a_killed_run_sent_is_recorded_though_the_new_plan_no_lon
     assert result.exit_code == 0
 
 
+async def test_a_killed_runs_write_stays_pending_through_a_run_that_cannot_read_its_chat(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The run in between records the chat's operations as failed (its read failed); the write
+    # the killed run sent may still have taken effect, so the next run that reads it decides it.
+    chats = [{"chat": "c1", "account": A, "add": [BOB]}]
+    job_file = write_job(tmp_path / "job.yaml", chats)
+    killed_run(tmp_path / "ledger.jsonl", job_file, Operation(A, "c1", "add", user=BOB))
+    sim.configure_chat(A, "c1", members=[ANN, BOB])  # it took effect
+    sim.set_faults("500=1")
+    _, unread = await run_job(sim, tmp_path, chats)
+    sim.set_faults("")
+    assert [(r["status"], r.get("in_doubt")) for r in unread] == [("failed", True)]
+
+    result, records = await run_job(sim, tmp_path, chats)
+
+    assert [(r["user"], r["status"], r.get("recovered")) for r in records] == [
+        (BOB, "applied", True)
+    ]
+    assert writes(sim, A) == []
+    assert result.exit_code == 0
+
+
 async def test_a_write_left_in_doubt_is_decided_by_the_next_runs_read(
     sim: Simulator, tmp_path: Path
 ) -> None:

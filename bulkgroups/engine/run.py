@@ -101,6 +101,18 @@ def _with_recovered(plan: ChatPlan, recovered: list[Operation]) -> ChatPlan:
     )
 
 
+def _still_in_doubt(plan: ChatPlan, pending: list[Operation]) -> ChatPlan:
+    """The plan of a chat that could not be read, its earlier runs' pending writes marked in
+    doubt: they may have taken effect, and stay pending until a run reads the chat."""
+    waiting = {op.digest for op in pending}
+    return replace(
+        plan,
+        decided=tuple(
+            replace(o, in_doubt=True) if o.operation.digest in waiting else o for o in plan.decided
+        ),
+    )
+
+
 class Run:
     """The mutable state of one invocation and the requests it makes; owned by one task group.
 
@@ -477,6 +489,8 @@ class Run:
             found = [op for op in pending if in_effect(op, observed, account.owner)]
             if found:
                 plan = _with_recovered(plan, found)
+        elif pending:
+            plan = _still_in_doubt(plan, pending)
         self.observer.advance("read")
         return plan
 
