@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .ledger_dir import ledger_files, read_ledgers
-from .model import STATUSES, ErrorInfo
+from .model import STATUSES, ErrorInfo, Reason, Status
 from .records import EndRecord, IntentRecord, OpRecord, ResolutionRecord, RunRecord, VerifyRecord
 
 __all__ = [
@@ -181,7 +181,7 @@ class _RunTally:
         )
 
 
-Amendments = dict[tuple[str, str], tuple[str, str | None]]
+Amendments = dict[tuple[str, str], tuple[Status, Reason | None]]
 
 
 def amendments(path: str | os.PathLike[str]) -> Amendments:
@@ -205,7 +205,7 @@ def amended_ops(
         if isinstance(record, OpRecord) and changes:
             change = changes.get((record.run_id, record.op_id))
             if change is not None:
-                record = replace(record, status=change[0], reason=change[1])  # type: ignore[arg-type]
+                record = replace(record, status=change[0], reason=change[1])
         yield record
 
 
