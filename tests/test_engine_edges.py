@@ -89,3 +89,40 @@ async def test_chats_not_begun_when_interrupted_record_nothing(
 
     assert result.interrupted
     assert all(r["chat"] == "first" for r in op_records(tmp_path / "l.jsonl"))
+
+
+async def test_an_interrupt_stops_the_reading_of_chats_as_well_as_the_writing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # One account writes while another still reads its many chats, slowly: after the interrupt
+    # nothing would come of those reads (no chat begins its writes), so they are not sent.
+    slow = "acc_slow_reader"
+    job_file = write_job(
+        tmp_path / "job.yaml",
+        [
+            {"chat": "now", "account": "acc_quick", "add": ["ACoAA0401", "ACoAA0402"]},
+            *({"chat": f"c{i}", "account": slow, "add": ["ACoAA0403"]} for i in range(40)),
+        ],
+        {slow: {"rate": "4/s"}},
+    )
+    interrupt = anyio.Event()
+    client = Bystander(sim.url, api_key=sim.api_key)
+    reads_at_interrupt: list[int] = []
+
+    def interrupted() -> None:
+        reads_at_interrupt.append(sum(1 for r in sim.requests(slow) if r.kind == "read"))
+        interrupt.set()
+
+    client.before_write[1] = interrupted
+    config = replace(FAST, chats_per_account=2, interrupt_grace=3.0)
+    async with client:
+        result = await apply_job(
+            load_job(job_file),
+            client,
+            ledger=tmp_path / "l.jsonl",
+            config=config,
+            interrupt=interrupt,
+        )
+    assert result.interrupted
+    read_after = sum(1 for r in sim.requests(slow) if r.kind == "read") - reads_at_interrupt[0]
+    assert read_after <= 2 * config.chats_per_account  # those already on their way, no more

@@ -290,9 +290,7 @@ async def test_a_write_sent_without_a_recorded_outcome_is_reported_until_a_later
     async with LedgerWriter(path) as writer:
         await writer.run_started(run_id="r1", job_sha256=JOB, resume=False, version="0.1.0")
         for operation in (sent, lost):
-            await writer.append(
-                IntentRecord.of(operation, run_id="r1", attempt=1, at=writer.now())
-            )
+            await writer.append(IntentRecord.of(operation, run_id="r1", attempt=1, at=writer.now()))
         await writer.record(Outcome(sent, "applied", attempts=1), run_id="r1")
     summary = summarize(path)
     text = render_text(summary, width=200)

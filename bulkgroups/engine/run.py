@@ -474,7 +474,10 @@ class Run:
 
         Writes an earlier run left pending on this chat are decided from the same read: those in
         effect become the plan's `recovered` (the rest is planned again if the job still asks).
+        Raises `SendingStopped` once the run is interrupted: the read is not begun.
         """
+        if self.stops.interrupted:
+            raise SendingStopped()  # no chat begins its writes now: nothing would come of the read
         account = self.accounts[chat.account]
         observed = await self.read_chat(account, chat.chat, listing=chat.leave)
         plan = planner.plan_chat(
