@@ -1,5 +1,6 @@
-"""`daily_limit` in a run against the simulator: a chat goes as far as the day's budget allows,
-and what the budget cannot cover is deferred without waiting for a turn to send it."""
+"""`daily_limit` in a run against the simulator: chats started together never overspend it, a chat
+goes as far as the day's budget allows, and what the budget cannot cover is deferred without
+waiting for a turn to send it."""
 
 from __future__ import annotations
 
@@ -85,3 +86,25 @@ async def test_writes_past_the_daily_budget_are_deferred_without_waiting_for_a_t
     ]
     assert len(writes(sim, A)) == 2
     assert client.write_turns == 2  # the two attempts sent; none for the write deferred
+
+
+async def test_chats_started_together_never_overspend_the_daily_limit(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Two chats of one account start side by side; the budget holds only one of them.
+    sim.configure_chat(A, "c1", members=())
+    sim.configure_chat(A, "c2", members=())
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": NEWCOMERS[:2]},
+            {"chat": "c2", "account": A, "add": NEWCOMERS[2:4]},
+        ],
+        accounts={A: {"daily_limit": 3}},
+    )
+    assert len(writes(sim, A)) <= 3
+    statuses = sorted((r["chat"], r["status"], r["reason"]) for r in records)
+    assert statuses.count(("c1", "applied", None)) + statuses.count(("c2", "applied", None)) == 2
+    assert all(s[1:] == ("deferred", "daily_limit") for s in statuses if s[1] != "applied")
+    assert result.counts["deferred"] == 2
