@@ -538,19 +538,17 @@ class Replay:
         return self.outcomes.get(digest) in ("applied", "skipped")
 
 
-def _digest_of(op_id: str, operation: Operation) -> bytes:
-    # The recorded op_id is the operation's identity; recompute it only if it is unusable.
+def record_digest(record: IntentRecord | OpRecord) -> bytes:
+    """The 16-byte identity (`model.op_digest`) of the operation a record is about: its recorded
+    `op_id`, recomputed from its fields only if that is unusable."""
+    op_id = record.op_id
     if len(op_id) == 32:
         try:
             return bytes.fromhex(op_id)
         except ValueError:
             pass
-    return op_digest(operation.account, operation.chat, operation.action, operation.subject)
-
-
-def record_digest(record: IntentRecord | OpRecord) -> bytes:
-    """The 16-byte identity (`model.op_digest`) of the operation a record is about."""
-    return _digest_of(record.op_id, record.operation)
+    subject = record.user if record.user is not None else record.name
+    return op_digest(record.account, record.chat, record.action, subject)
 
 
 class _Replaying:
@@ -603,9 +601,8 @@ class _Replaying:
         self.with_intents.add(record.run_id)
         unix = self.used(record.account, record.at, 1)
         if record.run_id in self.segment:
-            operation = record.operation
-            digest = _digest_of(record.op_id, operation)
-            self.pending[digest] = operation
+            digest = record_digest(record)
+            self.pending[digest] = record.operation
             self.pending_since[digest] = unix
 
     def op(self, record: OpRecord) -> None:
@@ -613,12 +610,11 @@ class _Replaying:
         unix = self.used(record.account, record.at, record.attempts if counted else 0)
         if record.run_id not in self.segment:
             return
-        operation = record.operation
-        digest = _digest_of(record.op_id, operation)
+        digest = record_digest(record)
         if self.keep_outcomes:
             self.outcomes[digest] = sys.intern(record.status)
         if record.in_doubt and record.status in ("failed", "deferred"):
-            self.pending[digest] = operation
+            self.pending[digest] = record.operation
             self.pending_since[digest] = unix
         elif self.pending.pop(digest, None) is not None:
             del self.pending_since[digest]

@@ -218,19 +218,7 @@ def plan_chat(
     owners = {p.user_id for p in observed.participants if p.is_self}
     if owner_id is not None:
         owners.add(owner_id)
-
-    steps: list[_Step]
-    held: tuple[str, ...] = ()
-    if info.is_readonly:
-        left = observed.members_listed and not (current & owners)
-        steps = [
-            _decide(op, "skipped", "already_left" if op.action == "leave" and left else "read_only")
-            for op in chat_operations(chat)
-        ]
-    elif chat.is_desired_state:
-        steps, held = _desired_steps(chat, observed, owners, people)
-    else:
-        steps = _imperative_steps(chat, observed, owners, people)
+    steps, held = _steps(chat, observed, owners, people)
     if _over_cap(steps, current, owners, owner_id, max_members):
         steps = [_decide(s, "failed", "member_cap") for s in steps]
 
@@ -268,6 +256,21 @@ def _unresolved(op: Operation, people: People) -> Outcome:
     if resolution is None or resolution.reason is None:
         return _decide(op, "failed", "unresolved_user")
     return _decide(op, resolution.status, resolution.reason, resolution.error)
+
+
+def _steps(
+    chat: ChatJob, state: ChatState, owners: set[str], people: People
+) -> tuple[list[_Step], tuple[str, ...]]:
+    """The chat's steps in contract order, and the removals held (see the module docstring)."""
+    if state.info.is_readonly:
+        left = state.members_listed and not (state.member_ids() & owners)
+        return [
+            _decide(op, "skipped", "already_left" if op.action == "leave" and left else "read_only")
+            for op in chat_operations(chat)
+        ], ()
+    if chat.is_desired_state:
+        return _desired_steps(chat, state, owners, people)
+    return _imperative_steps(chat, state, owners, people), ()
 
 
 def _rename_step(chat: ChatJob, state: ChatState) -> list[_Step]:

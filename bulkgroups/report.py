@@ -12,7 +12,9 @@ records merged in time order, so the last outcome of an operation is the latest 
 An `op` record amended by a `verify` record of its run (the write did not show on re-read) counts
 with the amended status everywhere, as the run's own `end` counts do. To keep memory bounded
 whatever the size of a run, the ledger is read twice: once for the (few) amendments, once for the
-rest. `intent` records are counted per run (write attempts announced) and otherwise not shown.
+rest. `intent` records are counted per run (write attempts announced); an intent that no later
+`op` record of its operation answers is a write sent without a recorded outcome (its process
+ended first, and the server may have applied it): `pending`, shown until a later run decides it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import csv
 import io
 import os
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -32,13 +33,13 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .ledger import record_digest
 from .ledger_dir import ledger_files, read_ledgers
-from .model import STATUSES, ErrorInfo
+from .model import STATUSES, ErrorInfo, Reason, Status
 from .records import EndRecord, IntentRecord, OpRecord, ResolutionRecord, RunRecord, VerifyRecord
 
 __all__ = [
     "CSV_COLUMNS",
-    "Problem",
     "RunSummary",
     "Summary",
     "amended_ops",
@@ -73,24 +74,6 @@ CSV_COLUMNS: Final = (
 _ERRORS_SHOWN: Final = 3
 _DETAIL_SHOWN: Final = 120
 _PROBLEMS: Final = ("deferred", "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """An operation whose last outcome in the ledger is `failed` or `deferred`."""
-
-    op_id: str
-    run_id: str
-    at: str
-    account: str
-    chat: str
-    action: str
-    user: str | None
-    name: str | None
-    status: str
-    reason: str | None
-    attempts: int
-    error: ErrorInfo | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +112,11 @@ class Summary:
     counts: Mapping[str, int]
     by_reason: Mapping[str, int]
     by_account: Mapping[str, Mapping[str, int]]
-    problems: tuple[Problem, ...]
+    # The `op` records of the operations whose last outcome is failed or deferred.
+    problems: tuple[OpRecord, ...]
     ledgers: tuple[str, ...] = ()  # the files read: `path`, or every ledger of the directory
+    # Write attempts announced without a later outcome of their operation, the latest of each.
+    pending: tuple[IntentRecord, ...] = ()
 
 
 def _ledgers(path: str | os.PathLike[str]) -> tuple[str, ...]:
@@ -177,7 +163,7 @@ class _RunTally:
         )
 
 
-Amendments = dict[tuple[str, str], tuple[str, str | None]]
+Amendments = dict[tuple[str, str], tuple[Status, Reason | None]]
 
 
 def amendments(path: str | os.PathLike[str]) -> Amendments:
@@ -201,17 +187,20 @@ def amended_ops(
         if isinstance(record, OpRecord) and changes:
             change = changes.get((record.run_id, record.op_id))
             if change is not None:
-                record = replace(record, status=change[0], reason=change[1])  # type: ignore[arg-type]
+                record = replace(record, status=change[0], reason=change[1])
         yield record
 
 
 def summarize(path: str | os.PathLike[str]) -> Summary:
     """Read a ledger (streaming) into a Summary; raises FileNotFoundError or LedgerCorrupt."""
     runs: dict[str, _RunTally] = {}
-    # Per operation only (account, status, reason), interned; problems are kept in full until a
-    # later outcome of the same operation supersedes them.
-    last: dict[str, tuple[str, str, str | None]] = {}
-    problems: dict[str, Problem] = {}
+    # Per operation only its 16-byte identity and a shared (account, status, reason); problems
+    # are kept in full until a later outcome of the same operation supersedes them.
+    last: dict[bytes, tuple[str, str, str | None]] = {}
+    shapes: dict[tuple[str, str, str | None], tuple[str, str, str | None]] = {}
+    problems: dict[bytes, OpRecord] = {}
+    shared: dict[object, Any] = {}  # one copy of each run id, account, chat, reason, error, ...
+    pending: dict[bytes, IntentRecord] = {}
     for record in amended_ops(path):
         if isinstance(record, RunRecord):
             runs[record.run_id] = _RunTally(record)
@@ -219,15 +208,17 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
             runs.setdefault(record.run_id, _RunTally(None)).end = record
         elif isinstance(record, IntentRecord):
             runs.setdefault(record.run_id, _RunTally(None)).intents += 1
+            pending[record_digest(record)] = record
         else:
-            account, status = sys.intern(record.account), sys.intern(record.status)
-            reason = sys.intern(record.reason) if record.reason is not None else None
+            digest = record_digest(record)
+            pending.pop(digest, None)
+            shape = (record.account, record.status, record.reason)
+            account, status, reason = last[digest] = shapes.setdefault(shape, shape)
             runs.setdefault(record.run_id, _RunTally(None)).count(account, status, reason)
-            last[record.op_id] = (account, status, reason)
             if status in _PROBLEMS:
-                problems[record.op_id] = _problem(record)
+                problems[digest] = _compact(record, shared)
             else:
-                problems.pop(record.op_id, None)
+                problems.pop(digest, None)
     counts: Counter[str] = Counter()
     by_reason: Counter[str] = Counter()
     by_account: dict[str, Counter[str]] = {}
@@ -250,11 +241,29 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
                 key=lambda p: (p.account, p.chat, p.action, p.user or p.name or ""),
             )
         ),
+        pending=tuple(pending.values()),
     )
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _compact(record: OpRecord, shared: dict[object, Any]) -> OpRecord:
+    """The record with its values that many records repeat (the run, the account, the chat, the
+    error, ...) shared with theirs: a ledger of a million failures is held in a fraction of the
+    memory."""
+
+    def same(value: Any) -> Any:
+        return shared.setdefault(value, value)
+
+    return replace(
+        record,
+        run_id=same(record.run_id),
+        account=same(record.account),
+        chat=same(record.chat),
+        action=same(record.action),
+        name=same(record.name),
+        status=same(record.status),
+        reason=same(record.reason),
+        error=same(record.error),
+    )
 
 
 def _by_status(counts: Mapping[str, int]) -> dict[str, int]:
@@ -262,23 +271,6 @@ def _by_status(counts: Mapping[str, int]) -> dict[str, int]:
     result: dict[str, int] = {status: counts.get(status, 0) for status in STATUSES}
     result.update({s: n for s, n in sorted(counts.items()) if s not in result})
     return result
-
-
-def _problem(record: OpRecord) -> Problem:
-    return Problem(
-        op_id=record.op_id,
-        run_id=record.run_id,
-        at=record.at,
-        account=record.account,
-        chat=record.chat,
-        action=record.action,
-        user=record.user,
-        name=record.name,
-        status=record.status,
-        reason=record.reason,
-        attempts=record.attempts,
-        error=record.error,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,7 +295,7 @@ def explain(summary: Summary) -> list[str]:
 
     e.g. `acc_x: 12 deferred — provider_rate_limited (429 provider/too_many_requests: ...; req_id r1)`
     """
-    groups: dict[str, dict[tuple[str, str | None], list[Problem]]] = {}
+    groups: dict[str, dict[tuple[str, str | None], list[OpRecord]]] = {}
     for problem in summary.problems:
         key = (problem.status, problem.reason)
         groups.setdefault(problem.account, {}).setdefault(key, []).append(problem)
@@ -417,9 +409,22 @@ def _renderables(summary: Summary) -> list[RenderableType]:
     if explanation:
         parts += [Text("Not done, by account:")]
         parts += [_line("  " + line) for line in explanation]
-    else:
+    if summary.pending:
+        parts += [Text("Sent, outcome not recorded (the process ended first), by account:")]
+        parts += [_line("  " + line) for line in _pending_lines(summary.pending)]
+    if not explanation and not summary.pending:
         parts += [Text("Every operation was applied or skipped.")]
     return parts
+
+
+def _pending_lines(pending: Iterable[IntentRecord]) -> list[str]:
+    """`acc_x: 2 writes sent without a recorded outcome; ...`, one line per account."""
+    by_account = Counter(intent.account for intent in pending)
+    return [
+        f"{account}: {n} write{'s' if n != 1 else ''} sent without a recorded outcome; the "
+        "next run of the job on this ledger decides each from its read"
+        for account, n in sorted(by_account.items())
+    ]
 
 
 def print_text(summary: Summary, console: Console) -> None:
@@ -442,21 +447,11 @@ def render_text(summary: Summary, *, width: int = 100) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _problem_json(problem: Problem) -> dict[str, Any]:
-    return {
-        "op_id": problem.op_id,
-        "run_id": problem.run_id,
-        "at": problem.at,
-        "account": problem.account,
-        "chat": problem.chat,
-        "action": problem.action,
-        "user": problem.user,
-        "name": problem.name,
-        "status": problem.status,
-        "reason": problem.reason,
-        "attempts": problem.attempts,
-        "error": None if problem.error is None else problem.error.as_dict(),
-    }
+def _fields(record: OpRecord | IntentRecord) -> dict[str, Any]:
+    """A record's fields as the ledger spells them, without its `type`."""
+    fields: dict[str, Any] = orjson.loads(record.to_json())
+    del fields["type"]
+    return fields
 
 
 def render_json(summary: Summary) -> str:
@@ -484,7 +479,8 @@ def render_json(summary: Summary) -> str:
             }
             for run in summary.runs
         ],
-        "problems": [_problem_json(p) for p in summary.problems],
+        "problems": [_fields(record) for record in summary.problems],
+        "pending": [_fields(intent) for intent in summary.pending],
     }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
 

@@ -19,7 +19,7 @@ Decisions:
   read saw the name, this one saw it already renamed) or that no job file could hold is a comment.
 - The ledger's `resolution` records give the profile a member was named by, shown as a comment.
 - Memory: the run's applied operations are held (grouped by chat) while the file is written; the
-  ledger itself is streamed (twice).
+  ledger itself is streamed (twice). A ledger directory is read as one, as `report` reads it.
 """
 
 from __future__ import annotations
@@ -32,9 +32,16 @@ from dataclasses import dataclass, field
 from .errors import UsageError
 from .export import yaml_comment, yaml_scalar
 from .jobs.checks import name_problem
-from .ledger import read_ledger
+from .ledger_dir import read_ledgers
 from .model import WRITE_ACTIONS, profile_display
-from .records import OpRecord, ResolutionRecord, RunRecord, VerifyRecord, format_time
+from .records import (
+    OpRecord,
+    Record,
+    ResolutionRecord,
+    RunRecord,
+    VerifyRecord,
+    format_time,
+)
 
 __all__ = ["InverseJob", "inverse_of"]
 
@@ -142,35 +149,23 @@ class InverseJob:
         return f"{yaml_scalar(user)}  # {yaml_comment(about)}"
 
     def _chat_text(self, chat: _Chat) -> str:
-        where = f"{yaml_comment(chat.account)} / {yaml_comment(chat.chat)}"
         if chat.left:
-            notes = [
-                f"  # {where}: left by that run, which cannot be undone (the owner cannot rejoin)"
-            ]
-            if chat.to_add or chat.to_remove or chat.renamed:
-                notes.append("  # nor can what else it changed there, by this account:")
-            notes += [f"  #   added {yaml_comment(u)}" for u in chat.to_remove]
-            notes += [f"  #   removed {yaml_comment(u)}" for u in chat.to_add]
-            if chat.renamed:
-                notes.append(
-                    f"  #   renamed {yaml_comment(repr(chat.previous_name))} -> "
-                    f"{yaml_comment(repr(chat.renamed_to))}"
-                )
-            return "\n".join(notes) + "\n"
+            return _left_text(chat)
         lines: list[str] = []
         problem = chat.rename_problem()
         if chat.renamed and problem is not None:
             lines.append(
-                f"  # {where}: the rename to {yaml_comment(repr(chat.renamed_to))} cannot be "
-                f"undone: {yaml_comment(problem)}"
+                f"  # {_where(chat)}: the rename to {yaml_comment(repr(chat.renamed_to))} cannot "
+                f"be undone: {yaml_comment(problem)}"
             )
-        if not (chat.to_add or chat.to_remove or (chat.renamed and problem is None)):
-            return "\n".join(lines) + "\n" if lines else ""
-        lines += [
-            f"  - chat: {yaml_scalar(chat.chat)}",
-            f"    account: {yaml_scalar(chat.account)}",
-        ]
-        if chat.renamed and problem is None and chat.previous_name is not None:
+        if chat.to_add or chat.to_remove or (chat.renamed and problem is None):
+            lines += self._entry_lines(chat)
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def _entry_lines(self, chat: _Chat) -> list[str]:
+        """The chat's entry in the job: its rename back, then the adds and removes that undo."""
+        lines = [f"  - chat: {yaml_scalar(chat.chat)}", f"    account: {yaml_scalar(chat.account)}"]
+        if chat.renamed and chat.previous_name is not None and chat.rename_problem() is None:
             lines.append(
                 f"    rename: {yaml_scalar(chat.previous_name)}  # renamed to "
                 f"{yaml_comment(repr(chat.renamed_to))} by that run"
@@ -181,52 +176,96 @@ class InverseJob:
         if chat.to_remove:
             lines.append("    remove:")
             lines += [f"      - {self._who(chat.account, u, 'added')}" for u in chat.to_remove]
-        return "\n".join(lines) + "\n"
+        return lines
 
 
-def inverse_of(ledger: str, *, run_id: str | None = None) -> InverseJob:
-    """The inverse job of run `run_id` of `ledger` (default: its last run that applied
-    something); `UsageError` for a missing ledger, an unknown run, or nothing to undo."""
-    if not os.path.exists(ledger):
-        raise UsageError(f"{ledger}: no such ledger")
-    runs: dict[str, RunRecord] = {}
-    applied: dict[str, int] = {}
-    amended: set[tuple[str, str]] = set()
-    profiles: dict[tuple[str, str], str] = {}
-    # First pass: the runs, how much each applied once amended, and who the profiles are.
-    for record in read_ledger(ledger):
+def _where(chat: _Chat) -> str:
+    return f"{yaml_comment(chat.account)} / {yaml_comment(chat.chat)}"
+
+
+def _left_text(chat: _Chat) -> str:
+    """A chat the run left: what it changed there, as comments (none of it can be undone)."""
+    notes = [
+        f"  # {_where(chat)}: left by that run, which cannot be undone (the owner cannot rejoin)"
+    ]
+    if chat.to_add or chat.to_remove or chat.renamed:
+        notes.append("  # nor can what else it changed there, by this account:")
+    notes += [f"  #   added {yaml_comment(u)}" for u in chat.to_remove]
+    notes += [f"  #   removed {yaml_comment(u)}" for u in chat.to_add]
+    if chat.renamed:
+        notes.append(
+            f"  #   renamed {yaml_comment(repr(chat.previous_name))} -> "
+            f"{yaml_comment(repr(chat.renamed_to))}"
+        )
+    return "\n".join(notes) + "\n"
+
+
+@dataclass(slots=True)
+class _LedgerRuns:
+    """The first pass over the ledger: its runs, how many writes each applied once amended, the
+    amendments, and who the profiles are."""
+
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)
+    amended: set[tuple[str, str]] = field(default_factory=set)
+    profiles: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def take(self, record: Record) -> None:
         if isinstance(record, RunRecord):
-            runs[record.run_id] = record
+            self.runs[record.run_id] = record
         elif isinstance(record, OpRecord):
             if record.status == "applied" and record.action in WRITE_ACTIONS:
-                applied[record.run_id] = applied.get(record.run_id, 0) + 1
+                self.applied[record.run_id] = self.applied.get(record.run_id, 0) + 1
         elif isinstance(record, VerifyRecord):
             if record.status != "applied":
-                amended.add((record.run_id, record.op_id))
-                applied[record.run_id] = applied.get(record.run_id, 0) - 1
+                self.amended.add((record.run_id, record.op_id))
+                self.applied[record.run_id] = self.applied.get(record.run_id, 0) - 1
         elif isinstance(record, ResolutionRecord):
-            profiles[(record.account, record.user_id)] = record.profile
-    if run_id is None:
-        run_id = next((r for r in reversed(runs) if applied.get(r, 0) > 0), None)
+            self.profiles[(record.account, record.user_id)] = record.profile
+
+    def chosen(self, ledger: str, run_id: str | None) -> str:
+        """`run_id`, checked, or by default the last run that applied something."""
         if run_id is None:
-            raise UsageError(f"{ledger}: no run applied anything: nothing to undo")
-    elif run_id not in runs:
-        raise UsageError(f"{ledger}: no run {run_id!r:.80} in this ledger")
-    elif applied.get(run_id, 0) <= 0:
-        raise UsageError(f"{ledger}: run {run_id} applied nothing: nothing to undo")
-    # Second pass: the run's applied writes, grouped by chat in the order the run reached them.
-    chats: dict[tuple[str, str], _Chat] = {}
-    for record in read_ledger(ledger):
-        if (
+            last = next((r for r in reversed(self.runs) if self.applied.get(r, 0) > 0), None)
+            if last is None:
+                raise UsageError(f"{ledger}: no run applied anything: nothing to undo")
+            return last
+        if run_id not in self.runs:
+            raise UsageError(f"{ledger}: no run {run_id!r:.80} in this ledger")
+        if self.applied.get(run_id, 0) <= 0:
+            raise UsageError(f"{ledger}: run {run_id} applied nothing: nothing to undo")
+        return run_id
+
+    def undoes(self, record: Record, run_id: str) -> bool:
+        """Whether `record` is a write the run applied (and kept applied): one to undo."""
+        return (
             isinstance(record, OpRecord)
             and record.run_id == run_id
             and record.status == "applied"
             and record.action in WRITE_ACTIONS
-            and (run_id, record.op_id) not in amended
-        ):
+            and (run_id, record.op_id) not in self.amended
+        )
+
+
+def inverse_of(ledger: str, *, run_id: str | None = None) -> InverseJob:
+    """The inverse job of run `run_id` of `ledger` (default: its last run that applied
+    something); `UsageError` for a missing ledger, an unknown run, or nothing to undo.
+
+    A ledger directory is read as `report` reads it: every ledger in it, as one."""
+    if not os.path.exists(ledger):
+        raise UsageError(f"{ledger}: no such ledger")
+    seen = _LedgerRuns()
+    for record in read_ledgers(ledger):
+        seen.take(record)
+    run_id = seen.chosen(ledger, run_id)
+    # Second pass: the run's applied writes, grouped by chat in the order the run reached them.
+    chats: dict[tuple[str, str], _Chat] = {}
+    for record in read_ledgers(ledger):
+        if seen.undoes(record, run_id):
+            assert isinstance(record, OpRecord)
             key = (record.account, record.chat)
             chat = chats.get(key)
             if chat is None:
                 chat = chats[key] = _Chat(record.account, record.chat)
             chat.take(record)
-    return InverseJob(os.fspath(ledger), runs[run_id], list(chats.values()), profiles)
+    return InverseJob(os.fspath(ledger), seen.runs[run_id], list(chats.values()), seen.profiles)

@@ -82,3 +82,27 @@ def test_never_more_attempts_than_the_limit_whatever_the_chats_and_retries(
         budget.release(claim)
     assert spent <= limit
     assert budget.left("acc") == limit - spent
+
+
+def test_a_chat_larger_than_the_whole_limit_claims_what_is_left_of_the_day() -> None:
+    # Waiting for a day with room for all of it would wait forever: it goes as far as today allows.
+    budget = WriteBudget({"acc": 3}, limits={"acc": 3})
+    claim = budget.claim("acc", 5)
+    assert claim is not None and claim.units == 3
+    assert budget.claim("acc", 1) is None
+
+
+def test_a_chat_that_fits_in_a_day_still_waits_for_a_day_with_room_for_all_of_it() -> None:
+    budget = WriteBudget({"acc": 2}, limits={"acc": 30})
+    assert budget.claim("acc", 3) is None
+    assert budget.claim("acc", 2) is not None
+
+
+def test_whether_an_attempt_could_spend_is_known_without_spending() -> None:
+    budget = WriteBudget({"acc": 1})
+    claim = budget.claim("acc", 1)
+    assert claim is not None
+    assert budget.available(claim) and budget.available(claim)
+    assert budget.spend(claim)
+    assert not budget.available(claim)
+    assert budget.available(budget.claim("free", 1) or claim)

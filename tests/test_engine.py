@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -97,11 +96,6 @@ def _account_scoped(sim: Simulator, account: str) -> list[tuple[str, str | None,
     )
 
 
-def _span(sim: Simulator, account: str) -> float:
-    times = sim.timeline(account)
-    return times[-1] - times[0]
-
-
 async def test_a_slow_account_does_not_delay_the_others(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
@@ -126,43 +120,32 @@ async def test_a_slow_account_does_not_delay_the_others(
     for account in accounts[:-1]:
         # The same requests as without the slow account...
         assert _account_scoped(slowed, account) == _account_scoped(baseline, account)
-        # ...finished while the slow account was still at work, at the same pace as before.
+        # ...finished while the slow account was still at work (how fast is for benchmarks/).
         assert slowed.timeline(account)[-1] < slow_end
-        assert _span(slowed, account) < 2 * _span(baseline, account) + 0.2
-    assert _span(slowed, "acc_slow") > _span(baseline, "acc_slow") + 0.4
     assert slowed.violations() == 0
 
 
-async def test_mixed_limits_finish_close_to_the_ideal_makespan(
+async def test_accounts_of_different_limits_each_stay_within_their_own(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
-    """100+ accounts at 10, 20 and 40 requests/s, some with 4x the chats: the run takes at most
-    1.25x the ideal (the slowest account's requests x T / N), start-up included. A generous
-    bound: the exact ratio is a figure for benchmarks/."""
+    """100+ accounts at 10, 20 and 40 requests/s (the job's per-account rates, equal to the
+    simulator's), some with 4x the chats: every account converges and none goes over its own
+    limit. How close the run comes to the ideal makespan is a figure for benchmarks/
+    (bench_makespan), not an assertion here."""
     sim = sim_factory()
     rates = [parse_rate("10/s"), parse_rate("20/s"), parse_rate("40/s")]
     chats: list[dict[str, Any]] = []
-    accounts: dict[str, RateSpec] = {}
     settings: dict[str, Any] = {}
     for a in range(102):
         account = f"acc_{a:03d}"
         rate = rates[a % 3]
-        accounts[account] = rate
         sim.configure_account(account, rate=rate, write_rate=rate)
         settings[account] = {"rate": str(rate), "write_rate": str(rate)}
         count = 8 if a % 10 == 0 else 2
         chats += [c for c in mixed_chats(account, count)[0] if "members" not in c]
     job = write_job(tmp_path / "job.yaml", chats, accounts=settings)
-    cfg = config(parse_rate("10/s"))
 
-    started = time.monotonic()
-    result = await run(sim, job, tmp_path / "ledger.jsonl", cfg)
-    elapsed = time.monotonic() - started
+    result = await run(sim, job, tmp_path / "ledger.jsonl", config(parse_rate("10/s")))
 
     assert result.exit_code == 0, result.counts
     assert sim.violations() == 0
-    ideal = max(
-        len(sim.timeline(account)) * rate.period / rate.count for account, rate in accounts.items()
-    )
-    print(f"makespan {elapsed:.2f}s, ideal {ideal:.2f}s, ratio {elapsed / ideal:.3f}")
-    assert elapsed <= 1.25 * ideal, (elapsed, ideal)

@@ -36,6 +36,15 @@ from bulkgroups.model import RateSpec
         ("failure_streak_defer", 0),
         ("interrupt_grace", -1),
         ("seed", "7"),
+        ("only_accounts", ["acc_1"]),  # a tuple: a config is a value
+        ("only_accounts", ("",)),
+        ("only_chats", ("acc_1/c1", None)),
+        ("max_removal_percent", 0),
+        ("max_removal_percent", 100.5),
+        ("max_removal_percent", float("nan")),
+        ("resolve_max_age", -1),
+        ("resolve_max_age", float("nan")),
+        ("resolve_max_age", "30d"),
     ],
 )
 def test_a_bad_setting_is_a_usage_error_naming_it(field: str, value: Any) -> None:

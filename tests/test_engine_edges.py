@@ -1,5 +1,6 @@
-"""Edges of the outcomes table found in review: a leave that finds the chat already left, a read
-that failed before and succeeds on resume, and chats not begun when a run is interrupted."""
+"""Edges of a run: a leave that finds the chat already left, a read that failed before and
+succeeds on resume, what an interrupt stops (chats not begun, reads not begun, a confirmation not
+answered), and a run cancelled from outside that still ends its ledger."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import anyio
-from engine_helpers import op_records, write_job
-from outcome_helpers import FAST, Bystander, run_job
+from engine_helpers import ledger_records, op_records, write_job
+from outcome_helpers import FAST, Bystander, run_job, writes
 
 from bulkgroups.engine import apply_job
 from bulkgroups.jobs import load_job
@@ -89,3 +90,99 @@ async def test_chats_not_begun_when_interrupted_record_nothing(
 
     assert result.interrupted
     assert all(r["chat"] == "first" for r in op_records(tmp_path / "l.jsonl"))
+
+
+async def test_an_interrupt_stops_the_reading_of_chats_as_well_as_the_writing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # One account writes while another still reads its many chats, slowly: after the interrupt
+    # nothing would come of those reads (no chat begins its writes), so they are not sent.
+    slow = "acc_slow_reader"
+    job_file = write_job(
+        tmp_path / "job.yaml",
+        [
+            {"chat": "now", "account": "acc_quick", "add": ["ACoAA0401", "ACoAA0402"]},
+            *({"chat": f"c{i}", "account": slow, "add": ["ACoAA0403"]} for i in range(40)),
+        ],
+        {slow: {"rate": "4/s"}},
+    )
+    interrupt = anyio.Event()
+    client = Bystander(sim.url, api_key=sim.api_key)
+    reads_at_interrupt: list[int] = []
+
+    def interrupted() -> None:
+        reads_at_interrupt.append(sum(1 for r in sim.requests(slow) if r.kind == "read"))
+        interrupt.set()
+
+    client.before_write[1] = interrupted
+    config = replace(FAST, chats_per_account=2, interrupt_grace=3.0)
+    async with client:
+        result = await apply_job(
+            load_job(job_file),
+            client,
+            ledger=tmp_path / "l.jsonl",
+            config=config,
+            interrupt=interrupt,
+        )
+    assert result.interrupted
+    read_after = sum(1 for r in sim.requests(slow) if r.kind == "read") - reads_at_interrupt[0]
+    assert read_after <= 2 * config.chats_per_account  # those already on their way, no more
+
+
+async def test_a_run_cancelled_from_outside_after_writes_began_still_ends_its_ledger(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The CLI's second Ctrl-C cancels apply_job outright; the ledger must still get its `end`.
+    sim.configure_chat("acc_a", "c1", members=())
+    job = load_job(
+        write_job(
+            tmp_path / "job.yaml",
+            [{"chat": "c1", "account": "acc_a", "add": ["ACoAA0001", "ACoAA0002", "ACoAA0003"]}],
+        )
+    )
+    ledger = tmp_path / "ledger.jsonl"
+    client = Bystander(sim.url, api_key=sim.api_key)
+    async with client, anyio.create_task_group() as tg:
+        client.after_write[1] = tg.cancel_scope.cancel
+        await apply_job(job, client, ledger=ledger, config=FAST)
+    kinds = [r["type"] for r in ledger_records(ledger)]
+    assert kinds[0] == "run"
+    assert kinds[-1] == "end"
+    end = ledger_records(ledger)[-1]
+    assert end["interrupted"] is True
+    assert not (tmp_path / "ledger.jsonl.lock").exists()
+
+
+async def test_an_interrupt_while_the_plan_awaits_confirmation_does_not_wait_for_the_answer(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Ctrl-C at the confirmation prompt: the run must stop without waiting for the user's answer.
+    sim.configure_chat("acc_a", "c1", members=("ACoAA0001",))
+    job = load_job(
+        write_job(
+            tmp_path / "job.yaml", [{"chat": "c1", "account": "acc_a", "remove": ["ACoAA0001"]}]
+        )
+    )
+    interrupt = anyio.Event()
+    answered = False
+
+    async def confirm(plan: object) -> bool:
+        nonlocal answered
+        interrupt.set()
+        await anyio.sleep_forever()  # the person never answers
+        answered = True
+        return True
+
+    async with Bystander(sim.url, api_key=sim.api_key) as client:
+        result = await apply_job(
+            job,
+            client,
+            ledger=tmp_path / "ledger.jsonl",
+            config=FAST,
+            interrupt=interrupt,
+            confirm=confirm,
+        )
+        returned_before_answer = not answered
+    assert returned_before_answer
+    assert result.interrupted
+    assert writes(sim, "acc_a") == []

@@ -13,6 +13,7 @@ from rich.console import Console
 from bulkgroups.errors import LedgerCorrupt
 from bulkgroups.ledger import LedgerWriter
 from bulkgroups.model import ErrorInfo, Operation, Outcome
+from bulkgroups.records import IntentRecord
 from bulkgroups.report import (
     CSV_COLUMNS,
     explain,
@@ -277,3 +278,33 @@ def test_reports_refuse_a_damaged_ledger(tmp_path: Path) -> None:
         summarize(path)
     with pytest.raises(LedgerCorrupt):
         render_csv(path)
+
+
+async def test_a_write_sent_without_a_recorded_outcome_is_reported_until_a_later_run_decides_it(
+    tmp_path: Path,
+) -> None:
+    # A run killed while ACoAA2 was on its way: the server may have applied it, so the report must
+    # not say that everything was done.
+    path = tmp_path / "ledger.jsonl"
+    sent, lost = add("acc_x", "chat_A", "ACoAA1"), add("acc_x", "chat_A", "ACoAA2")
+    async with LedgerWriter(path) as writer:
+        await writer.run_started(run_id="r1", job_sha256=JOB, resume=False, version="0.1.0")
+        for operation in (sent, lost):
+            await writer.append(IntentRecord.of(operation, run_id="r1", attempt=1, at=writer.now()))
+        await writer.record(Outcome(sent, "applied", attempts=1), run_id="r1")
+    summary = summarize(path)
+    text = render_text(summary, width=200)
+    assert "Every operation was applied or skipped." not in text
+    assert "acc_x: 1 write sent without a recorded outcome" in text
+    document = orjson.loads(render_json(summary))
+    assert [(p["op_id"], p["run_id"], p["user"]) for p in document["pending"]] == [
+        (lost.op_id, "r1", "ACoAA2")
+    ]
+
+    async with LedgerWriter(path) as writer:
+        await writer.run_started(run_id="r2", job_sha256=JOB, resume=False, version="0.1.0")
+        await writer.record(Outcome(lost, "applied", recovered=True), run_id="r2")
+        await writer.run_ended(run_id="r2", counts={"applied": 1}, interrupted=False)
+    summary = summarize(path)
+    assert summary.pending == ()
+    assert "Every operation was applied or skipped." in render_text(summary)

@@ -223,3 +223,30 @@ def test_a_member_removed_and_added_back_in_one_run_has_nothing_to_undo(
         {"chat": "c2", "account": "acc_1", "remove": ["ACoAnn"]}
     ]
     assert "ACoAnn  # added by that run; linkedin.com/in/ann-kim" in run.out
+
+
+def test_a_ledger_directory_is_undone_as_report_reads_it_every_shards_file_as_one(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # `--ledger DIR/ --shard I/N` writes DIR/shard-I-of-N.jsonl; the user names the directory.
+    directory = tmp_path / "ledgers"
+    directory.mkdir()
+    ledger_of(directory / "shard-0-of-2.jsonl", [Outcome(add("ACoAFirst"), "applied", None, 1)])
+    later = "2025-03-10T13:00:00.000Z"
+    (directory / "shard-1-of-2.jsonl").write_bytes(
+        RunRecord("later", "a" * 64, False, later, "0").to_json()
+        + b"\n"
+        + OpRecord.of(
+            Outcome(add("ACoASecond", "c2"), "applied", None, 1), run_id="later", at=later
+        ).to_json()
+        + b"\n"
+    )
+
+    run = cli.run("undo", f"{directory}/")
+    assert run.code == 0, run.err
+    assert yaml.safe_load(run.out)["chats"] == [
+        {"chat": "c2", "account": "acc_1", "remove": ["ACoASecond"]}
+    ]
+    chosen = cli.run("undo", directory, "--run", "run0")
+    assert chosen.code == 0, chosen.err
+    assert yaml.safe_load(chosen.out)["chats"][0]["remove"] == ["ACoAFirst"]

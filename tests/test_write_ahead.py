@@ -209,6 +209,29 @@ async def test_a_remove_a_killed_run_sent_is_recorded_though_the_new_plan_no_lon
     assert result.exit_code == 0
 
 
+async def test_a_killed_runs_write_stays_pending_through_a_run_that_cannot_read_its_chat(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The run in between records the chat's operations as failed (its read failed); the write
+    # the killed run sent may still have taken effect, so the next run that reads it decides it.
+    chats = [{"chat": "c1", "account": A, "add": [BOB]}]
+    job_file = write_job(tmp_path / "job.yaml", chats)
+    killed_run(tmp_path / "ledger.jsonl", job_file, Operation(A, "c1", "add", user=BOB))
+    sim.configure_chat(A, "c1", members=[ANN, BOB])  # it took effect
+    sim.set_faults("500=1")
+    _, unread = await run_job(sim, tmp_path, chats)
+    sim.set_faults("")
+    assert [(r["status"], r.get("in_doubt")) for r in unread] == [("failed", True)]
+
+    result, records = await run_job(sim, tmp_path, chats)
+
+    assert [(r["user"], r["status"], r.get("recovered")) for r in records] == [
+        (BOB, "applied", True)
+    ]
+    assert writes(sim, A) == []
+    assert result.exit_code == 0
+
+
 async def test_a_write_left_in_doubt_is_decided_by_the_next_runs_read(
     sim: Simulator, tmp_path: Path
 ) -> None:
@@ -316,3 +339,39 @@ async def test_a_full_disk_stops_every_request_at_once_and_raises_ledger_unwrita
     assert kinds[0] == "run" and "end" not in kinds  # what was written is intact
     assert not (tmp_path / "ledger.jsonl.lock").exists()
     assert 0 < len(writes(sim, A)) < 6
+
+
+async def test_a_full_disk_while_another_account_still_reads_its_chats_raises_ledger_unwritable(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The reading account's next read meets the stop: the run still ends with the ledger's error
+    # (exit 4), not with a group of internal signals.
+    slow = "acc_slow_reader"
+    job = load_job(
+        write_job(
+            tmp_path / "job.yaml",
+            [
+                {"chat": "now", "account": A, "add": [BOB, CID, DAN]},
+                *({"chat": f"c{i}", "account": slow, "add": [BOB]} for i in range(30)),
+            ],
+            {slow: {"rate": "4/s"}},
+        )
+    )
+    writes_left = 3  # the run record, then an intent or two
+
+    def write(fd: int, data: memoryview) -> int:
+        nonlocal writes_left
+        if writes_left == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        writes_left -= 1
+        return os.write(fd, data)
+
+    with pytest.raises(LedgerUnwritable):
+        async with Bystander(sim.url, api_key=sim.api_key) as client:
+            await apply_job(
+                job,
+                client,
+                ledger=tmp_path / "ledger.jsonl",
+                config=FAST,
+                ledger_io=LedgerIO(write=write),
+            )

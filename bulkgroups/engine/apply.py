@@ -11,7 +11,6 @@ more after a short delay) and a `verify` record for each applied write that does
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -181,9 +180,13 @@ class Application:
     # -- one account ---------------------------------------------------------------------------
 
     async def _pipeline(self, account: str, chats: list[ChatJob]) -> None:
-        # SendingStopped: the run stopped sending (its ledger failed): nothing more to do here.
-        with contextlib.suppress(SendingStopped):
+        # SendingStopped: the run stopped sending (its ledger failed, or it was interrupted while
+        # this account still read): nothing more to do here. `except*`: raised in the task group
+        # of the account's reads, it comes wrapped in an ExceptionGroup.
+        try:
             await self._plan_and_apply(account, chats)
+        except* SendingStopped:
+            pass
 
     async def _plan_and_apply(self, account: str, chats: list[ChatJob]) -> None:
         run = self.run
@@ -299,6 +302,8 @@ class Application:
             return account.stopped_outcome(op)
         if refused is not None:  # this chat alone is off limits: the rest of it fails unsent
             return Outcome(op, "failed", "api_error", 0, refused)
+        if not self.run.budget.available(claim):  # not worth a turn in the pacer
+            return Outcome(op, "deferred", "daily_limit", 0)
         try:
             return await self.run.write(account, op, claim)
         except SendingStopped:

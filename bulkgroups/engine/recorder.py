@@ -9,7 +9,7 @@ import anyio
 
 from ..ledger import LedgerWriter
 from ..model import STATUSES, Operation, Outcome, Reason, Resolution, Status
-from ..records import IntentRecord, OpRecord, ResolutionRecord, RunRecord, VerifyRecord
+from ..records import IntentRecord, ResolutionRecord, VerifyRecord
 from ..version import __version__
 from .config import RunObserver
 
@@ -43,8 +43,9 @@ class Recorder:
         async with self._starting:
             if not self.started:
                 self._observer.phase("apply", 0)
-                record = RunRecord(self.run_id, job_sha256, resume, self.writer.now(), __version__)
-                await self.writer.append(record)
+                await self.writer.run_started(
+                    run_id=self.run_id, job_sha256=job_sha256, resume=resume, version=__version__
+                )
                 for resolution in resolutions:
                     await self.writer.append(ResolutionRecord.of(resolution, run_id=self.run_id))
                 self.started = True
@@ -58,11 +59,7 @@ class Recorder:
 
     async def outcome(self, outcome: Outcome, *, previous_name: str | None = None) -> None:
         """The operation's `op` record, appended now; the observer is told."""
-        await self.writer.append(
-            OpRecord.of(
-                outcome, run_id=self.run_id, at=self.writer.now(), previous_name=previous_name
-            )
-        )
+        await self.writer.record(outcome, run_id=self.run_id, previous_name=previous_name)
         self.counts[outcome.status] += 1
         self.recorded += 1
         self._observer.outcome(outcome)

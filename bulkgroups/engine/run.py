@@ -102,6 +102,18 @@ def _with_recovered(plan: ChatPlan, recovered: list[Operation]) -> ChatPlan:
     )
 
 
+def _still_in_doubt(plan: ChatPlan, pending: list[Operation]) -> ChatPlan:
+    """The plan of a chat that could not be read, its earlier runs' pending writes marked in
+    doubt: they may have taken effect, and stay pending until a run reads the chat."""
+    waiting = {op.digest for op in pending}
+    return replace(
+        plan,
+        decided=tuple(
+            replace(o, in_doubt=True) if o.operation.digest in waiting else o for o in plan.decided
+        ),
+    )
+
+
 class Run:
     """The mutable state of one invocation and the requests it makes; owned by one task group.
 
@@ -158,11 +170,13 @@ class Run:
         """What this run takes from the ledger: today's budget of each limited account (its
         write attempts today already spent) and the earlier runs' writes left pending."""
         left: dict[str, int] = {}
+        limits: dict[str, int] = {}
         for account in self.accounts:
             limit = self.daily_limit(account)
             if limit is not None:
+                limits[account] = limit
                 left[account] = limit - previous.writes_today.get(account, 0)
-        self.budget = WriteBudget(left)
+        self.budget = WriteBudget(left, limits=limits)
         for operation in previous.pending.values():
             if operation.account in self.accounts:
                 self._pending[(operation.account, operation.chat)].append(operation)
@@ -469,7 +483,10 @@ class Run:
 
         Writes an earlier run left pending on this chat are decided from the same read: those in
         effect become the plan's `recovered` (the rest is planned again if the job still asks).
+        Raises `SendingStopped` once the run is interrupted: the read is not begun.
         """
+        if self.stops.interrupted:
+            raise SendingStopped()  # no chat begins its writes now: nothing would come of the read
         account = self.accounts[chat.account]
         observed = await self.read_chat(account, chat.chat, listing=chat.leave)
         plan = planner.plan_chat(
@@ -484,6 +501,8 @@ class Run:
             found = [op for op in pending if in_effect(op, observed, account.owner)]
             if found:
                 plan = _with_recovered(plan, found)
+        elif pending:
+            plan = _still_in_doubt(plan, pending)
         self.observer.advance("read")
         return plan
 

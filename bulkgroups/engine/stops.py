@@ -4,8 +4,9 @@ signals a request given up at its turn raises.
 Three things stop a run's sending, each set once and read before every request (at its turn,
 after the pacer's wait, so that a request that waited minutes does not go out after the stop):
 
-- an interrupt (SIGINT/SIGTERM, or the library caller's event): no write leaves after it; reads
-  in flight and requests already sent finish;
+- an interrupt (SIGINT/SIGTERM, or the library caller's event): no write leaves after it, and no
+  chat's read begins (nothing would come of it); the reads that decide writes already sent, and
+  requests already sent, finish;
 - the ledger failing (`LedgerUnwritable`): no request of any kind leaves after it, since nothing
   more could be recorded;
 - the API key refused (`AuthError`): every account stops (a per-account matter, see `accounts`).
