@@ -34,7 +34,6 @@ from ..model import (
     Plan,
     ReadFailure,
     RequestKind,
-    RequestTurn,
 )
 from ..pacing import Pacing, PacingPolicy
 from .accounts import Account, AccountStop
@@ -163,9 +162,10 @@ class Run:
 
     # --------------------------------------------------------------------------------- pacing
 
-    def pacing_turn(self, account: str, kind: RequestKind) -> RequestTurn:
-        """The account's pacing turn for one request (see `gates.RunTurn`)."""
-        return self._pacing.gate(account, kind)
+    @property
+    def pacing(self) -> Pacing:
+        """The run's pacers (every request's turn, see `gates.RunTurn`)."""
+        return self._pacing
 
     def gate(self, account: str, kind: RequestKind) -> RunTurn:
         """The gate of a read: the pacer's turn, then the run's last look before it goes."""
