@@ -100,6 +100,8 @@ _T = TypeVar("_T")
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 _INVALID_BODY: Final = "http/invalid_body"
+# RFC 3986's unreserved characters: a segment made only of them is its own encoding.
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]+")
 # URLs kept by a client (a few hundred bytes each): enough for every chat in flight at once.
 _URL_CACHE_SIZE: Final = 2048
 _MAX_ERROR_BODY: Final = 64 * 1024
@@ -131,6 +133,8 @@ def quote_segment(value: str) -> str:
         raise ValueError("an id in a URL path cannot be empty")
     if value in (".", ".."):
         return "%2E" * len(value)
+    if _UNRESERVED.fullmatch(value):
+        return value  # nothing to encode (nearly every id): half the CPU of asking urllib
     # urllib's quoter with nothing safe leaves exactly RFC 3986's unreserved set (and caches
     # per-character results): the same output as a byte loop, a third of the CPU.
     return quote(value, safe="", encoding="utf-8", errors="strict")
