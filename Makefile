@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench soak clean
+.PHONY: demo test lint typecheck unit bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,13 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Every figure of benchmarks/RESULTS.md, medians of interleaved rounds (about 25 minutes on a quiet
+# 2-core machine); bench-quick: the same at tiny sizes, one round, RESULTS.md left alone.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
 
 # kill -9 at 25 seeded moments of a real `bulkgroups apply`, resumed each time: the figures, and
 # exit 1 if the ledger and the simulator disagree (not part of `make test`: it takes minutes).

@@ -6,7 +6,7 @@ The job: 60 accounts x 100 chats x 50 users, every user distinct; even chats an 
 which are not counted as operations); one user in ten given as a LinkedIn profile URL. YAML is
 written as a person or a script would (block lists, one user a line), CSV as an export would.
 
-Each load runs `load_job` in a process of its own (so peaks do not mix), three rounds interleaved
+Each load runs `load_job` in a process of its own (so peaks do not mix), `ROUNDS` rounds interleaved
 YAML / CSV, median kept:
 - `yaml_us_per_op`, `csv_us_per_op`: CPU time of `load_job` per operation (CPU rather than wall
   time: the machines are shared, and a load is single-threaded and does no waiting);
@@ -36,7 +36,7 @@ USERS_PER_CHAT = 50
 ADDS = 35  # of an imperative chat's users; the rest are removes
 PROTECTED = 2  # of a desired-state chat's members
 OPERATIONS = ACCOUNTS * CHATS_PER_ACCOUNT * USERS_PER_CHAT
-ROUNDS = 3
+ROUNDS = 5
 RATIO_TARGET = 2.0
 
 
@@ -110,15 +110,15 @@ def _uses_libyaml() -> float:
     return 1.0 if PARSER_NAME == "libyaml" else 0.0
 
 
-def run() -> list[Figure]:
+def run(*, rounds: int = ROUNDS) -> list[Figure]:
     seconds: dict[str, list[float]] = {"yaml": [], "csv": []}
     memory: dict[str, list[float]] = {"yaml": [], "csv": []}
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"yaml": Path(tmp) / "job.yaml", "csv": Path(tmp) / "job.csv"}
         write_yaml(paths["yaml"])
         write_csv(paths["csv"])
-        baseline = statistics.median(_child("")["peak_mb"] for _ in range(ROUNDS))
-        for _ in range(ROUNDS):
+        baseline = statistics.median(_child("")["peak_mb"] for _ in range(rounds))
+        for _ in range(rounds):
             for kind, path in paths.items():
                 phase = _child(str(path))
                 if phase["count"] != OPERATIONS:

@@ -1,15 +1,13 @@
-"""Memory for a million operations (issue #5's scale): peak RSS, each phase in a process of its own
-so that peaks do not mix, against 300 MB (VmHWM of /proc/self/status, else ru_maxrss).
+"""Replaying a ledger of a million operations (`--resume`'s read): peak RSS in a process of its own
+(VmHWM of /proc/self/status, else ru_maxrss), against 300 MB.
 
-- `load`: `load_job` of a 1,000,000-row CSV job (25,000 chats of 250 accounts x 40 `member` rows).
-- `plan`: the same load, then `planner.plan_chat` of every chat against a synthetic state holding
-  only the owner, keeping every `ChatPlan` as a run does: 1,000,000 planned adds. No network.
 - `replay`: `ledger.replay` (with the job's hash, as `--resume` does) of a ledger of one `run`
   record and 1,000,000 `op` records.
 - `baseline`: the interpreter with bulkgroups imported, for reference.
 
-A full apply of a million operations against the simulator is not run: at the simulator's pace
-(a few thousand requests/s) it would take many minutes, beyond `make bench`'s budget.
+`validate`, `plan` and `apply` of a million operations are measured through the real CLI by
+`bench_scale` (this module once measured `load_job` and `planner.plan_chat` in isolation, which
+was not what the commands do).
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from benchmarks.figures import ROOT, Figure
 
 ACCOUNTS = 250
 CHATS_PER_ACCOUNT = 100
-MEMBERS = 40  # below the 50-member cap, owner included
+MEMBERS = 40
 USERS = 20_000
 OPERATIONS = ACCOUNTS * CHATS_PER_ACCOUNT * MEMBERS
 LIMIT_MB = 300.0
@@ -38,18 +36,6 @@ JOB_SHA = "b" * 64
 
 def _user(account: int, chat: int, k: int) -> str:
     return f"ACoAU{(account * 7919 + chat * 104_729 + k * 31) % USERS:05d}"
-
-
-def write_csv(path: Path) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        out.write("account,chat,action,user,name\n")
-        for a in range(ACCOUNTS):
-            account = f"acc_{a:04d}"
-            for c in range(CHATS_PER_ACCOUNT):
-                chat = f"chat_{c:03d}"
-                out.writelines(
-                    f"{account},{chat},member,{_user(a, c, k)},\n" for k in range(MEMBERS)
-                )
 
 
 def write_ledger(path: Path) -> None:
@@ -112,28 +98,11 @@ def _peak_mb() -> float:
 
 def _phase(name: str, path: str) -> dict[str, float]:
     """Run in the child: one phase, its peak RSS, its time and what it produced."""
-    from bulkgroups import ledger, planner
-    from bulkgroups.jobs import load_job
-    from bulkgroups.model import ChatInfo, ChatState, Participant
+    from bulkgroups import ledger
 
     started = time.perf_counter()
     count = 0
-    if name in ("load", "plan"):
-        job = load_job(path)
-        count = sum(len(c.members or ()) for c in job.chats)
-        if name == "plan":
-            plans = []
-            for chat in job.chats:
-                owner = f"ACoAO{chat.account}"
-                state = ChatState(
-                    chat.account,
-                    chat.chat,
-                    ChatInfo(chat.chat, "Group", "group", True, False, 1),
-                    (Participant(owner, "Owner", is_self=True),),
-                )
-                plans.append(planner.plan_chat(chat, state, owner_id=owner))
-            count = sum(len(p.to_send) for p in plans)
-    elif name == "replay":
+    if name == "replay":
         count = len(ledger.replay(path, job_sha256=JOB_SHA).outcomes)
     elif name != "baseline":
         raise ValueError(name)
@@ -155,26 +124,18 @@ def _child(name: str, path: str) -> dict[str, float]:
 
 def run() -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
-        job_path, ledger_path = Path(tmp) / "job.csv", Path(tmp) / "ledger.jsonl"
-        write_csv(job_path)
+        ledger_path = Path(tmp) / "ledger.jsonl"
         write_ledger(ledger_path)
         baseline = _child("baseline", "")
-        load = _child("load", str(job_path))
-        plan = _child("plan", str(job_path))
         replayed = _child("replay", str(ledger_path))
-    for phase in (load, plan, replayed):
-        if phase["count"] != OPERATIONS:
-            raise RuntimeError(f"a phase handled {phase['count']} operations, not {OPERATIONS}")
+    if replayed["count"] != OPERATIONS:
+        raise RuntimeError(f"replay found {replayed['count']} operations, not {OPERATIONS}")
     ops = f"{OPERATIONS:,} ops"
     return [
-        Figure("memory.load_peak_mb", load["peak_mb"], "MB", LIMIT_MB, "<=", f"load_job, {ops}"),
-        Figure("memory.plan_peak_mb", plan["peak_mb"], "MB", LIMIT_MB, "<=", f"load + plan, {ops}"),
         Figure(
             "memory.replay_peak_mb", replayed["peak_mb"], "MB", LIMIT_MB, "<=", f"replay, {ops}"
         ),
         Figure("memory.baseline_mb", baseline["peak_mb"], "MB", note="imports only"),
-        Figure("memory.load_s", load["seconds"], "s"),
-        Figure("memory.plan_s", plan["seconds"], "s", note="load included"),
         Figure("memory.replay_s", replayed["seconds"], "s"),
     ]
 

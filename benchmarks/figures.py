@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import orjson
 
 Compare = Literal["<=", ">=", "=="]
 
@@ -107,3 +110,11 @@ def sandbox_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def sim_get(sandbox: Sandbox, path: str) -> Any:
+    """`GET /_sim/{path}` of a sandbox process (its inspection API): the decoded answer."""
+    request = urllib.request.Request(sandbox.url + "/_sim/" + path)
+    request.add_header("X-API-KEY", sandbox.api_key)
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return orjson.loads(answer.read())

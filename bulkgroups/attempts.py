@@ -96,6 +96,79 @@ def _backoff_budget(budget: float) -> tenacity.stop.stop_base:
     return _Stop()
 
 
+def _never() -> bool:
+    return False
+
+
+def _no_error(error: ApiError) -> None:
+    return None
+
+
+def _nothing() -> None:
+    return None
+
+
+def _failed(
+    error: BaseException,
+    pacer: AccountPacer,
+    policy: RetryPolicy,
+    attempts: Attempts,
+    write: bool,
+    on_transient: Callable[[ApiError], None],
+) -> None:
+    """An attempt's bookkeeping when it raised: the count of what was sent, a write's unknown
+    outcome, the account's pause for a 429 (or `DeferAccount` beyond the budget)."""
+    if isinstance(error, AccountStopped):
+        attempts.count -= 1  # given up at its turn in the pacer: nothing was sent
+    elif isinstance(error, RateLimited):
+        on_transient(error)
+        retry_after = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
+        if retry_after > policy.budget:
+            raise DeferAccount(error) from error
+        pacer.pause_for(retry_after)
+    elif isinstance(error, Unreachable):
+        # No connection was made: nothing was sent, so the write's outcome is known (not done),
+        # and it is no sign of a provider's limiter: the run of failing writes that defers an
+        # account (`on_transient`) counts only answers and lost answers.
+        pass
+    elif isinstance(error, TransientError):
+        if write:
+            attempts.outcome_unknown = True
+        on_transient(error)
+
+
+async def _attempt(
+    call: Callable[[], Awaitable[T]],
+    pacer: AccountPacer,
+    policy: RetryPolicy,
+    attempts: Attempts,
+    write: bool,
+    stopped: Callable[[], bool],
+    on_transient: Callable[[ApiError], None],
+    on_success: Callable[[], None],
+) -> T:
+    """One attempt: nothing if the account stopped meanwhile, else `call` with its bookkeeping."""
+    if stopped():
+        raise AccountStopped()
+    attempts.count += 1
+    token = numbered_attempt(attempts.count)  # a retry's requests say which attempt they are
+    try:
+        result = await call()
+    except BaseException as error:
+        _failed(error, pacer, policy, attempts, write, on_transient)
+        raise
+    finally:
+        reset_attempt(token)
+    on_success()
+    return result
+
+
+def _backoff(policy: RetryPolicy, rng: random.Random, error: BaseException | None, n: int) -> float:
+    if isinstance(error, RateLimited):
+        return 0.0  # the pacer holds the account until Retry-After has passed
+    return policy.backoff(n, rng)
+
+
 async def call_with_retry(
     call: Callable[[], Awaitable[T]],
     *,
@@ -105,78 +178,42 @@ async def call_with_retry(
     write: bool,
     rng: random.Random,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-    stopped: Callable[[], bool] = lambda: False,
-    on_transient: Callable[[ApiError], None] = lambda error: None,
-    on_success: Callable[[], None] = lambda: None,
+    stopped: Callable[[], bool] = _never,
+    on_transient: Callable[[ApiError], None] = _no_error,
+    on_success: Callable[[], None] = _nothing,
 ) -> T:
     """Run `call` under the retry policy; raise its last error if it never succeeds.
 
     `stopped` is asked before every attempt (an account stopped meanwhile sends nothing more);
     `on_transient` / `on_success` let the run watch for a provider's limiter hidden behind 5xx.
     """
-
-    async def attempt() -> T:
-        if stopped():
-            raise AccountStopped()
-        attempts.count += 1
-        try:
-            if attempts.count == 1:
-                result = await call()
-            else:  # a retry: its requests say which attempt they are (the request log)
-                token = numbered_attempt(attempts.count)
-                try:
-                    result = await call()
-                finally:
-                    reset_attempt(token)
-        except AccountStopped:
-            attempts.count -= 1  # given up at its turn in the pacer: nothing was sent
-            raise
-        except RateLimited as error:
-            on_transient(error)
-            retry_after = (
-                error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
-            )
-            if retry_after > policy.budget:
-                raise DeferAccount(error) from error
-            pacer.pause_for(retry_after)
-            raise
-        except Unreachable as error:
-            # No connection was made: nothing was sent, the write's outcome is known (not done).
-            on_transient(error)
-            raise
-        except TransientError as error:
-            if write:
-                attempts.outcome_unknown = True
-            on_transient(error)
-            raise
-        on_success()
-        return result
-
-    def backoff(error: BaseException | None, attempt_number: int) -> float:
-        if isinstance(error, RateLimited):
-            return 0.0  # the pacer holds the account until Retry-After has passed
-        return policy.backoff(attempt_number, rng)
-
-    # Nearly every request succeeds at once: try it plainly, and build the retry machinery only
-    # for the few that fail (it costs more CPU than the request itself).
+    # Nearly every request succeeds at once: the first attempt is made here, with nothing built
+    # for it (no closure, no retry machinery: that costs more CPU than the request itself).
+    if stopped():
+        raise AccountStopped()
+    attempts.count += 1
     try:
-        return await attempt()
+        result = await call()
     except BaseException as error:
+        _failed(error, pacer, policy, attempts, write, on_transient)
         if not _retryable(error) or policy.attempts <= 1:
             raise
         unreachable = isinstance(error, Unreachable)
         if unreachable and policy.unreachable_attempts <= 1:
             raise
-        first_backoff = backoff(error, 1)
+        first_backoff = _backoff(policy, rng, error, 1)
         if first_backoff > policy.budget:
             raise
         first_error = error
+    else:
+        on_success()
+        return result
     await sleep(first_backoff)
 
     def wait(retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        return backoff(error, retry_state.attempt_number + 1)  # attempt 1 was the plain try
+        return _backoff(policy, rng, error, retry_state.attempt_number + 1)  # 1 was the first
 
     stop = (
         tenacity.stop_after_attempt(policy.attempts - 1)
@@ -192,5 +229,7 @@ async def call_with_retry(
     )
     async for retry in retrying:
         with retry:
-            return await attempt()
+            return await _attempt(
+                call, pacer, policy, attempts, write, stopped, on_transient, on_success
+            )
     raise first_error  # pragma: no cover - tenacity either returns or re-raises

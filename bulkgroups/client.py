@@ -113,6 +113,10 @@ _T = TypeVar("_T")
 
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 _INVALID_BODY: Final = "http/invalid_body"
+# RFC 3986's unreserved characters: a segment made only of them is its own encoding.
+_UNRESERVED: Final = re.compile(r"[A-Za-z0-9_.~-]+")
+# URLs kept by a client (a few hundred bytes each): enough for every chat in flight at once.
+_URL_CACHE_SIZE: Final = 2048
 _MAX_ERROR_BODY: Final = 64 * 1024
 # A Unipile DSN as the dashboard shows it: `api8.unipile.com:13851` (an origin without scheme).
 _DSN: Final = re.compile(
@@ -145,6 +149,8 @@ def quote_segment(value: str) -> str:
         raise ValueError("an id in a URL path cannot be empty")
     if value in (".", ".."):
         return "%2E" * len(value)
+    if _UNRESERVED.fullmatch(value):
+        return value  # nothing to encode (nearly every id): half the CPU of asking urllib
     # urllib's quoter with nothing safe leaves exactly RFC 3986's unreserved set (and caches
     # per-character results): the same output as a byte loop, a third of the CPU.
     return quote(value, safe="", encoding="utf-8", errors="strict")
@@ -440,6 +446,7 @@ class UnipileClient:
         "_base_url",
         "_concurrency",
         "_connect_timeout",
+        "_headers",
         "_limit_refused",
         "_max_body",
         "_max_items",
@@ -451,6 +458,7 @@ class UnipileClient:
         "_request_timeout",
         "_session",
         "_timeout",
+        "_urls",
     )
 
     def __init__(
@@ -496,6 +504,23 @@ class UnipileClient:
         )
         self._session = session
         self._owns_session = session is None
+        # Every request's headers, by (fresh, with a JSON body): built once, never changed
+        # (aiohttp copies them into each request).
+        plain = {
+            "X-API-KEY": self._api_key,
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        self._headers: dict[tuple[bool, bool], Mapping[str, str]] = {}
+        for fresh in (False, True):
+            for body in (False, True):
+                headers = dict(plain)
+                if fresh:
+                    headers["Cache-Control"] = "no-cache"
+                if body:
+                    headers["Content-Type"] = "application/json"
+                self._headers[fresh, body] = headers
+        self._urls: dict[tuple[object, ...], URL] = {}
 
     @property
     def base_url(self) -> str:
@@ -771,6 +796,19 @@ class UnipileClient:
     # ----------------------------------------------------------------------------------------
 
     def _url(self, segments: tuple[str, ...], query: Mapping[str, str] | None) -> URL:
+        """The request's URL, built once per path and query: a chat's reads and adds, and every
+        page of a listing asked the same way, share it. Kept in a bounded cache, emptied when
+        full (a removal's URL, one per member, is seldom asked twice)."""
+        key = (segments, tuple(query.items())) if query else segments
+        url = self._urls.get(key)
+        if url is None:
+            url = self._build_url(segments, query)
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[key] = url
+        return url
+
+    def _build_url(self, segments: tuple[str, ...], query: Mapping[str, str] | None) -> URL:
         text = self._base_url + "/v2/" + "/".join(quote_segment(s) for s in segments)
         if query:
             text += "?" + "&".join(f"{k}={quote_segment(v)}" for k, v in query.items())
@@ -794,17 +832,10 @@ class UnipileClient:
         if session is None:
             raise RuntimeError("UnipileClient is used outside `async with`")
         url = self._url(segments, query)
-        headers = {
-            "X-API-KEY": self._api_key,
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,
-        }
-        if fresh:
-            headers["Cache-Control"] = "no-cache"
         data: bytes | None = None
         if json is not None:
             data = orjson.dumps(json)
-            headers["Content-Type"] = "application/json"
+        headers = self._headers[fresh, json is not None]
         turn: RequestTurn = _UNGATED if gate is None else gate(account_id, kind)
         logged = http_log.isEnabledFor(logging.DEBUG)  # the only cost of the log when it is off
         async with turn:

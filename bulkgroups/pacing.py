@@ -21,7 +21,7 @@ that in a few dozen lines, pure, and tested against a fake clock.
 Arrival, not send: Unipile counts a request when it arrives, and two requests N apart can take
 different times to get there (a busy event loop, a slow proxy). So a request sent through
 `Pacing.gate` counts from when its answer came back, an upper bound of its arrival, and while
-its answer is outstanding a request that needs it out of the window waits (`_Sent`). Safe by
+its answer is outstanding a request that needs it out of the window waits (`Sent`). Safe by
 construction whatever the latency; the cost is one round trip per window.
 
 Safety margin: on top of that a period T is paced as T·(1 + margin) + min_margin, by default
@@ -96,6 +96,7 @@ __all__ = [
     "Pacing",
     "PacingPolicy",
     "RetryPolicy",
+    "Sent",
 ]
 
 Clock = Callable[[], float]
@@ -175,7 +176,7 @@ def _backlog_span(requests: int, count: int, period: float) -> float:
     return ((requests - 1) // count) * period if requests > 0 else 0.0
 
 
-class _Sent:
+class Sent:
     """One request in a sliding log: when it went, and whether its answer has come back.
 
     Unipile counts a request when it *arrives*, which is some time between our send and our
@@ -225,7 +226,7 @@ class _Window:
         self.policy = policy
         self.base_count = spec.count
         self.base_period = policy.effective_period(spec)
-        self.log: deque[_Sent] = deque(maxlen=spec.count)
+        self.log: deque[Sent] = deque(maxlen=spec.count)
         # Answer times within the last period; and (time, answers the window held) of accepted
         # answers, each holding more than every later one: its head is the most the server
         # was shown to accept (a sliding maximum, trimmed to the last two periods when read).
@@ -499,17 +500,17 @@ class AccountPacer:
         """Record that a request of this kind is being sent now (counted from its send time)."""
         self._log(kind, done=True)
 
-    def stamp_in_flight(self, kind: RequestKind) -> _Sent | None:
+    def stamp_in_flight(self, kind: RequestKind) -> Sent | None:
         """Record a request being sent now whose answer is awaited; pass the result to
         `observe` with its answer and to `answered` once the answer (or the failure) is in."""
         return self._log(kind, done=False)
 
-    def answered(self, sent: _Sent | None) -> None:
-        """The answer to a request came back: count it from now (see `_Sent`)."""
+    def answered(self, sent: Sent | None) -> None:
+        """The answer to a request came back: count it from now (see `Sent`)."""
         if sent is not None and not sent.done:
             self._answered_at(sent, self._clock())
 
-    def _answered_at(self, sent: _Sent | None, now: float) -> None:
+    def _answered_at(self, sent: Sent | None, now: float) -> None:
         if sent is None or sent.done:
             return
         sent.at = max(sent.at, now)
@@ -518,10 +519,10 @@ class AccountPacer:
             self._answered.set()
             self._answered = None
 
-    def _log(self, kind: RequestKind, *, done: bool) -> _Sent | None:
+    def _log(self, kind: RequestKind, *, done: bool) -> Sent | None:
         if kind == "core" or (self._general is None and self._writes is None):
             return None
-        sent = _Sent(self._clock(), done=done)
+        sent = Sent(self._clock(), done=done)
         if self._general is not None:
             self._general.log.append(sent)
         if kind == "write":
@@ -556,7 +557,7 @@ class AccountPacer:
     def observe(
         self,
         kind: RequestKind,
-        sent: _Sent | None,
+        sent: Sent | None,
         status: int,
         headers: RateLimitHeaders | None,
     ) -> None:
@@ -689,7 +690,10 @@ class Pacing:
 
     def gate(self, account: str, kind: RequestKind) -> _Turn:
         """Entered around one HTTP request: waits for the account's turn, takes a global slot,
-        stamps the send; learns from the answer (`observe`); the slot is released on exit."""
+        stamps the send; learns from the answer (`observe`); the slot is released on exit.
+
+        A caller that wraps the turn in one of its own (the engine's `RunTurn`) calls `enter`,
+        `observe_answer` and `leave` itself instead: one object per request, not two."""
         return _Turn(self, account, kind)
 
     def estimate_seconds(self, account: str, reads: int, writes: int) -> float:
@@ -702,7 +706,9 @@ class Pacing:
             self._slots = anyio.Semaphore(self._concurrency, fast_acquire=True)
         return self._slots
 
-    async def _enter(self, account: str, kind: RequestKind) -> _Sent | None:
+    async def enter(self, account: str, kind: RequestKind) -> Sent | None:
+        """A request's turn: wait for the account's turn, take a global slot, stamp the send.
+        Pass what it returns to `observe_answer` and `leave`; `leave` must follow, once."""
         # The uncontended path takes locks and slots with acquire_nowait (no trip through the
         # event loop: the caller yields right after, to send); anyio's nowait refuses while
         # others queue, so first come stays first served.
@@ -737,19 +743,21 @@ class Pacing:
         finally:
             lock.release()
 
-    def _observe(
+    def observe_answer(
         self,
         account: str,
         kind: RequestKind,
-        sent: _Sent | None,
+        sent: Sent | None,
         status: int,
         headers: RateLimitHeaders | None,
     ) -> None:
+        """The answer to an entered request: what the account's pacer learns from."""
         if kind != "core":
             self._pacers[account].observe(kind, sent, status, headers)
 
-    def _exit(self, account: str, sent: _Sent | None) -> None:
-        assert self._slots is not None  # taken in _enter
+    def leave(self, account: str, sent: Sent | None) -> None:
+        """The request is over (answered or failed): its slot is released."""
+        assert self._slots is not None  # taken in enter
         self._slots.release()
         if sent is not None:
             self._pacers[account].answered(sent)
@@ -764,15 +772,15 @@ class _Turn:
         self._pacing = pacing
         self._account = account
         self._kind = kind
-        self._sent: _Sent | None = None
+        self._sent: Sent | None = None
 
     async def __aenter__(self) -> _Turn:
-        self._sent = await self._pacing._enter(self._account, self._kind)
+        self._sent = await self._pacing.enter(self._account, self._kind)
         return self
 
     def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
         """The answer's status and rate-limit headers: what the account's pacer learns from."""
-        self._pacing._observe(self._account, self._kind, self._sent, status, headers)
+        self._pacing.observe_answer(self._account, self._kind, self._sent, status, headers)
 
     async def __aexit__(
         self,
@@ -780,7 +788,7 @@ class _Turn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pacing._exit(self._account, self._sent)
+        self._pacing.leave(self._account, self._sent)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,13 +1,14 @@
 """What every request of a run passes through just before it is sent.
 
-`RunTurn` wraps the account's pacing turn (`pacing.Pacing.gate`): once the turn has come (a write
+`RunTurn` takes the account's pacing turn (`pacing.Pacing.enter`): once the turn has come (a write
 may have waited minutes for it), the run takes a last look — a stopped run, a stopped account
 and, for a write, an exhausted daily budget send nothing — and for a write it writes the attempt's
 intent ahead (durable) before letting the request go. `WriteSender` is one operation's writes:
 what the retry loop calls, with the gate each of its attempts passes.
 
-Both are classes rather than closures: they are built once per request (`RunTurn`) or once per
-operation (`WriteSender`), on the path every write takes.
+Both are classes rather than closures: they are built once per request (`RunTurn`, the only
+object a request's gate builds) or once per operation (`WriteSender`), on the path every write
+takes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from ..attempts import Attempts
 from ..errors import LedgerUnwritable
-from ..model import Operation, RateLimitHeaders, RequestKind, RequestTurn
+from ..model import Operation, RateLimitHeaders, RequestKind
+from ..pacing import Sent
 from .budget import Claim
 from .stops import BudgetSpent, SendingStopped
 
@@ -28,31 +30,37 @@ __all__ = ["RunTurn", "WriteSender"]
 
 
 class RunTurn:
-    """One request's passage: the pacer's turn, the run's last look, a write's intent."""
+    """One request's passage: the pacer's turn, the run's last look, a write's intent.
 
-    __slots__ = ("_account", "_run", "_turn", "_write")
+    It takes the account's turn from `Pacing` itself (`enter`, `observe_answer`, `leave`) rather
+    than wrapping the pacer's own turn object: one object per request on the path every request
+    takes."""
+
+    __slots__ = ("_account", "_kind", "_pacing", "_run", "_sent", "_write")
 
     def __init__(
         self, run: Run, account: str, kind: RequestKind, write: WriteSender | None = None
     ) -> None:
         self._run = run
+        self._pacing = run.pacing
         self._account = account
-        self._turn: RequestTurn = run.pacing_turn(account, kind)
+        self._kind = kind
         self._write = write
+        self._sent: Sent | None = None
 
     async def __aenter__(self) -> RunTurn:
-        await self._turn.__aenter__()
+        sent = self._sent = await self._pacing.enter(self._account, self._kind)
         try:
             self._run.check_before_sending(self._account, write=self._write is not None)
             if self._write is not None:
                 await self._write.announce()
-        except BaseException as refusal:
-            await self._turn.__aexit__(type(refusal), refusal, refusal.__traceback__)
+        except BaseException:
+            self._pacing.leave(self._account, sent)
             raise
         return self
 
     def observe(self, status: int, headers: RateLimitHeaders | None) -> None:
-        self._turn.observe(status, headers)
+        self._pacing.observe_answer(self._account, self._kind, self._sent, status, headers)
 
     async def __aexit__(
         self,
@@ -60,7 +68,7 @@ class RunTurn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._turn.__aexit__(exc_type, exc, tb)
+        self._pacing.leave(self._account, self._sent)
 
 
 class WriteSender:

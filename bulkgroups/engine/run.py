@@ -45,7 +45,6 @@ from ..model import (
     ReadFailure,
     Reason,
     RequestKind,
-    RequestTurn,
     Resolution,
     profile_slug,
     shard_of,
@@ -192,9 +191,10 @@ class Run:
 
     # --------------------------------------------------------------------------------- pacing
 
-    def pacing_turn(self, account: str, kind: RequestKind) -> RequestTurn:
-        """The account's pacing turn for one request (see `gates.RunTurn`)."""
-        return self._pacing.gate(account, kind)
+    @property
+    def pacing(self) -> Pacing:
+        """The run's pacers (every request's turn, see `gates.RunTurn`)."""
+        return self._pacing
 
     def seconds_left(self, account: str) -> Callable[[int, int], float]:
         """The account's pacer's estimate of how long so many reads and writes take from now
