@@ -140,9 +140,10 @@ async def call_with_retry(
                 raise DeferAccount(error) from error
             pacer.pause_for(retry_after)
             raise
-        except Unreachable as error:
-            # No connection was made: nothing was sent, the write's outcome is known (not done).
-            on_transient(error)
+        except Unreachable:
+            # No connection was made: nothing was sent, so the write's outcome is known (not
+            # done), and it is no sign of a provider's limiter: the run of failing writes that
+            # defers an account (`on_transient`) counts only answers and lost answers.
             raise
         except TransientError as error:
             if write:
