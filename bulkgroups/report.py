@@ -37,6 +37,7 @@ from .ledger import record_digest
 from .ledger_dir import ledger_files, read_ledgers
 from .model import STATUSES, ErrorInfo, Reason, Status
 from .records import EndRecord, IntentRecord, OpRecord, ResolutionRecord, RunRecord, VerifyRecord
+from .terminal import printable
 
 __all__ = [
     "CSV_COLUMNS",
@@ -279,14 +280,16 @@ def _by_status(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def _one_line(text: str, limit: int = _DETAIL_SHOWN) -> str:
-    # Details come from the server: keep each on one short line of the report.
-    text = re.sub(r"\s+", " ", text).strip()
+    # Details come from the server: keep each on one short line of the report, with nothing in
+    # it that could steer the terminal (an escape sequence, a bidi override).
+    text = printable(re.sub(r"\s+", " ", text).strip())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def describe_error(error: ErrorInfo) -> str:
     """`429 provider/too_many_requests: detail`, as a person reads it."""
-    head = error.type if error.status is None else f"{error.status} {error.type}"
+    kind = printable(error.type)
+    head = kind if error.status is None else f"{error.status} {kind}"
     return f"{head}: {_one_line(error.detail)}" if error.detail else head
 
 

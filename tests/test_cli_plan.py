@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SimFactory
 from engine_helpers import ledger_records, write_job
 from test_cli_helpers import Cli, account_scoped, connect, writes
 
 from bulkgroups.engine import shard_of
 from bulkgroups.jobs import load_job
-from bulkgroups.model import op_id
+from bulkgroups.model import op_id, parse_rate
 from bulkgroups.simulator import Simulator, initial_members, owner_id, person
 
 
@@ -417,3 +418,23 @@ def test_apply_on_an_empty_shard_still_records_its_run(
     assert records[0]["job_sha256"] == load_job(job).sha256
     assert records[1]["counts"] == {"applied": 0, "skipped": 0, "deferred": 0, "failed": 0}
     assert sim.requests() == ()
+
+
+@pytest.mark.parametrize("with_plan_file", [False, True], ids=["plan-then-apply", "apply-plan"])
+def test_plan_then_apply_back_to_back_stay_within_the_limits(
+    cli: Cli, sim_factory: SimFactory, tmp_path: Path, with_plan_file: bool
+) -> None:
+    # `plan` records nothing, so the apply after it knows nothing of its reads: it waits one
+    # general window before its first account-scoped request (before: 429s at apply's start).
+    sim = sim_factory(rate=parse_rate("5/s"))
+    chats = [{"chat": f"room{n}", "account": "acc_1", "rename": f"Room {n}"} for n in range(4)]
+    job = write_job(tmp_path / "job.yaml", chats)
+    flags = [*connect(sim, tmp_path), "--rate", "5/s", "--write-rate", "5/s"]
+    saved = tmp_path / "PLAN.json"
+    planned = cli.run("plan", job, *flags, *(["--out", saved] if with_plan_file else []))
+    assert planned.code == 0, planned.err
+    extra = ["--plan", saved] if with_plan_file else []
+    applied = cli.run("apply", job, "--ledger", tmp_path / "l.jsonl", *extra, *flags)
+    assert applied.code == 0, applied.err
+    assert sim.violations() == 0
+    assert not [r for r in sim.requests() if r.status == 429]

@@ -213,6 +213,26 @@ def test_user_text_is_never_read_as_rich_markup(tmp_path: Path) -> None:
     assert "acc_[bold]x[/bold]: 1 failed" in text and "[red]no" in text
 
 
+def test_what_the_server_said_cannot_steer_the_terminal(tmp_path: Path) -> None:
+    # An error detail (and type) comes from the server: an escape sequence or a bidi override in
+    # it is shown escaped, never passed to the terminal.
+    path = tmp_path / "ledger.jsonl"
+    op = {
+        "type": "op", "op_id": "1" * 32, "run_id": "r1", "account": "acc_1", "chat": "c",
+        "action": "add", "user": "u", "name": None, "status": "failed", "reason": "api_error",
+        "attempts": 1, "at": "2025-03-10T12:00:00.000Z",
+        "error": {
+            "status": 400, "type": "api/\x1b[2Jodd", "req_id": None,
+            "detail": "bad \x1b[31mred\x1b[0m and \u202eevil",
+        },
+    }  # fmt: skip
+    path.write_bytes(orjson.dumps(op) + b"\n")
+    text = render_text(summarize(path), width=200)
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "bad \\x1b[31mred\\x1b[0m and \\u202eevil" in text
+    assert "api/\\x1b[2Jodd" in text
+
+
 def test_the_text_report_prints_to_a_given_console(ledger: Path) -> None:
     buffer = io.StringIO()
     print_text(summarize(ledger), Console(file=buffer, width=120, color_system=None))

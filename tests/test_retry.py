@@ -149,6 +149,8 @@ async def test_a_write_that_never_connected_is_not_in_doubt() -> None:
     with pytest.raises(Unreachable):
         await h.run([refused()] * 3)
     assert h.attempts.outcome_unknown is False
+    # Nor a sign of a provider's limiter: it does not count towards an account's failing streak.
+    assert h.transients == []
     h2 = Harness()
     with pytest.raises(Unreachable):
         await h2.run([TransportError("reset"), refused(), refused(), refused()])

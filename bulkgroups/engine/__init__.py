@@ -201,7 +201,6 @@ async def apply_plan(
             run,
             previous,
         ):
-            run.wait_one_window()  # the plan's reads were paced by another run
             run.adopt_owners(plan.owners)
             run.people.adopt(plan.resolutions)
             return await apply_run(

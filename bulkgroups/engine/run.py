@@ -225,6 +225,11 @@ class Run:
         anything until it died, which was before now: the account then waits a full strictest
         window from now, unless a run of another ledger of the account has started since
         (`LedgerHistory.death_outlived`).
+
+        Whatever the ledgers say, each account waits one general window from now: a `plan` run
+        just before (it records nothing), or `apply --plan` after the `plan --out` that made the
+        plan, read the account at the full rate, and its last window may still be open at the
+        server. One window (1 s at the default 1/s) is cheap next to a 429.
         """
         now = time.time()
         for account in self.accounts:
@@ -232,7 +237,7 @@ class Run:
             limits = [spec for spec in (policy.rate, policy.write_rate) if spec is not None]
             strictest = max((policy.effective_period(spec) for spec in limits), default=0.0)
             general = policy.effective_period(policy.rate) if policy.rate is not None else 0.0
-            ready = [now]
+            ready = [now + general]
             for history in histories:
                 previous = history.replay
                 last = previous.last_record_at.get(account)
@@ -249,14 +254,6 @@ class Run:
             remaining = max(ready) - now
             if remaining > 0:
                 self._pacing.pacer(account).pause_for(remaining)
-
-    def wait_one_window(self) -> None:
-        """Each account waits one general window before its first request (a plan's reads were
-        paced by another run)."""
-        for account in self.accounts:
-            policy = self._pacing.policy(account)
-            if policy.rate is not None:
-                self._pacing.pacer(account).pause_for(policy.effective_period(policy.rate))
 
     # --------------------------------------------------------------------------------- requests
 
