@@ -186,3 +186,38 @@ async def test_an_interrupt_while_the_plan_awaits_confirmation_does_not_wait_for
     assert returned_before_answer
     assert result.interrupted
     assert writes(sim, "acc_a") == []
+
+
+async def test_an_interrupt_waits_for_requests_in_flight_not_for_the_next_turn(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The account writes once a minute: after Ctrl-C, its next write would wait most of that
+    # minute for a turn it will not take. The run ends once the write in flight has landed,
+    # not after the whole grace (30 s here) — the hang guard below is well short of it.
+    sim.configure_chat("acc_w", "c1", members=())
+    job_file = write_job(
+        tmp_path / "job.yaml",
+        [{"chat": "c1", "account": "acc_w", "add": ["ACoAA0501", "ACoAA0502", "ACoAA0503"]}],
+        {"acc_w": {"write_rate": "1/min"}},
+    )
+    interrupt = anyio.Event()
+    client = Bystander(sim.url, api_key=sim.api_key)
+    client.after_write[1] = interrupt.set
+    config = replace(FAST, interrupt_grace=30.0)
+
+    with anyio.fail_after(15):
+        async with client:
+            result = await apply_job(
+                load_job(job_file),
+                client,
+                ledger=tmp_path / "l.jsonl",
+                config=config,
+                interrupt=interrupt,
+            )
+
+    assert result.interrupted
+    assert [(r["user"], r["status"]) for r in op_records(tmp_path / "l.jsonl")] == [
+        ("ACoAA0501", "applied")
+    ]
+    assert len([r for r in sim.requests("acc_w") if r.kind == "write"]) == 1
+    assert ledger_records(tmp_path / "l.jsonl")[-1]["interrupted"] is True

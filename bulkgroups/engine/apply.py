@@ -148,11 +148,14 @@ class Application:
         self.run.stops.interrupt()
 
     async def _watch_stops(self, scope: anyio.CancelScope) -> None:
-        """Once the run stops sending, requests in flight get a bounded grace, then the rest
-        (waits in a pacer, backoffs) is cancelled; before anything was written, at once."""
-        await self.run.stops.stopped.wait()
+        """Once the run stops sending, the requests in flight finish (within a bounded grace)
+        and the rest — waits for a turn in a pacer, backoffs, which would send nothing — is
+        cancelled as soon as the last of them lands; before anything was written, at once."""
+        stops = self.run.stops
+        await stops.stopped.wait()
         if self.recorder.started:
-            await anyio.sleep(self.run.config.interrupt_grace)
+            with anyio.move_on_after(self.run.config.interrupt_grace):
+                await stops.all_landed()
         scope.cancel()
 
     async def _start(self) -> None:

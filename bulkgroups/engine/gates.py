@@ -50,11 +50,14 @@ class RunTurn:
 
     async def __aenter__(self) -> RunTurn:
         sent = self._sent = await self._pacing.enter(self._account, self._kind)
+        stops = self._run.stops
+        stops.took_off()
         try:
             self._run.check_before_sending(self._account, write=self._write is not None)
             if self._write is not None:
                 await self._write.announce()
         except BaseException:
+            stops.landed()
             self._pacing.leave(self._account, sent)
             raise
         return self
@@ -68,6 +71,7 @@ class RunTurn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._run.stops.landed()
         self._pacing.leave(self._account, self._sent)
 
 

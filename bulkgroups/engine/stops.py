@@ -38,7 +38,7 @@ class BudgetSpent(AccountStopped):
 class RunStops:
     """The stop signals of one run; owned by the run, created inside its event loop."""
 
-    __slots__ = ("interrupted", "key_refused", "ledger_failure", "stopped")
+    __slots__ = ("_in_flight", "_landed", "interrupted", "key_refused", "ledger_failure", "stopped")
 
     def __init__(self) -> None:
         self.interrupted = False
@@ -47,6 +47,27 @@ class RunStops:
         # Set by an interrupt or a ledger failure: the run's watcher then gives requests in
         # flight their grace and cancels the rest.
         self.stopped = anyio.Event()
+        self._in_flight = 0
+        self._landed: anyio.Event | None = None
+
+    # Requests in flight: counted from their turn in the pacer to their answer (a write's intent
+    # included), so that a stopped run waits for them — and only for them: what still waits for
+    # a turn (a write at 1/min, a backoff) would send nothing and is cancelled at once.
+
+    def took_off(self) -> None:
+        """A request has its turn: in flight until `landed`."""
+        self._in_flight += 1
+
+    def landed(self) -> None:
+        self._in_flight -= 1
+        if not self._in_flight and self._landed is not None:
+            self._landed.set()
+
+    async def all_landed(self) -> None:
+        """Return once no request is in flight."""
+        while self._in_flight:
+            self._landed = anyio.Event()
+            await self._landed.wait()
 
     def interrupt(self) -> None:
         self.interrupted = True
