@@ -611,6 +611,7 @@ def _add_export(commands: _Commands) -> None:
         help="per-account limit on every account-scoped request "
         f"(default: {{default_rate}}; {SANDBOX_RATE} with --sandbox)",
     )
+    _output_flags(export)
     _connection_flags(export)
 
 
@@ -1392,7 +1393,6 @@ async def _export(
     interrupted)."""
     from .client import UnipileClient
     from .engine.inventory import read_existing
-    from .progress import ProgressDisplay
 
     config = _export_config(args)
     with _connection(args) as conn:
@@ -1402,7 +1402,7 @@ async def _export(
             concurrency=config.concurrency,
             page_size=args.page_size,
         ) as client:
-            with ProgressDisplay(err) as progress:
+            with _progress(args, err) as progress:
                 inventory = await _until_signalled(
                     read_existing(
                         args.account,
@@ -1436,7 +1436,7 @@ def _export_format(args: argparse.Namespace) -> export.ExportFormat:
 
 
 def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from . import export, outputs
+    from . import export, logs, outputs
     from .records import format_time
     from .terminal import printable
 
@@ -1460,13 +1460,11 @@ def _cmd_export(args: argparse.Namespace, out: Console, err: Console) -> int:
             sys.stdout.flush()
     problems += exported.problems
     for problem in problems:  # the server's words among them
-        err.print(printable(f"not exported: {problem}"), markup=False, highlight=False)
+        _say(printable(f"not exported: {problem}"))
     where = args.out or "standard output"
-    err.print(
+    logging.getLogger(logs.SUMMARY_LOGGER).info(
         f"Exported {_count(exported.entries, 'chat')} of {_count(len(args.account), 'account')} "
-        f"to {where}" + (f"; {_count(len(problems), 'problem')} above." if problems else "."),
-        markup=False,
-        highlight=False,
+        f"to {where}" + (f"; {_count(len(problems), 'problem')} above." if problems else ".")
     )
     return 3 if problems else 0
 
@@ -1637,9 +1635,9 @@ def _reported(command: Callable[[], int], report: Callable[[str], None]) -> int:
 
 
 def _command(args: argparse.Namespace, out: _PlainConsole, err: _PlainConsole) -> int:
-    """Run the parsed command. `plan` and `apply` write their stderr through the command's log
+    """Run the parsed command. `plan`, `apply` and `export` write their stderr through the command's log
     (`logs`): requests with -v, progress lines, warnings and errors, as text or JSON lines."""
-    if args.command not in ("plan", "apply"):
+    if args.command not in ("plan", "apply", "export"):
         return _reported(lambda: _dispatch(args, out, err), err.print)
     from . import logs
 

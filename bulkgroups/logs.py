@@ -31,6 +31,7 @@ import orjson
 __all__ = [
     "CLI_LOGGER",
     "HTTP_LOGGER",
+    "SUMMARY_LOGGER",
     "LogFormat",
     "http_log",
     "install",
@@ -43,6 +44,8 @@ LogFormat = Literal["text", "json"]
 
 HTTP_LOGGER: Final = "bulkgroups.http"
 CLI_LOGGER: Final = "bulkgroups.cli"
+# A command's one-line summary: shown with --quiet too (cron wants to know what happened).
+SUMMARY_LOGGER: Final = "bulkgroups.summary"
 # Records carry their figures in this attribute (`extra={"bulkgroups": {...}}`).
 FIGURES: Final = "bulkgroups"
 
@@ -152,13 +155,15 @@ def install(
     """The command's log on stderr while the context lasts; every setting restored after."""
     root = logging.getLogger("bulkgroups")
     http = logging.getLogger(HTTP_LOGGER)
+    summary = logging.getLogger(SUMMARY_LOGGER)
     handler = _StderrHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
-    saved = (root.level, root.propagate, http.level)
+    saved = (root.level, root.propagate, http.level, summary.level)
     root.addHandler(handler)
     root.setLevel(logging.WARNING if quiet else logging.INFO)
     root.propagate = False  # a library user's root handlers do not print the command's lines twice
     http.setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    summary.setLevel(logging.INFO)  # --quiet keeps a command's one-line summary
     try:
         yield
     finally:
@@ -166,3 +171,4 @@ def install(
         root.setLevel(saved[0])
         root.propagate = saved[1]
         http.setLevel(saved[2])
+        summary.setLevel(saved[3])

@@ -1,4 +1,5 @@
-"""Where a generated job file goes (`export`, `undo`): standard output, or a path written whole.
+"""Where a generated file goes (`export`, `undo`, `plan --out`): standard output, or a path
+written whole.
 
 A job file half written is worse than none (applied, it would remove everyone it lost), so a path
 is written through a temporary file beside it and renamed into place only once complete; an
@@ -34,9 +35,12 @@ def check_output_path(path: str, *, what: str = "the job file") -> None:
         raise UsageError(f"{path}: cannot write {what} there: no directory {directory}")
 
 
-def write_output(path: str, body: Callable[[Write], None]) -> None:
+def write_output(
+    path: str | os.PathLike[str], body: Callable[[Write], None], *, what: str = "the job file"
+) -> None:
     """Write what `body` writes to `path`, atomically (`UsageError` naming it on failure)."""
-    check_output_path(path)
+    path = os.fspath(path)
+    check_output_path(path, what=what)
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     try:
@@ -46,4 +50,4 @@ def write_output(path: str, body: Callable[[Write], None]) -> None:
     except OSError as error:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise UsageError(f"{path}: cannot write the job file: {error.strerror}") from error
+        raise UsageError(f"{path}: cannot write {what}: {error.strerror}") from error

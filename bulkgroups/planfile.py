@@ -15,17 +15,15 @@ or sent.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, cast
 
 import orjson
 
 from .errors import UsageError
-from .files import PLAN_FILE_LIMIT, FileRefused, check_appendable, read_regular
+from .files import PLAN_FILE_LIMIT, FileRefused, read_regular
 from .model import (
     ACTIONS,
     REASONS,
@@ -41,12 +39,12 @@ from .model import (
     Status,
     is_profile,
 )
+from .outputs import Write, write_output
 
 __all__ = [
     "PLAN_FORMAT",
     "PlanFileRecord",
     "chat_to_dict",
-    "check_plan_path",
     "dump_plan",
     "load_plan",
     "plan_to_dict",
@@ -291,15 +289,6 @@ def plan_to_dict(plan: Plan, *, estimated_seconds: float | None = None) -> dict[
     return PlanFileRecord.of(plan, estimated_seconds=estimated_seconds).to_dict()
 
 
-def check_plan_path(path: str | os.PathLike[str]) -> None:
-    """`plan --out PATH`: refuse at once a path that exists and is not a regular file (a FIFO,
-    `/dev/full`, a directory), before anything is read."""
-    try:
-        check_appendable(path)
-    except FileRefused as refused:
-        raise UsageError(f"{path}: cannot write the plan file there: {refused.reason}") from None
-
-
 def _head(plan: Plan) -> dict[str, Any]:
     return {
         "format": PLAN_FORMAT,
@@ -335,17 +324,11 @@ def dump_plan(
     plan: Plan, path: str | os.PathLike[str], *, estimated_seconds: float | None = None
 ) -> None:
     """Write PLAN.json atomically (a half-written plan must never be applied)."""
-    check_plan_path(path)
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        with tmp.open("wb") as out:
-            write_plan(plan, out.write, estimated_seconds=estimated_seconds)
-        os.replace(tmp, target)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise UsageError(f"{path}: cannot write the plan file: {error.strerror}") from error
+
+    def body(write: Write) -> None:
+        write_plan(plan, write, estimated_seconds=estimated_seconds)
+
+    write_output(path, body, what="the plan file")
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

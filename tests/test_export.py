@@ -8,6 +8,7 @@ import io
 import re
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 from test_cli_helpers import Cli, connect, writes
@@ -249,3 +250,32 @@ async def test_the_library_raises_a_refused_key_itself(sim: Simulator) -> None:
     async with UnipileClient(sim.url, api_key="not-the-key") as client:
         with pytest.raises(AuthError):
             await read_existing(["acc_1", "acc_2"], client, lambda chat: None)
+
+
+def test_export_logs_its_requests_as_json_lines_for_a_log_collector(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "x.yaml"
+    flags = reading(sim, tmp_path)
+
+    run = cli.run(
+        "export", "--account", "acc_1", "--out", out, "-v", "--log-format", "json", *flags
+    )
+
+    assert run.code == 0, run.err
+    lines = [orjson.loads(line) for line in run.err.splitlines()]
+    requests = [line for line in lines if line.get("logger") == "bulkgroups.http"]
+    assert len(requests) == len([r for r in sim.requests("acc_1") if r.kind == "read"]) + 1
+    assert all(r["status"] == 200 for r in requests)
+    assert sim.api_key not in run.err
+
+
+def test_export_quiet_says_only_what_it_wrote(cli: Cli, sim: Simulator, tmp_path: Path) -> None:
+    out = tmp_path / "x.yaml"
+
+    run = cli.run("export", "--account", "acc_1", "--out", out, "-q", *reading(sim, tmp_path))
+
+    assert run.code == 0, run.err
+    assert run.err.strip().splitlines() == [
+        f"Exported {len(groups('acc_1'))} chats of 1 account to {out}."
+    ]

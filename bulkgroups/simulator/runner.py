@@ -44,7 +44,7 @@ async def _start(simulator: Simulator, host: str, port: int) -> web.AppRunner:
         await runner.cleanup()
         raise
     bound_port = runner.addresses[0][1]
-    simulator._set_url(_url(host, bound_port))
+    simulator.served_at(_url(host, bound_port))
     return runner
 
 
@@ -111,7 +111,7 @@ def run_in_thread(
         yield served
     finally:
         thread.stop()
-        served._set_url(None)
+        served.served_at(None)
 
 
 def _print_flushed(line: str) -> None:
@@ -170,6 +170,6 @@ async def _sandbox(
         await stopping.wait()
     finally:
         await runner.cleanup()
-        simulator._set_url(None)
+        simulator.served_at(None)
         for signum in installed:
             loop.remove_signal_handler(signum)

@@ -267,7 +267,9 @@ class Simulator:
             raise RuntimeError("the simulator is not being served")
         return self._url
 
-    def _set_url(self, url: str | None) -> None:
+    def served_at(self, url: str | None) -> None:
+        """Where the runner serves this simulator (`simulator.runner`), None once it stopped:
+        the server lives in the runner, the simulator only answers requests."""
         self._url = url
 
     # ---- the request pipeline ----------------------------------------------------------------
