@@ -11,10 +11,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect
 
 from bulkgroups.simulator import Simulator
+
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_helpers import Cli
 
 from bulkgroups.files import KEY_FILE_LIMIT
 from bulkgroups.simulator import Simulator
+
+from helpers.cli import Cli
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "version: 1\nchats:\n  - {chat: team, account: acc_1, add: [ACoAA0499]}\n"

@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect
 
 import bulkgroups.client
 from bulkgroups.client import UnipileClient
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
 
 ACCOUNT = "acc_log"
 HTTP = re.compile(

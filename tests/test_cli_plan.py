@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SimFactory
-from engine_helpers import ledger_records, write_job
-from test_cli_helpers import Cli, account_scoped, connect, writes
 
 from bulkgroups.engine import shard_of
 from bulkgroups.jobs import load_job
 from bulkgroups.model import op_id, parse_rate
 from bulkgroups.simulator import Simulator, initial_members, owner_id, person
+
+from helpers.cli import Cli, account_scoped, connect, writes
+from helpers.engine import ledger_records, write_job
+from helpers.simulator import SimFactory
 
 
 @pytest.fixture

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 import uvloop
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect, writes
 
 import bulkgroups
 from bulkgroups import display, engine
 from bulkgroups.simulator import Simulator, initial_members
+
+from helpers.cli import Cli, connect, writes
+from helpers.engine import write_job
 
 DEADLINE = 60.0
 

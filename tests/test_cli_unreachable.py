@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli
+
+from helpers.cli import Cli
+from helpers.engine import write_job
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli
 
 from bulkgroups.simulator import Simulator, owner_id
+
+from helpers.cli import Cli
+from helpers.engine import write_job
 
 EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("jobs").iterdir())
 ERROR_LINE = re.compile(r"^(?P<path>.+):(?P<line>\d+): (?P<field>[^:]+): (?P<message>.+)$")

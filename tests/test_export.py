@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine.inventory import read_existing
@@ -18,6 +17,8 @@ from bulkgroups.errors import AuthError
 from bulkgroups.jobs import load_job
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import Simulator, owner_id, person, starter_chats
+
+from helpers.cli import Cli, connect, writes
 
 
 @pytest.fixture

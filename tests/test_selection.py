@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import ledger_records, op_records, write_job
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, apply_job, plan_job_online
@@ -16,6 +14,9 @@ from bulkgroups.engine.selection import select_job
 from bulkgroups.errors import UsageError
 from bulkgroups.jobs import load_job
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.cli import Cli, connect, writes
+from helpers.engine import ledger_records, op_records, write_job
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect
 
 from bulkgroups.jobs import load_job
 from bulkgroups.model import Operation, Outcome, Resolution
@@ -21,6 +19,9 @@ from bulkgroups.records import (
     parse_time,
 )
 from bulkgroups.simulator import Simulator, initial_members, owner_id, person
+
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
 
 AT = "2025-03-10T12:00:00.000Z"
 
