@@ -4,6 +4,7 @@
 `SimConfig` or its keyword arguments (e.g. `sim_factory(rate=parse_rate("5/s"), cache_age=30)`)
 and can be called more than once in a test. Both shut their servers down after the test.
 `http` sends plain aiohttp requests (not bulkgroups.client) to a simulator, for its own tests.
+`cli` runs the `bulkgroups` command in-process (a module may override it, e.g. to set COLUMNS).
 Plain helpers (`SimFactory`, `Http`, readers of ledgers, the CLI in-process...) are in helpers/:
 test modules import them from there, never from this file.
 """
@@ -19,6 +20,7 @@ import pytest
 
 from bulkgroups.simulator import SimConfig, Simulator, run_in_thread
 
+from helpers.cli import Cli
 from helpers.simulator import Http, SimFactory
 
 
@@ -44,3 +46,8 @@ def sim_factory() -> Iterator[SimFactory]:
 async def http() -> AsyncIterator[Http]:
     async with aiohttp.ClientSession() as session:
         yield Http(session)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return Cli(capsys, monkeypatch)

@@ -19,11 +19,6 @@ from helpers.cli import Cli, connect, writes
 from helpers.engine import ledger_records, op_records, write_job
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def no_records(ledger: Path) -> bool:
     """A refused run leaves no record (an empty ledger file may have been opened)."""
     return not ledger.exists() or ledger_records(ledger) == []

@@ -18,11 +18,6 @@ from helpers.cli import Cli, connect
 from helpers.engine import write_job
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def a_job(tmp_path: Path) -> Path:
     return write_job(
         tmp_path / "job.yaml", [{"chat": "team", "account": "acc_1", "add": ["ACoAA0499"]}]

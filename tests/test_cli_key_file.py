@@ -20,11 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 JOB = "version: 1\nchats:\n  - {chat: team, account: acc_1, add: [ACoAA0499]}\n"
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def _job(tmp_path: Path) -> Path:
     path = tmp_path / "job.yaml"
     path.write_text(JOB, encoding="utf-8")

@@ -37,11 +37,6 @@ from helpers.processes import (
 from helpers.simulator import SimFactory
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def one_chat_job(tmp_path: Path, adds: int = 1) -> Path:
     users = [f"ACoAN{i:04d}" for i in range(adds)]
     return write_job(tmp_path / "job.yaml", [{"chat": "c1", "account": "acc_f", "add": users}])

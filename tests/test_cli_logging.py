@@ -27,11 +27,6 @@ HTTP = re.compile(
 )
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def job_file(tmp_path: Path, *, adds: int = 3, remove: bool = True) -> Path:
     members = initial_members(ACCOUNT, "room")
     newcomers = [u for u in (f"ACoAA{n:04d}" for n in range(9000, 9100)) if u not in members]

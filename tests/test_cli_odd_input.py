@@ -27,11 +27,6 @@ from helpers.processes import apply_command, finish, key_file, mixed_job, signal
 from helpers.simulator import SimFactory
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def team_job(tmp_path: Path) -> Path:
     current = initial_members("acc_1", "team")
     return write_job(

@@ -20,11 +20,6 @@ from helpers.engine import ledger_records, write_job
 from helpers.simulator import SimFactory
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def a_job(tmp_path: Path) -> Path:
     """One chat of each kind of change: rename, remove, add, leave, and one already in sync."""
     current = initial_members("acc_1", "team")

@@ -28,11 +28,6 @@ from helpers.engine import write_job
 DEADLINE = 60.0
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def three_chats(tmp_path: Path) -> Path:
     """One chat with an add, two already as the job wants them."""
     return write_job(

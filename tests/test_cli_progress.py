@@ -29,11 +29,6 @@ BAR = re.compile(r"^apply\s.*?(\d+)/(\d+) ops\s+\d+ %(.*)$")
 LINE = re.compile(r"(\d+)/(\d+) operations \((\d+) %\)")
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def newcomers(count: int) -> list[str]:
     members = set(initial_members(ACCOUNT, "room"))
     return [u for u in (f"ACoAA{n:04d}" for n in range(9000, 9100)) if u not in members][:count]

@@ -20,11 +20,6 @@ KEY = "sk-DISTINCTIVE-7f3a91c2e8d4b6a0"
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
-@pytest.fixture
 def keyed_sim(sim_factory: SimFactory) -> Simulator:
     return sim_factory(api_key=KEY)
 

@@ -17,11 +17,6 @@ from helpers.engine import write_job
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
-@pytest.fixture
 def dead_url() -> str:
     """An https origin on 127.0.0.1 where nothing listens (a port just freed)."""
     with socket.socket() as probe:

@@ -16,11 +16,6 @@ EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("jobs").iterdir())
 ERROR_LINE = re.compile(r"^(?P<path>.+):(?P<line>\d+): (?P<field>[^:]+): (?P<message>.+)$")
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_job_is_valid(cli: Cli, example: Path) -> None:
     run = cli.run("validate", example)

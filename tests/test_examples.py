@@ -18,11 +18,6 @@ ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "jobs").iterdir())
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def test_there_are_the_three_kinds_of_example() -> None:
     assert {p.suffix for p in EXAMPLES} == {".yaml", ".csv"}
     kinds = set()

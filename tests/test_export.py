@@ -21,11 +21,6 @@ from bulkgroups.simulator import Simulator, owner_id, person, starter_chats
 from helpers.cli import Cli, connect, writes
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def reading(sim: Simulator, tmp_path: Path, *, key: str | None = None) -> list[str]:
     """`connect`'s flags without those of writes (export has none): key file, base URL, rate."""
     flags = connect(sim, tmp_path, key=key)

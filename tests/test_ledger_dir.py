@@ -36,11 +36,6 @@ ACCOUNTS = [f"acc_s{n}" for n in range(6)]
 NEWCOMERS = ["ACoAN0491", "ACoAN0492", "ACoAN0493", "ACoAN0494"]  # in no chat yet
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def limited_job(tmp_path: Path, daily_limit: int) -> Path:
     """Four chats of each account with one add each, every account allowed `daily_limit` writes
     a day (a chat the budget cannot finish is deferred whole: one write per chat keeps it

@@ -29,11 +29,6 @@ from helpers.outcomes import FAST, Bystander
 ANN = "ACoAA0161"  # Ann Kim, linkedin.com/in/ann-kim-0161
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def user_lookups(sim: Simulator, account: str | None = None) -> list[LoggedRequest]:
     return [r for r in sim.requests(account) if "/users/" in r.path]
 

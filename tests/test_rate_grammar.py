@@ -17,11 +17,6 @@ from helpers.cli import Cli
 FORMS = "expected N/s, N/min, N/h, N/d or N/<k><unit> such as 20/10s"
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 @pytest.mark.parametrize(
     ("text", "count", "period"),
     [

@@ -19,11 +19,6 @@ TEN = [f"ACoAA{n:04d}" for n in range(101, 111)]  # the ten members of `team`, o
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
-@pytest.fixture
 def team(sim: Simulator) -> Simulator:
     sim.configure_chat("acc_1", "team", members=TEN)  # the owner is added: 11 participants
     return sim

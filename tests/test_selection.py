@@ -19,11 +19,6 @@ from helpers.cli import Cli, connect, writes
 from helpers.engine import ledger_records, op_records, write_job
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
-
-
 def three_accounts(tmp_path: Path) -> Path:
     """`team` under acc_1 and acc_2, `crew` under acc_2, `desk` under acc_3; one add each."""
     return write_job(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from bulkgroups.jobs import load_job
@@ -24,11 +23,6 @@ from helpers.cli import Cli, connect
 from helpers.engine import write_job
 
 AT = "2025-03-10T12:00:00.000Z"
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def state(sim: Simulator, account: str, chats: list[str]) -> dict[str, tuple[str, frozenset[str]]]:
