@@ -4,25 +4,24 @@
 `SimConfig` or its keyword arguments (e.g. `sim_factory(rate=parse_rate("5/s"), cache_age=30)`)
 and can be called more than once in a test. Both shut their servers down after the test.
 `http` sends plain aiohttp requests (not bulkgroups.client) to a simulator, for its own tests.
+`cli` runs the `bulkgroups` command in-process (a module may override it, e.g. to set COLUMNS).
+Plain helpers (`SimFactory`, `Http`, readers of ledgers, the CLI in-process...) are in helpers/:
+test modules import them from there, never from this file.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-import orjson
 import pytest
-import yarl
-from multidict import CIMultiDict
 
 from bulkgroups.simulator import SimConfig, Simulator, run_in_thread
 
-SimFactory = Callable[..., Simulator]
+from helpers.cli import Cli
+from helpers.simulator import Http, SimFactory
 
 
 @pytest.fixture
@@ -43,63 +42,12 @@ def sim_factory() -> Iterator[SimFactory]:
         yield make
 
 
-@dataclass(frozen=True)
-class Answer:
-    """One HTTP answer as the test saw it."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-def segment(identifier: str) -> str:
-    """Percent-encode an id as one path segment (dots too, so `..` stays an id)."""
-    return quote(identifier, safe="").replace(".", "%2E")
-
-
-class Http:
-    """Plain aiohttp requests to a simulator: pre-encoded paths, the simulator's key by default."""
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-
-    async def call(
-        self,
-        sim: Simulator,
-        method: str,
-        path: str,
-        *,
-        body: object = None,
-        key: str | None = "",
-        headers: Mapping[str, str] | None = None,
-    ) -> Answer:
-        sent = dict(headers or {})
-        if key is not None:
-            sent["X-API-KEY"] = key or sim.api_key
-        data = None if body is None else orjson.dumps(body)
-        if data is not None:
-            sent["Content-Type"] = "application/json"
-        url = yarl.URL(sim.url + path, encoded=True)
-        async with self.session.request(method, url, data=data, headers=sent) as response:
-            return Answer(response.status, CIMultiDict(response.headers), await response.read())
-
-    async def get(self, sim: Simulator, path: str, **kw: Any) -> Answer:
-        return await self.call(sim, "GET", path, **kw)
-
-    async def post(self, sim: Simulator, path: str, body: object, **kw: Any) -> Answer:
-        return await self.call(sim, "POST", path, body=body, **kw)
-
-    async def patch(self, sim: Simulator, path: str, body: object, **kw: Any) -> Answer:
-        return await self.call(sim, "PATCH", path, body=body, **kw)
-
-    async def delete(self, sim: Simulator, path: str, **kw: Any) -> Answer:
-        return await self.call(sim, "DELETE", path, **kw)
-
-
 @pytest.fixture
 async def http() -> AsyncIterator[Http]:
     async with aiohttp.ClientSession() as session:
         yield Http(session)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return Cli(capsys, monkeypatch)

@@ -11,10 +11,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from killloop import RATE, figures, kill_loop, problems
-
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import SimConfig, run_in_thread
+
+from helpers.killloop import RATE, figures, kill_loop, problems
 
 KILLS = 25
 SEED = 20250101

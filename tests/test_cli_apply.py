@@ -11,16 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import ledger_records, op_records, write_job
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.jobs import load_job
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
+from helpers.cli import Cli, connect, writes
+from helpers.engine import ledger_records, op_records, write_job
 
 
 def no_records(ledger: Path) -> bool:

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import ledger_records, write_job
 
 from bulkgroups.simulator import initial_members
+
+from helpers.engine import ledger_records, write_job
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = ROOT / "jobs"

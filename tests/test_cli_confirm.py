@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from engine_helpers import ledger_records, write_job
 
 from bulkgroups.simulator import initial_members, owner_id
+
+from helpers.engine import ledger_records, write_job
 
 QUESTION = b"Apply it? [y/N]"
 

@@ -11,15 +11,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect
 
 from bulkgroups.simulator import Simulator
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
 
 
 def a_job(tmp_path: Path) -> Path:

@@ -15,25 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import ledger_records, write_job
-from resume_helpers import apply_command, finish, key_file, start
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.durations import compact_duration, parse_duration
 from bulkgroups.engine import shard_of
 from bulkgroups.schedule import JITTER_SHARE, Schedule
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
+from helpers.cli import Cli, connect, writes
+from helpers.engine import ledger_records, write_job
+from helpers.processes import apply_command, finish, key_file, start
+
 ACCOUNT = "acc_every"
 PASS = re.compile(
     r"^pass (\d+) \(run (\S+)\): (\d+) applied, (\d+) skipped, (\d+) deferred, (\d+) failed "
     r"in \S+; (.+)$"
 )
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def newcomers(count: int) -> list[str]:

@@ -7,11 +7,12 @@ import argparse
 import re
 
 import pytest
-from test_cli_helpers import Cli
 
 from bulkgroups import __version__, client, display, engine, pacing, simulator
 from bulkgroups.cli import DEFAULT_LEDGER, MAX_PAGE_SIZE, SANDBOX_RATE, build_parser
 from bulkgroups.simulator.faults import FAULT_KINDS
+
+from helpers.cli import Cli
 
 COMMANDS = ("validate", "plan", "apply", "report", "sandbox")
 

@@ -10,18 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_helpers import Cli
 
 from bulkgroups.files import KEY_FILE_LIMIT
 from bulkgroups.simulator import Simulator
 
+from helpers.cli import Cli
+
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "version: 1\nchats:\n  - {chat: team, account: acc_1, add: [ACoAA0499]}\n"
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def _job(tmp_path: Path) -> Path:

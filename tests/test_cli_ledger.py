@@ -12,9 +12,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import SimFactory
-from engine_helpers import write_job
-from resume_helpers import (
+
+from bulkgroups.model import parse_rate
+from bulkgroups.simulator import Simulator
+
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
+from helpers.processes import (
     apply_command,
     desired_state_problems,
     duplicated_writes,
@@ -30,15 +34,7 @@ from resume_helpers import (
     write_count,
     write_key,
 )
-from test_cli_helpers import Cli, connect
-
-from bulkgroups.model import parse_rate
-from bulkgroups.simulator import Simulator
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
+from helpers.simulator import SimFactory
 
 
 def one_chat_job(tmp_path: Path, adds: int = 1) -> Path:

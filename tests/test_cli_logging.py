@@ -12,23 +12,19 @@ from typing import Any
 
 import orjson
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect
 
 import bulkgroups.client
 from bulkgroups.client import UnipileClient
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
 
 ACCOUNT = "acc_log"
 HTTP = re.compile(
     r"^http: \S+Z (GET|POST|PATCH|DELETE) (/v2/\S+) (\d{3}|transport/\w+) (\d+)ms "
     r"req_id=(\S+) attempt=(\d+) account=(\S+)$"
 )
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def job_file(tmp_path: Path, *, adds: int = 3, remove: bool = True) -> Path:

@@ -17,18 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SimFactory
-from engine_helpers import write_job
-from resume_helpers import apply_command, finish, key_file, mixed_job, signal_when, start
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
+from helpers.cli import Cli, connect, writes
+from helpers.engine import write_job
+from helpers.processes import apply_command, finish, key_file, mixed_job, signal_when, start
+from helpers.simulator import SimFactory
 
 
 def team_job(tmp_path: Path) -> Path:

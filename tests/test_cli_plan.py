@@ -9,19 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SimFactory
-from engine_helpers import ledger_records, write_job
-from test_cli_helpers import Cli, account_scoped, connect, writes
 
 from bulkgroups.engine import shard_of
 from bulkgroups.jobs import load_job
 from bulkgroups.model import op_id, parse_rate
 from bulkgroups.simulator import Simulator, initial_members, owner_id, person
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
+from helpers.cli import Cli, account_scoped, connect, writes
+from helpers.engine import ledger_records, write_job
+from helpers.simulator import SimFactory
 
 
 def a_job(tmp_path: Path) -> Path:

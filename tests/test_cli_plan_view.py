@@ -17,19 +17,15 @@ from typing import Any
 
 import pytest
 import uvloop
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect, writes
 
 import bulkgroups
 from bulkgroups import display, engine
 from bulkgroups.simulator import Simulator, initial_members
 
+from helpers.cli import Cli, connect, writes
+from helpers.engine import write_job
+
 DEADLINE = 60.0
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def three_chats(tmp_path: Path) -> Path:

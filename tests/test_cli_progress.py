@@ -14,23 +14,19 @@ from pathlib import Path
 import anyio
 import orjson
 import pytest
-from engine_helpers import op_records, write_job
-from pty_helpers import Screen, Terminal
 from rich.console import Console
-from test_cli_helpers import Cli, connect
 
 from bulkgroups.model import Operation, Outcome
 from bulkgroups.progress import PROGRESS_LOGGER, ProgressDisplay
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
+from helpers.cli import Cli, connect
+from helpers.engine import op_records, write_job
+from helpers.terminal import Screen, Terminal
+
 ACCOUNT = "acc_progress"
 BAR = re.compile(r"^apply\s.*?(\d+)/(\d+) ops\s+\d+ %(.*)$")
 LINE = re.compile(r"(\d+)/(\d+) operations \((\d+) %\)")
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def newcomers(count: int) -> list[str]:

@@ -19,7 +19,8 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from test_cli_helpers import Cli
+
+from helpers.cli import Cli
 
 ROOT = Path(__file__).parent.parent
 STARTUP_SECONDS = 30.0

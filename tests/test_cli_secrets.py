@@ -4,24 +4,19 @@ file, however it was given; a refused key stops the run with a clear message and
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli, Run, connect
 
 from bulkgroups.simulator import Simulator, initial_members
 
-SimFactory = Callable[..., Simulator]  # the `sim_factory` fixture of conftest.py
+from helpers.cli import Cli, Run, connect
+from helpers.engine import write_job
+from helpers.simulator import SimFactory
 
 KEY = "sk-DISTINCTIVE-7f3a91c2e8d4b6a0"
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
+
+from helpers.engine import write_job
 
 ROOT = Path(__file__).parent.parent
 NETWORK_AND_ENGINE = {"aiohttp", "bulkgroups.engine", "bulkgroups.client", "bulkgroups.library"}

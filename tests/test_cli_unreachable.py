@@ -11,13 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
+from helpers.cli import Cli
+from helpers.engine import write_job
 
 
 @pytest.fixture

@@ -6,18 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli
 
 from bulkgroups.simulator import Simulator, owner_id
 
+from helpers.cli import Cli
+from helpers.engine import write_job
+
 EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("jobs").iterdir())
 ERROR_LINE = re.compile(r"^(?P<path>.+):(?P<line>\d+): (?P<field>[^:]+): (?P<message>.+)$")
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

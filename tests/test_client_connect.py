@@ -19,10 +19,11 @@ import anyio
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
-from hostile import hostile, listing
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.errors import TransportError, Unreachable, UsageError
+
+from helpers.hostile import hostile, listing
 
 KEY = "sk-test-CONNECT-0123456789abcdef"
 

@@ -19,7 +19,12 @@ import anyio
 import orjson
 import pytest
 from aiohttp import web
-from hostile import (
+
+from bulkgroups.client import DEFAULT_MAX_BODY_BYTES, UnipileClient
+from bulkgroups.errors import NotFound, TransientError, TransportError, Unreachable, UsageError
+from bulkgroups.simulator import Simulator
+
+from helpers.hostile import (
     Handler,
     announced_huge,
     endless_body,
@@ -28,10 +33,6 @@ from hostile import (
     silent_headers,
     trickle,
 )
-
-from bulkgroups.client import DEFAULT_MAX_BODY_BYTES, UnipileClient
-from bulkgroups.errors import NotFound, TransientError, TransportError, Unreachable, UsageError
-from bulkgroups.simulator import Simulator
 
 KEY = "sk-test-LIMITS-0123456789abcdef"
 

@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from hostile import fresh_cursors, hostile, listing, people, problem, rejects_limit
-from hostile import participant as participant_item
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.errors import PaginationError, RequestRejected
 from bulkgroups.paging import Listing, NextPage
+
+from helpers.hostile import fresh_cursors, hostile, listing, people, problem, rejects_limit
+from helpers.hostile import participant as participant_item
 
 KEY = "sk-test-PAGING-0123456789abcdef"
 

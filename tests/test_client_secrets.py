@@ -16,11 +16,12 @@ from urllib.parse import quote, quote_plus
 import orjson
 import pytest
 from aiohttp import web
-from hostile import hostile
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.errors import ApiError, RateLimited
 from bulkgroups.redact import KeyRedactor
+
+from helpers.hostile import hostile
 
 KEY = "sk-live/Zq8+KANGAROO=7f3e9a1b2c4d"
 

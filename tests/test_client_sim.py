@@ -7,7 +7,7 @@ through its inspection API, so each test checks the effect on the right resource
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -31,7 +31,7 @@ from bulkgroups.errors import (
 from bulkgroups.model import Participant, RateLimitHeaders, RequestKind, UserProfile, parse_rate
 from bulkgroups.simulator import Simulator, parse_faults
 
-SimFactory = Callable[..., Simulator]  # the `sim_factory` fixture of conftest.py
+from helpers.simulator import SimFactory
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SimFactory
-from outcome_helpers import SIM_RATE, Bystander, outcomes, run_job, writes
 
 from bulkgroups.model import Gate, RequestKind, RequestTurn
 from bulkgroups.simulator import Simulator
+
+from helpers.outcomes import SIM_RATE, Bystander, outcomes, run_job, writes
+from helpers.simulator import SimFactory
 
 A = "acc_d"
 ANN = "ACoAA0001"

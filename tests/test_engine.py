@@ -6,15 +6,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from conftest import SimFactory
-from engine_helpers import op_records, write_job
-
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, RunResult, apply_job
 from bulkgroups.jobs import load_job
 from bulkgroups.model import RateSpec, parse_rate
 from bulkgroups.pacing import RetryPolicy
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.engine import op_records, write_job
+from helpers.simulator import SimFactory
 
 FAST_RETRY = RetryPolicy(attempts=4, budget=5.0, initial=0.01, maximum=0.05)
 

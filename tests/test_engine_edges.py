@@ -8,12 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import anyio
-from engine_helpers import ledger_records, op_records, write_job
-from outcome_helpers import FAST, Bystander, run_job, writes
 
 from bulkgroups.engine import apply_job
 from bulkgroups.jobs import load_job
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.engine import ledger_records, op_records, write_job
+from helpers.outcomes import FAST, Bystander, run_job, writes
 
 
 async def test_a_leave_that_finds_the_owner_already_gone_is_skipped_already_left(

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from engine_helpers import op_records, write_job
-from outcome_helpers import FAST
-
 from bulkgroups.engine import ChatApi, apply_job
 from bulkgroups.jobs import load_job
 from bulkgroups.model import AccountInfo, ChatInfo, Gate, Participant
+
+from helpers.engine import op_records, write_job
+from helpers.outcomes import FAST
 
 OWNER = "ACoAOwner"
 

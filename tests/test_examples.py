@@ -8,18 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import ledger_records
-from test_cli_helpers import Cli
 
 from bulkgroups.jobs import load_job
 
+from helpers.cli import Cli
+from helpers.engine import ledger_records
+
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "jobs").iterdir())
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def test_there_are_the_three_kinds_of_example() -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine.inventory import read_existing
@@ -20,10 +19,7 @@ from bulkgroups.jobs import load_job
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import Simulator, owner_id, person, starter_chats
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
+from helpers.cli import Cli, connect, writes
 
 
 def reading(sim: Simulator, tmp_path: Path, *, key: str | None = None) -> list[str]:

@@ -10,9 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SimFactory
-from engine_helpers import ledger_records, op_records, write_job
-from outcome_helpers import FAST, SIM_RATE, run_job, scoped, writes
 
 from bulkgroups.cli import main
 from bulkgroups.client import UnipileClient
@@ -20,6 +17,10 @@ from bulkgroups.engine import apply_job
 from bulkgroups.jobs import load_job
 from bulkgroups.model import RateSpec
 from bulkgroups.simulator import LoggedRequest, initial_members, owner_id, parse_faults
+
+from helpers.engine import ledger_records, op_records, write_job
+from helpers.outcomes import FAST, SIM_RATE, run_job, scoped, writes
+from helpers.simulator import SimFactory
 
 A = "acc_a"
 

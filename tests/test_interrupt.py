@@ -13,8 +13,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import SimFactory
-from resume_helpers import (
+
+from bulkgroups.model import WRITE_ACTIONS, parse_rate
+from bulkgroups.simulator import Simulator
+
+from helpers.processes import (
     apply_command,
     desired_state_problems,
     duplicated_writes,
@@ -28,9 +31,7 @@ from resume_helpers import (
     start,
     write_key,
 )
-
-from bulkgroups.model import WRITE_ACTIONS, parse_rate
-from bulkgroups.simulator import Simulator
+from helpers.simulator import SimFactory
 
 RATE = "50/s"
 WRITE_RATE = "1/s"

@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from jobs_helpers import failures, lines, write
 
 from bulkgroups.errors import JobFileError, JobFileErrors
 from bulkgroups.jobs import job_sha256, load_job, locate_owner_rule
 from bulkgroups.model import AccountSettings, ChatJob, Job, RateSpec
 from bulkgroups.planner import owner_rule_violations
+
+from helpers.jobs import failures, lines, write
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "jobs"
 

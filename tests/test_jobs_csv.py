@@ -6,10 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from jobs_helpers import failures, lines, located, write
 
 from bulkgroups.jobs import load_job
 from bulkgroups.model import ChatJob
+
+from helpers.jobs import failures, lines, located, write
 
 HEADER = "account,chat,action,user,name\n"
 

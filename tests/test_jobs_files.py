@@ -9,11 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from jobs_helpers import lines, write
 
 from bulkgroups.errors import JobFileError, JobFileErrors
 from bulkgroups.files import JOB_FILE_LIMIT
 from bulkgroups.jobs import load_job
+
+from helpers.jobs import lines, write
 
 EXTENSIONS = ["yaml", "csv"]
 

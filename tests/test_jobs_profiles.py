@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jobs_helpers import failures, lines, write
 
 from bulkgroups.jobs import load_job, locate_owner_rule
 from bulkgroups.model import (
@@ -17,6 +16,8 @@ from bulkgroups.model import (
     profile_slug,
     profile_user,
 )
+
+from helpers.jobs import failures, lines, write
 
 HEADER = "account,chat,action,user,name\n"
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jobs_helpers import failures, lines, located, write
 
 from bulkgroups.errors import JobFileError, JobFileErrors
 from bulkgroups.jobs import MAX_ERRORS_PER_FILE, load_job, yaml_events
 from bulkgroups.model import AccountSettings, ChatJob, RateSpec
+
+from helpers.jobs import failures, lines, located, write
 
 
 @pytest.fixture(

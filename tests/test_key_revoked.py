@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine_helpers import ledger_records
-from outcome_helpers import Bystander, run_job
-
 from bulkgroups.simulator import Simulator
+
+from helpers.engine import ledger_records
+from helpers.outcomes import Bystander, run_job
 
 
 async def test_a_key_refused_mid_run_fails_the_rest_and_keeps_the_ledger_whole(

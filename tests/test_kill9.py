@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from conftest import SimFactory
-from killloop import RATE, figures, kill_loop, problems
-from resume_helpers import (
+
+from bulkgroups.model import parse_rate
+
+from helpers.killloop import RATE, figures, kill_loop, problems
+from helpers.processes import (
     apply_command,
     desired_state_problems,
     key_file,
@@ -31,8 +33,7 @@ from resume_helpers import (
     mixed_job,
     run,
 )
-
-from bulkgroups.model import parse_rate
+from helpers.simulator import SimFactory
 
 
 def test_killed_at_seeded_moments_and_resumed_the_ledger_records_exactly_what_was_done(

@@ -10,9 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SimFactory
-from engine_helpers import ledger_records, op_records, write_job
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, RunResult, apply_job
@@ -31,13 +28,12 @@ from bulkgroups.model import Operation, Outcome, parse_rate, shard_of
 from bulkgroups.records import IntentRecord, OpRecord, Record, RunRecord, format_time
 from bulkgroups.simulator import Simulator, initial_members
 
+from helpers.cli import Cli, connect, writes
+from helpers.engine import ledger_records, op_records, write_job
+from helpers.simulator import SimFactory
+
 ACCOUNTS = [f"acc_s{n}" for n in range(6)]
 NEWCOMERS = ["ACoAN0491", "ACoAN0492", "ACoAN0493", "ACoAN0494"]  # in no chat yet
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def limited_job(tmp_path: Path, daily_limit: int) -> Path:

@@ -7,10 +7,11 @@ import pkgutil
 from pathlib import Path
 
 import pytest
-from engine_helpers import op_records
 
 import bulkgroups
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.engine import op_records
 
 
 def isort_order(names: list[str]) -> list[str]:

@@ -9,9 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_job
 from rich.console import Console
-from test_cli_helpers import Cli, connect
 
 from bulkgroups.display import render_outcomes
 from bulkgroups.ledger import LedgerWriter
@@ -19,6 +17,9 @@ from bulkgroups.model import ErrorInfo, Operation, Outcome
 from bulkgroups.progress import ProgressDisplay
 from bulkgroups.report import render_text, summarize
 from bulkgroups.simulator import Simulator
+
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
 
 LONG_ACCOUNT = "account_disconnected_with_a_rather_long_identifier_0001"
 LONG_CHAT = "chat_of_the_spring_cohort_with_a_long_id_0042"

@@ -14,9 +14,14 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Http, SimFactory
-from engine_helpers import ledger_records
-from outcome_helpers import (
+
+from bulkgroups.errors import error_from_response
+from bulkgroups.model import AccountInfo, RateSpec
+from bulkgroups.pacing import RetryPolicy
+from bulkgroups.simulator import Simulator
+
+from helpers.engine import ledger_records
+from helpers.outcomes import (
     SIM_RATE,
     Bystander,
     outcomes,
@@ -25,11 +30,7 @@ from outcome_helpers import (
     scoped,
     writes,
 )
-
-from bulkgroups.errors import error_from_response
-from bulkgroups.model import AccountInfo, RateSpec
-from bulkgroups.pacing import RetryPolicy
-from bulkgroups.simulator import Simulator
+from helpers.simulator import Http, SimFactory
 
 A = "acc_a"
 ANN, BOB, CID, DAN, EVE = "ACoAA0001", "ACoAA0002", "ACoAA0003", "ACoAA0004", "ACoAA0005"

@@ -22,10 +22,11 @@ import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from window_helpers import max_in_any_window
 
 from bulkgroups.model import AccountSettings, RateLimitHeaders, RateSpec, RequestKind
 from bulkgroups.pacing import AccountPacer, Pacing, PacingPolicy, RetryPolicy
+
+from helpers.windows import max_in_any_window
 
 # --------------------------------------------------------------------------------------------
 # Virtual time

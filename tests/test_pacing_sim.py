@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from conftest import SimFactory
-from engine_helpers import op_records, write_job
-from window_helpers import max_in_any_window
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, apply_job
@@ -25,6 +22,10 @@ from bulkgroups.jobs import load_job
 from bulkgroups.model import RateSpec
 from bulkgroups.pacing import Pacing, PacingPolicy
 from bulkgroups.simulator import SimConfig, initial_members, owner_id, run_in_thread
+
+from helpers.engine import op_records, write_job
+from helpers.simulator import SimFactory
+from helpers.windows import max_in_any_window
 
 ACCOUNTS = 200
 RATE = RateSpec(2, 1.0)

@@ -12,9 +12,6 @@ from typing import Any
 
 import orjson
 import pytest
-from engine_helpers import ledger_records, op_records, write_job
-from outcome_helpers import FAST, Bystander
-from test_cli_helpers import Cli, account_scoped, connect, writes
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, RunResult, apply_job, plan_job_online
@@ -25,12 +22,11 @@ from bulkgroups.planfile import dump_plan, load_plan
 from bulkgroups.records import format_time, parse_time
 from bulkgroups.simulator import LoggedRequest, Simulator, initial_members, owner_id, person
 
+from helpers.cli import Cli, account_scoped, connect, writes
+from helpers.engine import ledger_records, op_records, write_job
+from helpers.outcomes import FAST, Bystander
+
 ANN = "ACoAA0161"  # Ann Kim, linkedin.com/in/ann-kim-0161
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def user_lookups(sim: Simulator, account: str | None = None) -> list[LoggedRequest]:

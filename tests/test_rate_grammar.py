@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_cli_helpers import Cli
 
 from bulkgroups.jobs import load_job
 from bulkgroups.model import RateSpec, parse_rate
 
+from helpers.cli import Cli
+
 FORMS = "expected N/s, N/min, N/h, N/d or N/<k><unit> such as 20/10s"
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 @pytest.mark.parametrize(

@@ -7,19 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect, writes
 
 from bulkgroups.engine.removals import SteepChat, steep_chats
 from bulkgroups.model import ChatJob, ChatPlan, Operation
 from bulkgroups.simulator import Simulator, owner_id
 
+from helpers.cli import Cli, connect, writes
+from helpers.engine import write_job
+
 TEN = [f"ACoAA{n:04d}" for n in range(101, 111)]  # the ten members of `team`, owner aside
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 @pytest.fixture

@@ -12,9 +12,6 @@ import sys
 from pathlib import Path
 
 import orjson
-from conftest import SimFactory
-from engine_helpers import ledger_records, op_records, write_job
-from resume_helpers import apply_command, key_file, run
 
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, RunResult, apply_job
@@ -22,6 +19,10 @@ from bulkgroups.jobs import load_job
 from bulkgroups.lock import LedgerLock
 from bulkgroups.model import RateSpec, parse_rate
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.engine import ledger_records, op_records, write_job
+from helpers.processes import apply_command, key_file, run
+from helpers.simulator import SimFactory
 
 FAST = RateSpec(100, 1.0)
 

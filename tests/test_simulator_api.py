@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Http, SimFactory, segment
 
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import Simulator, initial_members, owner_id, person, pool_id
+
+from helpers.simulator import Http, SimFactory, segment
 
 ACCOUNT_FIELDS = {"object", "id", "user_id", "created_at", "application_id", "status", "provider"}
 CHAT_FIELDS = {

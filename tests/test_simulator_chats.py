@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Http, SimFactory, segment
 
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import Simulator, initial_members, pool_id
 from bulkgroups.simulator.population import starter_chat_name, starter_chats
+
+from helpers.simulator import Http, SimFactory, segment
 
 CHAT_FIELDS = {
     "object", "id", "name", "type", "is_group", "is_1to1", "is_channel", "is_readonly",

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from conftest import Http, SimFactory
 
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import FaultSpec, Simulator, parse_faults, pool_id
 from bulkgroups.simulator.faults import FaultDice
+
+from helpers.simulator import Http, SimFactory
 
 PARTICIPANTS = "/v2/acc_1/chats/chat_1/participants"
 

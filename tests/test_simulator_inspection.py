@@ -12,7 +12,6 @@ import threading
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from conftest import Http, segment
 
 from bulkgroups.model import parse_rate
 from bulkgroups.simulator import (
@@ -25,6 +24,8 @@ from bulkgroups.simulator import (
     run_sandbox,
 )
 from bulkgroups.simulator.faults import FaultDice, parse_faults
+
+from helpers.simulator import Http, segment
 
 
 async def test_the_request_log_records_arrivals_decoded(sim: Simulator, http: Http) -> None:

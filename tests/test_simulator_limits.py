@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from conftest import Http, SimFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulkgroups.model import RateSpec, parse_rate
 from bulkgroups.simulator import SimConfig, SimRequest, Simulator
 from bulkgroups.simulator.limits import FixedWindow, StrictCounter
+
+from helpers.simulator import Http, SimFactory
 
 
 class FakeClock:

@@ -8,10 +8,11 @@ profile URL, a slug or free text is a 400, as the real service would answer a ma
 from __future__ import annotations
 
 import pytest
-from conftest import Http, segment
 
 from bulkgroups.simulator import Simulator, initial_members, owner_id, person, pool_id
 from bulkgroups.simulator.population import is_provider_id, pool_slug_owner
+
+from helpers.simulator import Http, segment
 
 PROFILE_FIELDS = {"object", "id", "type", "display_name", "is_blocked", "provider", "specifics"}
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
-from engine_helpers import write_job
-from test_cli_helpers import Cli, connect
 
 from bulkgroups.jobs import load_job
 from bulkgroups.model import Operation, Outcome, Resolution
@@ -22,12 +19,10 @@ from bulkgroups.records import (
 )
 from bulkgroups.simulator import Simulator, initial_members, owner_id, person
 
+from helpers.cli import Cli, connect
+from helpers.engine import write_job
+
 AT = "2025-03-10T12:00:00.000Z"
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(capsys, monkeypatch)
 
 
 def state(sim: Simulator, account: str, chats: list[str]) -> dict[str, tuple[str, frozenset[str]]]:

@@ -14,9 +14,6 @@ from types import TracebackType
 from typing import Any
 
 import pytest
-from conftest import SimFactory
-from engine_helpers import ledger_records, op_records, write_job
-from outcome_helpers import FAST, SIM_RATE, Bystander, run_job, writes
 
 from bulkgroups.engine import apply_job
 from bulkgroups.errors import LedgerUnwritable
@@ -25,6 +22,10 @@ from bulkgroups.ledger import LedgerIO
 from bulkgroups.model import Gate, Operation, Outcome, RateLimitHeaders, RequestKind, RequestTurn
 from bulkgroups.records import IntentRecord, Record, RunRecord, format_time
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+
+from helpers.engine import ledger_records, op_records, write_job
+from helpers.outcomes import FAST, SIM_RATE, Bystander, run_job, writes
+from helpers.simulator import SimFactory
 
 A = "acc_w"
 ANN, BOB, CID, DAN = "ACoAA0001", "ACoAA0002", "ACoAA0003", "ACoAA0004"

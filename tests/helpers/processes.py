@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from engine_helpers import write_job
 
 from bulkgroups.simulator import Simulator, initial_members, owner_id, pool_id
+
+from .engine import write_job
 
 # Long enough for a slow, loaded CI machine; a run that takes this long is a hang.
 PROCESS_TIMEOUT = 120.0
@@ -211,7 +212,7 @@ def apply_command(
 
 def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UNIPILE_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     env["COLUMNS"] = "200"
     return env
 

@@ -1,7 +1,7 @@
 """The kill loop (no tests here): `bulkgroups apply` SIGKILLed at seeded moments and resumed, then
 run to the end, and what the simulator and the ledger then say.
 
-Used by `test_kill_loop.py` (a few kills, in the suite) and `soak.py` (`make soak`: many kills of
+Used by `test_kill9.py` (a few kills, in the suite) and `soak.py` (`make soak`: many kills of
 a bigger job, figures printed). The simulator runs in the calling process; each `apply` is a real
 process over real sockets, with a real lock file and a real ledger.
 """
@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from resume_helpers import (
+
+from bulkgroups.model import WRITE_ACTIONS
+from bulkgroups.records import OpRecord
+from bulkgroups.report import amended_ops
+from bulkgroups.simulator import Simulator
+
+from .processes import (
     Finished,
     MixedJob,
     apply_command,
@@ -35,11 +41,6 @@ from resume_helpers import (
     write_key,
     writes_accepted,
 )
-
-from bulkgroups.model import WRITE_ACTIONS
-from bulkgroups.records import OpRecord
-from bulkgroups.report import amended_ops
-from bulkgroups.simulator import Simulator
 
 # The engine's limits equal the simulator's: a resumed run that did not wait for the dead
 # process's window, or a write sent twice, would show as a violation or a duplicate.

@@ -9,14 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine_helpers import ledger_records, write_job
-
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, RunResult, apply_job
 from bulkgroups.jobs import load_job
 from bulkgroups.model import AccountInfo, RateSpec
 from bulkgroups.pacing import RetryPolicy
 from bulkgroups.simulator import LoggedRequest, Simulator
+
+from .engine import ledger_records, write_job
 
 T = TypeVar("T")
 
