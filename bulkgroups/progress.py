@@ -40,6 +40,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .durations import compact_duration
+from .errors import AuthError, RunRefused
 from .eta import Eta
 from .model import Outcome
 
@@ -108,6 +109,13 @@ class _Phase:
         return min(100, self.done * 100 // self.total) if self.total else 0
 
 
+def _refused_as_a_whole(error: BaseException | None) -> bool:
+    """The command ends in an error that says nothing was done (maybe from a task group)."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_refused_as_a_whole(inner) for inner in error.exceptions)
+    return isinstance(error, (RunRefused, AuthError))
+
+
 class ProgressDisplay:
     """The RunObserver of the `plan` and `apply` commands: progress on stderr, and the outcomes
     counted for the result table (`tally`)."""
@@ -145,7 +153,9 @@ class ProgressDisplay:
         tb: TracebackType | None,
     ) -> None:
         self._stop_live()
-        if self.mode == "lines" and self._phases:
+        # A command refused as a whole (API unreachable, key refused, run declined) did nothing:
+        # a closing "2/2 accounts looked up (100 %)" line above its error would read as success.
+        if self.mode == "lines" and self._phases and not _refused_as_a_whole(exc):
             self._write_line(final=True)
 
     def pause(self) -> None:
