@@ -572,19 +572,25 @@ def _add_export(commands: _Commands) -> None:
     )
     export.add_argument(
         "--account",
+        "--only-account",
+        dest="account",
         nargs="+",
         action="extend",
         required=True,
         metavar="ID",
-        help="the accounts whose group chats to export (in this order)",
+        help="the accounts whose group chats to export (in this order); --only-account, as in "
+        "plan and apply, is the same flag",
     )
     export.add_argument(
         "--chat",
+        "--only-chat",
+        dest="chat",
         nargs="+",
         action="extend",
         default=[],
         metavar="ID",
-        help="only these chats, looked for in every account (default: every group chat)",
+        help="only these chats, looked for in every account; --only-chat is the same flag "
+        "(default: every group chat)",
     )
     export.add_argument(
         "--format",

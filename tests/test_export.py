@@ -275,3 +275,16 @@ def test_export_quiet_says_only_what_it_wrote(cli: Cli, sim: Simulator, tmp_path
     assert run.err.strip().splitlines() == [
         f"Exported {len(groups('acc_1'))} chats of 1 account to {out}."
     ]
+
+
+def test_only_account_and_only_chat_select_as_in_plan_and_apply(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    chosen = groups("acc_1")[0]
+    flags = reading(sim, tmp_path)
+
+    run = cli.run("export", "--only-account", "acc_1", "--only-chat", chosen, *flags)
+
+    assert run.code == 0, run.err
+    document = yaml.safe_load(run.out)
+    assert [(c["account"], c["chat"]) for c in document["chats"]] == [("acc_1", chosen)]
