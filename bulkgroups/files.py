@@ -31,6 +31,7 @@ __all__ = [
     "check_appendable",
     "open_regular",
     "read_regular",
+    "sync_entry",
 ]
 
 _MIB: Final = 1024 * 1024
@@ -125,3 +126,15 @@ def check_appendable(path: str | os.PathLike[str]) -> None:
     except FileNotFoundError:
         return
     _refuse_unless_regular(info.st_mode)
+
+
+def sync_entry(path: str) -> None:
+    """Make `path`'s entry in its directory durable: a new ledger file, or a new ledger
+    directory, fsync'd alone could vanish with its directory's entry after a power cut."""
+    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass  # some file systems cannot fsync a directory; the data fsyncs still hold
+    finally:
+        os.close(directory)

@@ -58,7 +58,7 @@ import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .errors import LedgerCorrupt, LedgerUnwritable, UsageError
-from .files import LEDGER_LIMIT, FileRefused, open_regular
+from .files import LEDGER_LIMIT, FileRefused, open_regular, sync_entry
 from .model import WRITE_ACTIONS, Operation, Outcome, op_digest
 from .records import (
     EndRecord,
@@ -160,22 +160,11 @@ def _open_for_append(path: str) -> tuple[int, os.stat_result]:
     try:
         cut_torn_tail(fd)
         if created:
-            _sync_directory(path)
+            sync_entry(path)
         return fd, os.fstat(fd)
     except BaseException:
         os.close(fd)
         raise
-
-
-def _sync_directory(path: str) -> None:
-    # fsync of the file alone does not make its directory entry durable.
-    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the data fsyncs still hold
-    finally:
-        os.close(directory)
 
 
 # --------------------------------------------------------------------------------------------

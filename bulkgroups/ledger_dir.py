@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from .errors import RunRefused, UsageError
+from .files import sync_entry
 from .ledger import Replay, read_ledger, record_digest, replay
 from .lock import LedgerLock, LockHolder
 from .model import Operation, shard_of
@@ -138,6 +139,8 @@ def prepare_directory(place: LedgerPlace) -> None:
         raise UsageError(
             f"{place.directory}: cannot create the ledger directory: {error.strerror}"
         ) from error
+    else:
+        sync_entry(place.directory)
 
 
 # --------------------------------------------------------------------------------------------

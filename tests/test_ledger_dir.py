@@ -4,6 +4,7 @@ as one ledger."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ from bulkgroups.ledger_dir import (
     file_shard,
     ledger_files,
     ledger_place,
+    prepare_directory,
     read_histories,
     read_ledgers,
 )
@@ -449,3 +451,25 @@ def test_a_shard_file_abandoned_mid_run_holds_its_accounts_back_only_until_anoth
     assert not stale.death_outlived(account, [stale, after])
     unknown = LedgerHistory("d/ledger.jsonl", Replay(), None, holder_died=True)
     assert not unknown.death_outlived(account, [unknown, after])
+
+
+def test_a_new_ledger_directory_is_made_durable_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fsync of a file does not make its directory entry durable: after a power cut a new
+    # ledger directory could be gone with every record fsync'd into it.
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    place = ledger_place(f"{tmp_path / 'ledgers'}/", None)
+
+    prepare_directory(place)
+
+    assert synced == [str(tmp_path)]
+    prepare_directory(place)  # already there: nothing new to make durable
+    assert synced == [str(tmp_path)]
