@@ -34,6 +34,7 @@ from benchmarks import (
     bench_pages,
     bench_scale,
     bench_sequential,
+    bench_startup,
 )
 from benchmarks.figures import ROOT, Compare, Figure
 
@@ -104,6 +105,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "jobs": Benchmark(bench_jobs, _jobs),
     "ledger": Benchmark(bench_ledger, lambda quick: bench_ledger.run()),
     "pacing": Benchmark(bench_pacing, _pacing),
+    "startup": Benchmark(bench_startup, lambda quick: bench_startup.run(2 if quick else 15)),
 }
 
 

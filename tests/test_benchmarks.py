@@ -88,3 +88,16 @@ def test_measure_reports_a_commands_own_peak_memory_and_exit_code(tmp_path: Path
     assert measured["exit_code"] == 3
     assert measured["peak_mb"] >= 80
     assert measured["user_s"] >= 0 and measured["wall_s"] > 0
+
+
+def test_startup_times_help_and_validate_against_a_bare_interpreter() -> None:
+    done = _module("benchmarks.bench_startup", "1")
+    assert done.returncode == 0, done.stderr
+    names = [line.split()[0] for line in done.stdout.splitlines() if line.strip()]
+    assert names == [
+        "startup.bare_python_s",
+        "startup.help_s",
+        "startup.help_ratio",
+        "startup.validate_s",
+        "startup.validate_ratio",
+    ]
