@@ -149,8 +149,9 @@ def _refuse_unless_regular(fd: int, path: str) -> os.stat_result:
     return info
 
 
-def _open_for_append(path: str) -> tuple[int, os.stat_result]:
-    """Open for unbuffered appends (created if missing, its name made durable), a torn tail cut.
+def _open_for_append(path: str) -> tuple[int, os.stat_result, bool]:
+    """Open for unbuffered appends (created if missing, its name made durable), a torn tail cut;
+    also whether this call created the file.
 
     O_NONBLOCK: a FIFO at the path must be refused at once, not waited on.
     """
@@ -161,10 +162,19 @@ def _open_for_append(path: str) -> tuple[int, os.stat_result]:
         cut_torn_tail(fd)
         if created:
             sync_entry(path)
-        return fd, os.fstat(fd)
+        return fd, os.fstat(fd), created
     except BaseException:
         os.close(fd)
         raise
+
+
+def _remove_if_still_empty(path: str, identity: tuple[int, int]) -> None:
+    """Take away the file this writer created if nothing was ever written to it (a run declined
+    at the prompt, or stopped before its first record): no empty ledger is left behind."""
+    with contextlib.suppress(OSError):
+        info = os.stat(path, follow_symlinks=False)
+        if (info.st_dev, info.st_ino) == identity and info.st_size == 0:
+            os.unlink(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,6 +232,7 @@ class LedgerWriter:
         self._fd: int | None = None
         self._identity: tuple[int, int] = (0, 0)
         self._offset = 0
+        self._created = False
         self._unsynced = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[bytes | _Waiter] | None = None
@@ -235,7 +246,7 @@ class LedgerWriter:
         if self._fd is not None:
             raise RuntimeError("a LedgerWriter can be entered only once")
         try:
-            fd, info = await anyio.to_thread.run_sync(_open_for_append, self.path)
+            fd, info, self._created = await anyio.to_thread.run_sync(_open_for_append, self.path)
         except OSError as error:
             raise UsageError(f"{self.path}: cannot open the ledger: {error.strerror}") from error
         self._fd = fd
@@ -269,6 +280,8 @@ class LedgerWriter:
             await self._task_group.__aexit__(None, None, None)
         finally:
             os.close(self._fd)
+            if self._created and self._offset == 0:
+                _remove_if_still_empty(self.path, self._identity)
         if exc is None and self.failure is not None:
             raise self.failure
         return None

@@ -8,8 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import anyio
+import pytest
 
 from bulkgroups.engine import apply_job
+from bulkgroups.errors import RunRefused
 from bulkgroups.jobs import load_job
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
@@ -222,3 +224,30 @@ async def test_an_interrupt_waits_for_requests_in_flight_not_for_the_next_turn(
     ]
     assert len([r for r in sim.requests("acc_w") if r.kind == "write"]) == 1
     assert ledger_records(tmp_path / "l.jsonl")[-1]["interrupted"] is True
+
+
+async def test_a_run_declined_at_the_prompt_leaves_no_empty_ledger_behind(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.configure_chat("acc_a", "c1", members=("ACoAA0001",))
+    job = load_job(
+        write_job(
+            tmp_path / "job.yaml", [{"chat": "c1", "account": "acc_a", "remove": ["ACoAA0001"]}]
+        )
+    )
+
+    async def decline(plan: object) -> bool:
+        return False
+
+    ledger = tmp_path / "ledger.jsonl"
+    async with Bystander(sim.url, api_key=sim.api_key) as client:
+        with pytest.raises(RunRefused):
+            await apply_job(job, client, ledger=ledger, config=FAST, confirm=decline)
+        assert not ledger.exists()
+
+        # A ledger that was there before is left as it was, empty or not.
+        ledger.write_bytes(b"")
+        with pytest.raises(RunRefused):
+            await apply_job(job, client, ledger=ledger, config=FAST, confirm=decline)
+        assert ledger.exists() and ledger.read_bytes() == b""
+    assert writes(sim, "acc_a") == []
