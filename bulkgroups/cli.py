@@ -275,6 +275,13 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
         help="run against the embedded simulator on 127.0.0.1, started afresh (default: off)",
     )
     group.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send every request through this HTTP proxy, http://[USER:PASSWORD@]HOST:PORT; '' "
+        "for none (default: $https_proxy or $HTTPS_PROXY for an https API, $http_proxy or "
+        "$HTTP_PROXY for http, unless $NO_PROXY names the host; never to loopback or the sandbox)",
+    )
+    group.add_argument(
         "--page-size",
         type=_page_size,
         default=MAX_PAGE_SIZE,
@@ -718,9 +725,10 @@ def build_parser() -> argparse.ArgumentParser:
 class _Connection:
     base_url: str
     api_key: str
+    proxy: str | None = None
 
     def __repr__(self) -> str:
-        return f"_Connection(base_url={self.base_url!r}, api_key='***')"
+        return f"_Connection(base_url={self.base_url!r}, api_key='***', proxy=...)"
 
 
 def _read_key_file(path: str) -> str:
@@ -759,8 +767,9 @@ def _read_key_file(path: str) -> str:
 def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
     """Where requests go: the embedded simulator with --sandbox, else the flags or environment."""
     if args.sandbox:
-        if args.base_url:
-            raise UsageError("--sandbox and --base-url cannot be used together")
+        for flag, value in (("--base-url", args.base_url), ("--proxy", args.proxy)):
+            if value:
+                raise UsageError(f"--sandbox and {flag} cannot be used together")
         from .simulator import run_in_thread
 
         with run_in_thread() as sim:
@@ -772,7 +781,16 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
         or os.environ.get("UNIPILE_DSN")  # what Unipile's dashboard calls it
         or DEFAULT_BASE_URL
     )
-    yield _Connection(base_url, _api_key(args))
+    yield _Connection(base_url, _api_key(args), _proxy(args.proxy, base_url))
+
+
+def _proxy(flag: str | None, base_url: str) -> str | None:
+    """`--proxy` ('' for none), else what the environment names (`proxies.proxy_for`)."""
+    if flag is not None:
+        return flag or None
+    from .proxies import proxy_for
+
+    return proxy_for(base_url, os.environ)
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -911,6 +929,7 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
         async with UnipileClient(
             conn.base_url,
             api_key=conn.api_key,
+            proxy=conn.proxy,
             concurrency=config.concurrency,
             page_size=args.page_size,
         ) as client:
@@ -1164,6 +1183,7 @@ async def _apply(args: argparse.Namespace, out: Console, err: Console) -> int:
             UnipileClient(
                 conn.base_url,
                 api_key=conn.api_key,
+                proxy=conn.proxy,
                 concurrency=config.concurrency,
                 page_size=args.page_size,
             ) as client,
@@ -1405,6 +1425,7 @@ async def _export(
         async with UnipileClient(
             conn.base_url,
             api_key=conn.api_key,
+            proxy=conn.proxy,
             concurrency=config.concurrency,
             page_size=args.page_size,
         ) as client:

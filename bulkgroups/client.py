@@ -97,6 +97,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "USER_AGENT",
     "UnipileClient",
+    "is_loopback",
     "quote_segment",
     "rate_limit_headers",
 ]
@@ -166,7 +167,7 @@ def _check_base_url(base_url: str) -> str:
     text = base_url.strip()
     url = _parse_base_url(text)
     host = url.host or ""
-    if url.scheme == "http" and not _is_loopback(host):
+    if url.scheme == "http" and not is_loopback(host):
         raise UsageError(
             f"refusing plain http:// to {host!r}: the API key would travel in clear; "
             "use https:// (http is allowed only for 127.0.0.0/8, ::1 and localhost)"
@@ -214,13 +215,44 @@ def _check_path(url: URL, text: str) -> None:
         )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: where plain http and the sandbox may go."""
     if host.lower() in _LOOPBACK_NAMES:
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _check_proxy(proxy: str | None, base_url: str) -> URL | None:
+    """The proxy every request goes through: an http:// or https:// URL with a host (credentials
+    in it are sent to the proxy alone, and never shown). A plain-http base URL (loopback only)
+    may go through a proxy on loopback only: beyond it, the key would travel in clear."""
+    if proxy is None:
+        return None
+    try:
+        url = URL(proxy.strip())
+        host, _ = url.host, url.port
+    except (ValueError, TypeError, AttributeError):
+        raise UsageError("the proxy is not a URL (http://HOST:PORT)") from None
+    if url.scheme not in ("http", "https") or not host:
+        raise UsageError(
+            f"the proxy must be an http:// or https:// URL with a host, not {_proxy_shown(url)!r}"
+        )
+    if URL(base_url).scheme == "http" and not is_loopback(host):
+        raise UsageError(
+            f"refusing plain http:// requests through the proxy at {_proxy_shown(url)}: the API "
+            "key would travel in clear beyond this machine"
+        )
+    return url
+
+
+def _proxy_shown(url: URL) -> str:
+    """A proxy URL as messages show it: scheme, host and port, never its credentials."""
+    if not url.host:
+        return url.scheme + "://…" if url.scheme else "…"
+    return str(url.with_user(None).with_path("").with_query(None).with_fragment(None))
 
 
 def _check_api_key(api_key: str) -> str:
@@ -438,7 +470,11 @@ class UnipileClient:
     `request_timeout` bounds each request whole (connect, headers, body), `connect_timeout` its
     connection and `read_timeout` any silence; `max_body_bytes` caps a body. `page_size` is the
     `limit` asked of listings (1..100); `max_items` caps the distinct items of one listing.
-    Pass `session` to share one (tests, proxies); it must have no `base_url` and is not closed here.
+    `proxy` (`http://[user:password@]host:port`) sends every request through an HTTP proxy, an
+    https base URL through a CONNECT tunnel (the proxy sees the host, not the key); the library
+    reads no environment variable for it (the CLI does: `HTTPS_PROXY`, `NO_PROXY`).
+    Pass `session` to share one (tests); it must have no `base_url` and is not closed here, and
+    `proxy` does not apply to it.
     """
 
     __slots__ = (
@@ -453,12 +489,14 @@ class UnipileClient:
         "_origin",
         "_owns_session",
         "_page_size",
+        "_proxy",
         "_read_timeout",
         "_redactor",
         "_request_timeout",
         "_session",
         "_timeout",
         "_urls",
+        "_via",
     )
 
     def __init__(
@@ -474,6 +512,7 @@ class UnipileClient:
         page_size: int = MAX_PAGE_SIZE,
         max_items: int = DEFAULT_MAX_ITEMS,
         session: aiohttp.ClientSession | None = None,
+        proxy: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise UsageError(f"concurrency must be at least 1, got {concurrency}")
@@ -485,6 +524,9 @@ class UnipileClient:
             raise UsageError(f"the page size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
         self._base_url = _check_base_url(base_url)
         self._origin = str(URL(self._base_url).origin())
+        self._proxy = _check_proxy(proxy, self._base_url)
+        # Where failures to connect say they tried to go.
+        self._via = "" if self._proxy is None else f" through the proxy {_proxy_shown(self._proxy)}"
         self._api_key = _check_api_key(api_key)
         self._redactor = KeyRedactor(self._api_key)
         self._concurrency = concurrency
@@ -539,6 +581,7 @@ class UnipileClient:
                 timeout=self._timeout,
                 # Names the tool in Unipile's logs, for its support (never anything secret).
                 headers={"User-Agent": USER_AGENT},
+                proxy=self._proxy,
             )
             # aiohttp silently resends a GET or DELETE once when a kept-alive connection breaks:
             # a second request behind the pacer's back (one stamp, two arrivals) and a write of
@@ -975,6 +1018,10 @@ class UnipileClient:
             return TransportError("timeout", detail=detail, account=account_id)
         if isinstance(error, aiohttp.ClientSSLError):
             return self._unreachable("tls", f"TLS: {_tls_reason(error)}", account_id)
+        if isinstance(error, aiohttp.ClientHttpProxyError):
+            # The proxy refused the tunnel (CONNECT): 407 wants credentials, 403 forbids the host.
+            reason = f"the proxy answered {error.status} {error.message}"[:200]
+            return self._unreachable("connect", reason, account_id)
         if isinstance(error, aiohttp.ClientConnectorError):
             os_error = error.os_error
             if isinstance(os_error, socket.gaierror):
@@ -989,7 +1036,7 @@ class UnipileClient:
         return None
 
     def _unreachable(self, kind: str, reason: str, account_id: str) -> Unreachable:
-        detail = self._redactor.text(f"cannot reach {self._origin}: {reason}")
+        detail = self._redactor.text(f"cannot reach {self._origin}{self._via}: {reason}")
         return Unreachable(kind, base_url=self._origin, detail=detail, account=account_id)
 
     def _error(
