@@ -520,7 +520,9 @@ class Replay:
     `pending_since` is the unix time of the record that left each pending operation
     pending (a ledger directory lets a later record of another file supersede it).
     `resolutions` holds, for each (account, profile), the latest `resolution` record of any run:
-    the profiles a run need not look up again while they are young enough.
+    the profiles a run need not look up again while they are young enough. `renamed_from` has,
+    for each pending rename, the name its run read before it (so that a rename found in effect
+    is recorded, and undone, like one whose answer came).
     """
 
     last_job_sha256: str | None = None
@@ -534,6 +536,7 @@ class Replay:
     pending: dict[bytes, Operation] = field(default_factory=dict)
     pending_since: dict[bytes, float] = field(default_factory=dict)
     resolutions: dict[tuple[str, str], ResolutionRecord] = field(default_factory=dict)
+    renamed_from: dict[bytes, str] = field(default_factory=dict)
 
     def settled(self, digest: bytes) -> bool:
         """Whether `--resume` neither resends nor re-records the operation."""
@@ -569,6 +572,7 @@ class _Replaying:
         self.outcomes: dict[bytes, str] = {}
         self.pending: dict[bytes, Operation] = {}
         self.pending_since: dict[bytes, float] = {}
+        self.renamed_from: dict[bytes, str] = {}
         self.last_at: dict[str, float] = {}
         self.writes: dict[str, int] = {}
         self.last_run_open = False
@@ -593,6 +597,7 @@ class _Replaying:
             self.outcomes.clear()
             self.pending.clear()
             self.pending_since.clear()
+            self.renamed_from.clear()
         self.last_job, self.last_run = record.job_sha256, record.run_id
         self.last_run_open = True
         self.last_run_started_at = parse_time(record.started_at) if record.started_at else None
@@ -606,6 +611,8 @@ class _Replaying:
             digest = record_digest(record)
             self.pending[digest] = record.operation
             self.pending_since[digest] = unix
+            if record.previous_name is not None:
+                self.renamed_from[digest] = record.previous_name
 
     def op(self, record: OpRecord) -> None:
         counted = record.action in WRITE_ACTIONS and record.run_id not in self.with_intents
@@ -618,8 +625,11 @@ class _Replaying:
         if record.in_doubt and record.status in ("failed", "deferred"):
             self.pending[digest] = record.operation
             self.pending_since[digest] = unix
+            if record.previous_name is not None:
+                self.renamed_from[digest] = record.previous_name
         elif self.pending.pop(digest, None) is not None:
             del self.pending_since[digest]
+            self.renamed_from.pop(digest, None)
 
     def verify(self, record: VerifyRecord) -> None:
         if self.keep_outcomes and record.run_id in self.segment and len(record.op_id) == 32:
@@ -651,6 +661,7 @@ class _Replaying:
             pending=self.pending if self.job_sha256 is not None else {},
             pending_since=self.pending_since if self.job_sha256 is not None else {},
             resolutions=self.resolutions,
+            renamed_from=self.renamed_from if self.job_sha256 is not None else {},
         )
 
 

@@ -284,6 +284,12 @@ def combined(histories: Sequence[LedgerHistory]) -> Replay:
         pending=pending,
         pending_since=since,
         resolutions=_latest_resolutions(histories),
+        renamed_from={
+            digest: name
+            for history in histories
+            for digest, name in history.replay.renamed_from.items()
+            if digest in pending
+        },
     )
 
 

@@ -243,7 +243,9 @@ class IntentRecord:
 
     Every attempt has its own (`attempt` counts from 1 within the run). Daily limits and pacing
     across runs count intents; the next run decides an intent left without an outcome from its
-    fresh read (`ledger.Replay.pending`).
+    fresh read (`ledger.Replay.pending`). A rename's intent also carries `previous_name` (the
+    name the run's read saw), written only then: a rename found in effect after a kill can be
+    undone like any other.
     """
 
     TYPE: ClassVar[Literal["intent"]] = "intent"
@@ -257,9 +259,18 @@ class IntentRecord:
     name: str | None
     attempt: int
     at: str
+    previous_name: str | None = None
 
     @classmethod
-    def of(cls, operation: Operation, *, run_id: str, attempt: int, at: str) -> IntentRecord:
+    def of(
+        cls,
+        operation: Operation,
+        *,
+        run_id: str,
+        attempt: int,
+        at: str,
+        previous_name: str | None = None,
+    ) -> IntentRecord:
         return cls(
             operation.op_id,
             run_id,
@@ -270,6 +281,7 @@ class IntentRecord:
             operation.name,
             attempt,
             at,
+            previous_name if operation.action == "rename" else None,
         )
 
     @property
@@ -277,20 +289,21 @@ class IntentRecord:
         return Operation(self.account, self.chat, self.action, self.user, self.name)
 
     def to_json(self) -> bytes:
-        return _dumps(
-            {
-                "type": self.TYPE,
-                "op_id": self.op_id,
-                "run_id": self.run_id,
-                "account": self.account,
-                "chat": self.chat,
-                "action": self.action,
-                "user": self.user,
-                "name": self.name,
-                "attempt": self.attempt,
-                "at": self.at,
-            }
-        )
+        fields: dict[str, object] = {
+            "type": self.TYPE,
+            "op_id": self.op_id,
+            "run_id": self.run_id,
+            "account": self.account,
+            "chat": self.chat,
+            "action": self.action,
+            "user": self.user,
+            "name": self.name,
+            "attempt": self.attempt,
+            "at": self.at,
+        }
+        if self.previous_name is not None:
+            fields["previous_name"] = self.previous_name
+        return _dumps(fields)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, path: str, line: int) -> IntentRecord:
@@ -305,6 +318,7 @@ class IntentRecord:
             name=f.optional_text("name"),
             attempt=f.count("attempt"),
             at=f.time("at"),
+            previous_name=f.optional_text("previous_name"),
         )
 
 

@@ -22,6 +22,7 @@ from bulkgroups.ledger import LedgerIO
 from bulkgroups.model import Gate, Operation, Outcome, RateLimitHeaders, RequestKind, RequestTurn
 from bulkgroups.records import IntentRecord, Record, RunRecord, format_time
 from bulkgroups.simulator import Simulator, initial_members, owner_id
+from bulkgroups.undo import inverse_of
 
 from helpers.engine import ledger_records, op_records, write_job
 from helpers.outcomes import FAST, SIM_RATE, Bystander, run_job, writes
@@ -376,3 +377,40 @@ async def test_a_full_disk_while_another_account_still_reads_its_chats_raises_le
                 config=FAST,
                 ledger_io=LedgerIO(write=write),
             )
+
+
+async def test_a_rename_found_in_effect_after_its_run_died_can_be_undone_like_any_other(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The run dies between the rename's answer and its `op` record (here: the disk fills just
+    # then). Its intent says what the chat was called before, so the next run records the
+    # rename it finds in effect with that name, and `undo` can name it back.
+    sim.configure_chat(A, "c1", name="Cohort 12")
+    job = load_job(
+        write_job(tmp_path / "job.yaml", [{"chat": "c1", "account": A, "rename": "Cohort 13"}])
+    )
+    ledger = tmp_path / "ledger.jsonl"
+
+    def write(fd: int, data: memoryview) -> int:
+        if b'"type":"op"' in bytes(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    with pytest.raises(LedgerUnwritable):
+        async with Bystander(sim.url, api_key=sim.api_key) as client:
+            await apply_job(
+                job, client, ledger=ledger, config=FAST, ledger_io=LedgerIO(write=write)
+            )
+    assert sim.chat(A, "c1").name == "Cohort 13"
+    intents = [r for r in ledger_records(ledger) if r["type"] == "intent"]
+    assert [(i["action"], i["previous_name"]) for i in intents] == [("rename", "Cohort 12")]
+
+    async with Bystander(sim.url, api_key=sim.api_key) as client:
+        await apply_job(job, client, ledger=ledger, config=FAST)
+    recovered = [r for r in op_records(ledger) if r.get("recovered")]
+    assert [(r["action"], r["previous_name"]) for r in recovered] == [("rename", "Cohort 12")]
+
+    inverse = inverse_of(str(ledger))
+    out = bytearray()
+    inverse.write_to(out.extend)
+    assert 'rename: "Cohort 12"' in out.decode()

@@ -248,7 +248,10 @@ class Application:
     async def _record_known(self, plan: ChatPlan) -> None:
         recorder = self.recorder
         for operation in plan.recovered:
-            await recorder.outcome(Outcome(operation, "applied", None, 0, recovered=True))
+            await recorder.outcome(
+                Outcome(operation, "applied", None, 0, recovered=True),
+                previous_name=self.previous.renamed_from.get(operation.digest),
+            )
         for decided in plan.decided:
             if not self._settled(decided.operation):
                 await recorder.outcome(decided, previous_name=plan.chat_name)
@@ -282,7 +285,7 @@ class Application:
         try:
             refused: ErrorInfo | None = None
             for op in ops:
-                outcome = await self._write_one(account, op, claim, refused)
+                outcome = await self._write_one(account, op, claim, refused, plan.chat_name)
                 if outcome is None:
                     break  # not sent: nothing recorded, --resume plans it again
                 await recorder.outcome(outcome, previous_name=plan.chat_name)
@@ -296,7 +299,12 @@ class Application:
             await self._verify(account, plan.chat, applied)
 
     async def _write_one(
-        self, account: Account, op: Operation, claim: Claim, refused: ErrorInfo | None
+        self,
+        account: Account,
+        op: Operation,
+        claim: Claim,
+        refused: ErrorInfo | None,
+        chat_name: str | None,
     ) -> Outcome | None:
         """The outcome of one write of the chat, or None if the run stopped before it went."""
         if self.run.stops.writes_stopped:
@@ -308,7 +316,7 @@ class Application:
         if not self.run.budget.available(claim):  # not worth a turn in the pacer
             return Outcome(op, "deferred", "daily_limit", 0)
         try:
-            return await self.run.write(account, op, claim)
+            return await self.run.write(account, op, claim, previous_name=chat_name)
         except SendingStopped:
             return None
 

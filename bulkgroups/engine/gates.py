@@ -78,16 +78,23 @@ class RunTurn:
 class WriteSender:
     """The write requests of one operation: `send` is one attempt, `gate` the gate it passes."""
 
-    __slots__ = ("_attempts", "_claim", "_owner", "_run", "operation")
+    __slots__ = ("_attempts", "_claim", "_owner", "_previous_name", "_run", "operation")
 
     def __init__(
-        self, run: Run, operation: Operation, owner: str | None, attempts: Attempts, claim: Claim
+        self,
+        run: Run,
+        operation: Operation,
+        owner: str | None,
+        attempts: Attempts,
+        claim: Claim,
+        previous_name: str | None = None,
     ) -> None:
         self._run = run
         self.operation = operation
         self._owner = owner
         self._attempts = attempts
         self._claim = claim
+        self._previous_name = previous_name  # a rename's: into its intent, for `undo`
 
     async def send(self) -> None:
         """One attempt: the request for the operation's action (a leave removes the owner)."""
@@ -117,7 +124,9 @@ class WriteSender:
         if recorder is None:
             raise RuntimeError("a write needs the run's ledger")
         try:
-            await recorder.intent(self.operation, self._attempts.count)
+            await recorder.intent(
+                self.operation, self._attempts.count, previous_name=self._previous_name
+            )
         except LedgerUnwritable:
             raise SendingStopped() from None
         run.stops.check(write=True)

@@ -50,10 +50,16 @@ class Recorder:
                     await self.writer.append(ResolutionRecord.of(resolution, run_id=self.run_id))
                 self.started = True
 
-    async def intent(self, operation: Operation, attempt: int) -> None:
+    async def intent(
+        self, operation: Operation, attempt: int, *, previous_name: str | None = None
+    ) -> None:
         """Write-ahead: durable before the attempt is sent (raises `LedgerUnwritable`)."""
         record = IntentRecord.of(
-            operation, run_id=self.run_id, attempt=attempt, at=self.writer.now()
+            operation,
+            run_id=self.run_id,
+            attempt=attempt,
+            at=self.writer.now(),
+            previous_name=previous_name,
         )
         await self.writer.append_durable(record)
 

@@ -547,13 +547,16 @@ class Run:
 
     # ------------------------------------------------------------------------------------ write
 
-    async def write(self, account: Account, op: Operation, claim: Claim) -> Outcome:
+    async def write(
+        self, account: Account, op: Operation, claim: Claim, *, previous_name: str | None = None
+    ) -> Outcome:
         """Send one write (with retries) and decide its outcome (CONTRACT: outcomes and reasons).
+        `previous_name`: a rename's chat name as read, written into its intents.
 
         Raises `SendingStopped` if the run stopped before an attempt went: nothing is recorded.
         """
         attempts = Attempts()
-        sender = WriteSender(self, op, account.owner, attempts, claim)
+        sender = WriteSender(self, op, account.owner, attempts, claim, previous_name)
         try:
             await call_with_retry(
                 sender.send,
