@@ -38,11 +38,11 @@ never reach a caller.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from .model import ErrorInfo, OwnerRuleViolation, Reason
+from .model import AddRemoveConflict, ErrorInfo, OwnerRuleViolation, Reason
 
 __all__ = [
     "AccountDisconnected",
@@ -113,25 +113,37 @@ class ApiUnreachable(RunRefused):
 
 class OwnerRuleRefused(RunRefused):
     """The account owner's own id is in a chat's `remove`, `members` or `protect` (leaving is only
-    via `leave`); found right after the account lookup, before any account-scoped request.
+    via `leave`); found right after the account lookup, before any account-scoped request. Also
+    the rules of the job that only resolved profiles can show: a person both added and removed
+    (`AddRemoveConflict`).
 
     `violations` are values: whoever loaded the job attaches file locations to them
     (`jobs.locate_owner_rule`), so nothing re-reads the job files mid-run.
     """
 
-    def __init__(self, violations: list[OwnerRuleViolation] | tuple[OwnerRuleViolation, ...]):
+    def __init__(
+        self,
+        violations: Sequence[OwnerRuleViolation | AddRemoveConflict],
+    ):
         self.violations = tuple(violations)
-        shown = "; ".join(
-            f"{v.account}/{v.chat}: {v.list} holds the account owner {v.user}"
-            for v in self.violations[:5]
-        )
+        shown = "; ".join(_broken_rule(v) for v in self.violations[:5])
         more = len(self.violations) - 5
         if more > 0:
             shown += f"; and {more} more"
-        super().__init__(
-            f"the account owner may not be in remove, members or protect (an owner leaves only "
-            f"via leave): {shown}; nothing was sent"
+        super().__init__(f"the job breaks its rules: {shown}; nothing was sent")
+
+
+def _broken_rule(violation: OwnerRuleViolation | AddRemoveConflict) -> str:
+    where = f"{violation.account}/{violation.chat}"
+    if isinstance(violation, AddRemoveConflict):
+        return (
+            f"{where}: {violation.user} in remove and {violation.added} in add are the same "
+            f"person ({violation.user_id})"
         )
+    return (
+        f"{where}: {violation.list} holds the account owner {violation.user} (the owner may not "
+        "be in remove, members or protect; an owner leaves only via leave)"
+    )
 
 
 class LedgerCorrupt(BulkGroupsError):

@@ -24,6 +24,7 @@ __all__ = [
     "AccountInfo",
     "AccountSettings",
     "Action",
+    "AddRemoveConflict",
     "ChatInfo",
     "ChatJob",
     "ChatPlan",
@@ -454,6 +455,21 @@ class OwnerRuleViolation:
     chat: str
     list: OwnerList
     user: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddRemoveConflict:
+    """A chat's `remove` entry and one of its `add` entries name the same person, seen only once
+    profiles are resolved (an id and a profile URL, or two profiles): the job asks for both.
+    `validate` refuses the same id (or profile) written in both; this is that rule, online.
+    `user` is the remove entry as written, `added` the add entry, `user_id` whom both name."""
+
+    account: str
+    chat: str
+    user: str
+    added: str
+    user_id: str
+    list: Literal["remove"] = "remove"
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from urllib.parse import unquote
 
 from .model import (
     DEFAULT_MAX_MEMBERS,
+    AddRemoveConflict,
     ChatJob,
     ChatPlan,
     ChatState,
@@ -175,6 +176,24 @@ def owner_rule_violations(
                 for user in names
                 if user in users
             )
+    return found
+
+
+def add_remove_conflicts(job: Job, people: Mapping[str, People]) -> list[AddRemoveConflict]:
+    """Each `remove` entry naming, once profiles are resolved, someone the chat's `add` names too
+    (`people`: each account's resolutions; an unresolved profile names nobody yet)."""
+    found: list[AddRemoveConflict] = []
+    for chat in job.chats:
+        resolutions = people.get(chat.account)
+        if not resolutions or not chat.add or not chat.remove:
+            continue
+        added = {_resolved(user, resolutions): user for user in chat.add}
+        for user in chat.remove:
+            user_id = _resolved(user, resolutions)
+            if user_id in added and added[user_id] != user:
+                found.append(
+                    AddRemoveConflict(chat.account, chat.chat, user, added[user_id], user_id)
+                )
     return found
 
 

@@ -394,6 +394,29 @@ def test_the_owners_own_url_in_remove_is_refused_before_any_write(
     assert not ledger.exists() or ledger_records(ledger) == []
 
 
+@pytest.mark.parametrize("profile_in", ["add", "remove"])
+def test_a_person_added_by_id_and_removed_by_profile_is_refused_before_any_write(
+    cli: Cli, sim: Simulator, tmp_path: Path, profile_in: str
+) -> None:
+    # `validate` cannot see it (an id and a URL), so apply refuses it once the URL is resolved,
+    # naming the remove entry's line, as it does the owner rule.
+    add, remove = (url(ANN), ANN) if profile_in == "add" else (ANN, url(ANN))
+    job = write_job(
+        tmp_path / "job.yaml",
+        [{"chat": "team", "account": "acc_1", "add": [add], "remove": [remove]}],
+    )
+    assert cli.run("validate", job).code == 0
+
+    run = cli.run("apply", job, "--ledger", tmp_path / "ledger.jsonl", *connect(sim, tmp_path))
+
+    assert run.code == 1, run.err
+    line = job.read_text().splitlines().index(f"  - {remove}") + 1
+    assert f"{job}:{line}: chats[0].remove[0]: " in run.err
+    assert f"are the same person ({ANN}): a person may not be both added and removed" in run.err
+    assert writes(sim) == []
+    assert {r.path.split("/")[3] for r in account_scoped(sim)} == {"users"}
+
+
 # ----------------------------------------------------------------------- resume, saved plans
 
 

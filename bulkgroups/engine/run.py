@@ -34,6 +34,7 @@ from ..ledger import Replay
 from ..ledger_dir import LedgerHistory
 from ..model import (
     AccountInfo,
+    AddRemoveConflict,
     ChatInfo,
     ChatJob,
     ChatPlan,
@@ -41,6 +42,7 @@ from ..model import (
     Job,
     Operation,
     Outcome,
+    OwnerRuleViolation,
     Plan,
     ReadFailure,
     Reason,
@@ -339,9 +341,11 @@ class Run:
     def check_owner_rule(self) -> None:
         """The owner's own id in remove/members/protect refuses the run (`OwnerRuleRefused`);
         once profiles are resolved, so does a profile that resolved to the owner."""
-        violations = planner.owner_rule_violations(
-            self.job, self.owners(), self.people.by_account()
-        )
+        people = self.people.by_account()
+        violations: list[OwnerRuleViolation | AddRemoveConflict] = [
+            *planner.owner_rule_violations(self.job, self.owners(), people),
+            *planner.add_remove_conflicts(self.job, people),
+        ]
         if violations:
             raise OwnerRuleRefused(violations)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import JobFileError
-from ..model import ChatJob, Job, OwnerRuleViolation
+from ..model import AddRemoveConflict, ChatJob, Job, OwnerRuleViolation
 from .report import quote
 
 __all__ = ["locate_owner_rule"]
@@ -24,8 +24,20 @@ def _message(user: str, account: str) -> str:
     )
 
 
-def _locate(chat: ChatJob | None, violation: OwnerRuleViolation) -> JobFileError:
-    message = _message(violation.user, violation.account)
+def _conflict(conflict: AddRemoveConflict) -> str:
+    return (
+        f"{quote(conflict.user)} and {quote(conflict.added)} in add are the same person "
+        f"({conflict.user_id}): a person may not be both added and removed"
+    )
+
+
+def _locate(
+    chat: ChatJob | None, violation: OwnerRuleViolation | AddRemoveConflict
+) -> JobFileError:
+    if isinstance(violation, AddRemoveConflict):
+        message = _conflict(violation)
+    else:
+        message = _message(violation.user, violation.account)
     if chat is None:  # a violation of a chat the job does not have: still refused, unlocated
         return JobFileError("<job>", None, "chat", message)
     listed: tuple[str, ...] = getattr(chat, violation.list) or ()
@@ -42,7 +54,9 @@ def _locate(chat: ChatJob | None, violation: OwnerRuleViolation) -> JobFileError
     )
 
 
-def locate_owner_rule(job: Job, violations: Sequence[OwnerRuleViolation]) -> list[JobFileError]:
+def locate_owner_rule(
+    job: Job, violations: Sequence[OwnerRuleViolation | AddRemoveConflict]
+) -> list[JobFileError]:
     """The owner-rule violations the engine found, as `PATH:LINE: FIELD: message` errors, in the
     order of the files on the command line and of the lines in each."""
     wanted = {(v.account, v.chat) for v in violations}
