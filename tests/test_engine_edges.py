@@ -13,6 +13,7 @@ import pytest
 from bulkgroups.engine import apply_job
 from bulkgroups.errors import RunRefused
 from bulkgroups.jobs import load_job
+from bulkgroups.model import RateSpec
 from bulkgroups.simulator import Simulator, initial_members, owner_id
 
 from helpers.engine import ledger_records, op_records, write_job
@@ -251,3 +252,69 @@ async def test_a_run_declined_at_the_prompt_leaves_no_empty_ledger_behind(
             await apply_job(job, client, ledger=ledger, config=FAST, confirm=decline)
         assert ledger.exists() and ledger.read_bytes() == b""
     assert writes(sim, "acc_a") == []
+
+
+async def test_a_write_sent_before_an_interrupt_is_decided_and_recorded_though_that_needs_a_read(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Someone else removes the member just before our remove goes: it is answered 404, which a
+    # fresh read decides (skipped not_member). Ctrl-C comes with the answer; at 1 read a second
+    # the deciding read waits for its turn, and the run waits for it rather than leaving the
+    # write sent with an intent and no outcome.
+    sim.configure_chat("acc_r", "c1", members=("ACoAA0001",))
+    job = load_job(
+        write_job(
+            tmp_path / "job.yaml", [{"chat": "c1", "account": "acc_r", "remove": ["ACoAA0001"]}]
+        )
+    )
+    interrupt = anyio.Event()
+    client = Bystander(sim.url, api_key=sim.api_key)
+    client.before_write[1] = lambda: sim.configure_chat("acc_r", "c1", members=())
+    client.after_write[1] = interrupt.set
+    config = replace(FAST, rate=RateSpec(1, 1.0), verify=False)
+
+    async with client:
+        result = await apply_job(
+            job, client, ledger=tmp_path / "l.jsonl", config=config, interrupt=interrupt
+        )
+
+    assert result.interrupted
+    assert [(r["action"], r["status"], r["reason"]) for r in op_records(tmp_path / "l.jsonl")] == [
+        ("remove", "skipped", "not_member")
+    ]
+    assert [r.kind for r in sim.requests("acc_r")][-2:] == ["write", "read"]
+
+
+async def test_an_interrupt_during_verification_lets_it_finish(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The add is accepted but does not take effect; Ctrl-C comes during verification's pause
+    # between its two re-reads. The second still happens and the add is amended
+    # `failed not_effective`: left `applied`, --resume would take it as settled.
+    sim.configure_chat("acc_v", "c1", members=())
+    job = load_job(
+        write_job(tmp_path / "job.yaml", [{"chat": "c1", "account": "acc_v", "add": ["ACoAA0601"]}])
+    )
+    interrupt = anyio.Event()
+    client = Bystander(sim.url, api_key=sim.api_key)
+    client.before_write[1] = lambda: sim.set_faults("ignored=1")  # 200, nothing changes
+    client.after_write[1] = lambda: sim.set_faults("")
+    config = replace(FAST, verify_delay=1.0)
+
+    def reads() -> int:
+        return sum(1 for r in sim.requests("acc_v") if r.kind == "read")
+
+    async def interrupt_between_the_rereads() -> None:
+        while reads() < 4:  # noqa: ASYNC110 - the simulator's log is polled, it sets no event
+            await anyio.sleep(0.01)
+        interrupt.set()
+
+    async with client, anyio.create_task_group() as tg:
+        tg.start_soon(interrupt_between_the_rereads)
+        result = await apply_job(
+            job, client, ledger=tmp_path / "l.jsonl", config=config, interrupt=interrupt
+        )
+    assert result.interrupted
+    assert reads() == 6  # the plan's read, then both re-reads (chat and participants each)
+    verified = [r for r in ledger_records(tmp_path / "l.jsonl") if r["type"] == "verify"]
+    assert [(v["status"], v["reason"]) for v in verified] == [("failed", "not_effective")]

@@ -26,7 +26,7 @@ from .outcomes import chat_refused, in_effect
 from .recorder import Recorder
 from .removals import RemovalGate, check_removals
 from .run import Run
-from .stops import SendingStopped
+from .stops import Flight, SendingStopped
 from .workers import for_each
 
 __all__ = ["Application", "PlanSource", "apply_run", "check_expected"]
@@ -285,10 +285,16 @@ class Application:
         try:
             refused: ErrorInfo | None = None
             for op in ops:
-                outcome = await self._write_one(account, op, claim, refused, plan.chat_name)
-                if outcome is None:
-                    break  # not sent: nothing recorded, --resume plans it again
-                await recorder.outcome(outcome, previous_name=plan.chat_name)
+                flight = run.stops.flight()
+                try:
+                    outcome = await self._write_one(
+                        account, op, claim, refused, plan.chat_name, flight
+                    )
+                    if outcome is None:
+                        break  # not sent: nothing recorded, --resume plans it again
+                    await recorder.outcome(outcome, previous_name=plan.chat_name)
+                finally:
+                    flight.land()
                 if outcome.status == "applied":
                     applied.append(outcome)
                 if chat_refused(outcome):
@@ -305,6 +311,7 @@ class Application:
         claim: Claim,
         refused: ErrorInfo | None,
         chat_name: str | None,
+        flight: Flight,
     ) -> Outcome | None:
         """The outcome of one write of the chat, or None if the run stopped before it went."""
         if self.run.stops.writes_stopped:
@@ -316,13 +323,23 @@ class Application:
         if not self.run.budget.available(claim):  # not worth a turn in the pacer
             return Outcome(op, "deferred", "daily_limit", 0)
         try:
-            return await self.run.write(account, op, claim, previous_name=chat_name)
+            return await self.run.write(account, op, claim, previous_name=chat_name, flight=flight)
         except SendingStopped:
             return None
 
     async def _verify(self, account: Account, chat: str, applied: list[Outcome]) -> None:
         """Re-read the chat (once more after a short delay if needed); writes that do not show
-        are amended `failed not_effective`. A chat that cannot be re-read keeps its outcomes."""
+        are amended `failed not_effective`. A chat that cannot be re-read keeps its outcomes.
+        Once begun it is seen to its end (a `Flight`), Ctrl-C or not: an applied write that does
+        not show must not stay recorded applied, which `--resume` would take as settled."""
+        flight = self.run.stops.flight()
+        flight.take_off()
+        try:
+            await self._verify_reads(account, chat, applied)
+        finally:
+            flight.land()
+
+    async def _verify_reads(self, account: Account, chat: str, applied: list[Outcome]) -> None:
         missing = applied
         for check in range(2):
             state = await self.run.read_for_verify(account, chat)

@@ -21,7 +21,7 @@ from ..errors import LedgerUnwritable
 from ..model import Operation, RateLimitHeaders, RequestKind
 from ..pacing import Sent
 from .budget import Claim
-from .stops import BudgetSpent, SendingStopped
+from .stops import BudgetSpent, Flight, SendingStopped
 
 if TYPE_CHECKING:
     from .run import Run
@@ -78,7 +78,7 @@ class RunTurn:
 class WriteSender:
     """The write requests of one operation: `send` is one attempt, `gate` the gate it passes."""
 
-    __slots__ = ("_attempts", "_claim", "_owner", "_previous_name", "_run", "operation")
+    __slots__ = ("_attempts", "_claim", "_flight", "_owner", "_previous_name", "_run", "operation")
 
     def __init__(
         self,
@@ -88,6 +88,7 @@ class WriteSender:
         attempts: Attempts,
         claim: Claim,
         previous_name: str | None = None,
+        flight: Flight | None = None,
     ) -> None:
         self._run = run
         self.operation = operation
@@ -95,6 +96,7 @@ class WriteSender:
         self._attempts = attempts
         self._claim = claim
         self._previous_name = previous_name  # a rename's: into its intent, for `undo`
+        self._flight = flight  # up from the first intent until the outcome is recorded
 
     async def send(self) -> None:
         """One attempt: the request for the operation's action (a leave removes the owner)."""
@@ -120,6 +122,8 @@ class WriteSender:
         run = self._run
         if not run.budget.spend(self._claim):
             raise BudgetSpent()
+        if self._flight is not None:
+            self._flight.take_off()
         recorder = run.recorder
         if recorder is None:
             raise RuntimeError("a write needs the run's ledger")

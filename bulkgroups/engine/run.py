@@ -60,7 +60,7 @@ from .gates import RunTurn, WriteSender
 from .outcomes import PREFLIGHT_STOPS, Recheck, after_recheck, in_effect, outcome_of, stop_for
 from .people import People
 from .recorder import Recorder
-from .stops import BudgetSpent, RunStops, SendingStopped
+from .stops import BudgetSpent, Flight, RunStops, SendingStopped
 from .workers import for_each
 
 __all__ = ["Run", "build_pacing", "shard_job", "shard_of"]
@@ -552,15 +552,22 @@ class Run:
     # ------------------------------------------------------------------------------------ write
 
     async def write(
-        self, account: Account, op: Operation, claim: Claim, *, previous_name: str | None = None
+        self,
+        account: Account,
+        op: Operation,
+        claim: Claim,
+        *,
+        previous_name: str | None = None,
+        flight: Flight | None = None,
     ) -> Outcome:
         """Send one write (with retries) and decide its outcome (CONTRACT: outcomes and reasons).
-        `previous_name`: a rename's chat name as read, written into its intents.
+        `previous_name`: a rename's chat name as read, written into its intents; `flight` takes
+        off with the first intent (the caller lands it once the outcome is recorded).
 
         Raises `SendingStopped` if the run stopped before an attempt went: nothing is recorded.
         """
         attempts = Attempts()
-        sender = WriteSender(self, op, account.owner, attempts, claim, previous_name)
+        sender = WriteSender(self, op, account.owner, attempts, claim, previous_name, flight)
         try:
             await call_with_retry(
                 sender.send,

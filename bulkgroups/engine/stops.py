@@ -19,7 +19,7 @@ import anyio
 from ..attempts import AccountStopped
 from ..errors import AuthError, LedgerUnwritable
 
-__all__ = ["BudgetSpent", "RunStops", "SendingStopped"]
+__all__ = ["BudgetSpent", "Flight", "RunStops", "SendingStopped"]
 
 
 class SendingStopped(AccountStopped):
@@ -50,12 +50,17 @@ class RunStops:
         self._in_flight = 0
         self._landed: anyio.Event | None = None
 
-    # Requests in flight: counted from their turn in the pacer to their answer (a write's intent
-    # included), so that a stopped run waits for them — and only for them: what still waits for
-    # a turn (a write at 1/min, a backoff) would send nothing and is cancelled at once.
+    # What is in flight: each request from its turn in the pacer to its answer (a write's intent
+    # included), and each `Flight` (a write from its first intent until its outcome is recorded,
+    # the reads deciding it included; a chat's verification), so that a stopped run waits for
+    # them — and only for them: what still waits for a turn it has not begun (a write at 1/min,
+    # a backoff) would send nothing and is cancelled at once.
+
+    def flight(self) -> Flight:
+        return Flight(self)
 
     def took_off(self) -> None:
-        """A request has its turn: in flight until `landed`."""
+        """Something has begun that must end before the run may be cancelled: until `landed`."""
         self._in_flight += 1
 
     def landed(self) -> None:
@@ -91,3 +96,26 @@ class RunStops:
         """Raise `SendingStopped` if a request of this kind may no longer be sent."""
         if self.ledger_failure is not None or (write and self.interrupted):
             raise SendingStopped()
+
+
+class Flight:
+    """A piece of work that, once begun, must be seen to its end even after the run stops
+    sending: a write whose request may have reached the server until its `op` record is handed to
+    the ledger (a 404 or 403 is decided by a fresh read first), or a chat's verification. Not in
+    flight until `take_off`; `land` ends it (both idempotent, so `land` can sit in a `finally`)."""
+
+    __slots__ = ("_stops", "_up")
+
+    def __init__(self, stops: RunStops) -> None:
+        self._stops = stops
+        self._up = False
+
+    def take_off(self) -> None:
+        if not self._up:
+            self._up = True
+            self._stops.took_off()
+
+    def land(self) -> None:
+        if self._up:
+            self._up = False
+            self._stops.landed()
