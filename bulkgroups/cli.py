@@ -278,8 +278,8 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
         "--proxy",
         metavar="URL",
         help="send every request through this HTTP proxy, http://[USER:PASSWORD@]HOST:PORT; '' "
-        "for none (default: $https_proxy or $HTTPS_PROXY for an https API, $http_proxy or "
-        "$HTTP_PROXY for http, unless $NO_PROXY names the host; never to loopback or the sandbox)",
+        "for none (default: $https_proxy, $HTTPS_PROXY or $ALL_PROXY, unless $NO_PROXY names "
+        "the API's host; never for loopback or the sandbox)",
     )
     group.add_argument(
         "--page-size",
@@ -788,9 +788,18 @@ def _proxy(flag: str | None, base_url: str) -> str | None:
     """`--proxy` ('' for none), else what the environment names (`proxies.proxy_for`)."""
     if flag is not None:
         return flag or None
+    from .client import check_proxy
     from .proxies import proxy_for
 
-    return proxy_for(base_url, os.environ)
+    proxy = proxy_for(base_url, os.environ)
+    try:
+        check_proxy(proxy, base_url if "://" in base_url else "https://" + base_url)
+    except UsageError as error:
+        raise UsageError(
+            f"{error}; it is the environment's (https_proxy, HTTPS_PROXY or ALL_PROXY): fix it, "
+            "or give --proxy URL, or --proxy '' for none"
+        ) from None
+    return proxy
 
 
 def _api_key(args: argparse.Namespace) -> str:

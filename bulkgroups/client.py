@@ -97,6 +97,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "USER_AGENT",
     "UnipileClient",
+    "check_proxy",
     "is_loopback",
     "quote_segment",
     "rate_limit_headers",
@@ -225,14 +226,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _check_proxy(proxy: str | None, base_url: str) -> URL | None:
+def check_proxy(proxy: str | None, base_url: str) -> URL | None:
     """The proxy every request goes through: an http:// or https:// URL with a host (credentials
     in it are sent to the proxy alone, and never shown). A plain-http base URL (loopback only)
     may go through a proxy on loopback only: beyond it, the key would travel in clear."""
     if proxy is None:
         return None
+    text = proxy.strip()
+    if "://" not in text:
+        text = "http://" + text  # `proxy.corp:3128`, as curl reads it
     try:
-        url = URL(proxy.strip())
+        url = URL(text)
         host, _ = url.host, url.port
     except (ValueError, TypeError, AttributeError):
         raise UsageError("the proxy is not a URL (http://HOST:PORT)") from None
@@ -249,9 +253,10 @@ def _check_proxy(proxy: str | None, base_url: str) -> URL | None:
 
 
 def _proxy_shown(url: URL) -> str:
-    """A proxy URL as messages show it: scheme, host and port, never its credentials."""
+    """A proxy URL as messages show it: scheme, host and port, never its credentials (nor, for
+    a URL without a host, anything of it: what looks like its scheme may be a user name)."""
     if not url.host:
-        return url.scheme + "://…" if url.scheme else "…"
+        return "…"
     return str(url.with_user(None).with_path("").with_query(None).with_fragment(None))
 
 
@@ -473,8 +478,8 @@ class UnipileClient:
     `proxy` (`http://[user:password@]host:port`) sends every request through an HTTP proxy, an
     https base URL through a CONNECT tunnel (the proxy sees the host, not the key); the library
     reads no environment variable for it (the CLI does: `HTTPS_PROXY`, `NO_PROXY`).
-    Pass `session` to share one (tests); it must have no `base_url` and is not closed here, and
-    `proxy` does not apply to it.
+    Pass `session` to share one (tests); it must have no `base_url` and is not closed here; give
+    it its own proxy (`proxy` with `session` is refused).
     """
 
     __slots__ = (
@@ -524,7 +529,9 @@ class UnipileClient:
             raise UsageError(f"the page size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
         self._base_url = _check_base_url(base_url)
         self._origin = str(URL(self._base_url).origin())
-        self._proxy = _check_proxy(proxy, self._base_url)
+        self._proxy = check_proxy(proxy, self._base_url)
+        if self._proxy is not None and session is not None:
+            raise UsageError("give the proxy to the session passed, not to the client")
         # Where failures to connect say they tried to go.
         self._via = "" if self._proxy is None else f" through the proxy {_proxy_shown(self._proxy)}"
         self._api_key = _check_api_key(api_key)

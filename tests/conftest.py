@@ -5,6 +5,7 @@
 and can be called more than once in a test. Both shut their servers down after the test.
 `http` sends plain aiohttp requests (not bulkgroups.client) to a simulator, for its own tests.
 `cli` runs the `bulkgroups` command in-process (a module may override it, e.g. to set COLUMNS).
+Every test runs inside the network fence of `helpers.loopback` (loopback only).
 Plain helpers (`SimFactory`, `Http`, readers of ledgers, the CLI in-process...) are in helpers/:
 test modules import them from there, never from this file.
 """
@@ -21,7 +22,15 @@ import pytest
 from bulkgroups.simulator import SimConfig, Simulator, run_in_thread
 
 from helpers.cli import Cli
+from helpers.loopback import loopback_only
 from helpers.simulator import Http, SimFactory
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """Nothing in this process resolves or connects beyond loopback (`helpers.loopback`)."""
+    with loopback_only():
+        yield
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ reads it (`https_proxy`, `NO_PROXY`); a proxy's credentials are never shown."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -78,14 +79,38 @@ def test_a_proxy_that_is_not_listening_is_named_and_nothing_is_sent(
 
 
 def test_an_empty_proxy_flag_overrides_the_environment(
-    cli: Cli, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-    # Loopback is never proxied from the environment; --proxy '' says "none" in any case.
-    run = cli.run("plan", _job(tmp_path), *connect(sim, tmp_path), "--proxy", "")
-    assert run.code == 0, run.err
-    run = cli.run("plan", _job(tmp_path), *connect(sim, tmp_path))
-    assert run.code == 0, run.err
+    # With --proxy '' the environment's proxy is not asked (the name then does not resolve:
+    # the tests' network fence, helpers.loopback, lets nothing leave this machine).
+    with forward_proxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        run = cli.run(
+            "plan", _job(tmp_path), "--base-url", "https://api.unipile.com",
+            "--api-key-file", _key(tmp_path), "--proxy", "",
+        )  # fmt: skip
+    assert run.code == 1, run.err
+    assert proxy.relayed == []
+    assert "cannot reach https://api.unipile.com: name not resolved" in run.err
+
+
+def test_the_fence_of_the_tests_lets_nothing_beyond_loopback(tmp_path: Path) -> None:
+    # What keeps a regression of the proxy code from sending a key to the real service.
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("api.unipile.com", 443)
+    with socket.socket() as s, pytest.raises(ConnectionRefusedError):
+        s.connect(("192.0.2.1", 443))
+
+
+def test_a_proxy_named_without_a_scheme_is_http_and_its_credentials_stay_unsaid(
+    cli: Cli, sim: Simulator, tmp_path: Path
+) -> None:
+    run = cli.run(
+        "plan", _job(tmp_path), *connect(sim, tmp_path), "--proxy", "ops:s3cr3t-pw@127.0.0.1:9"
+    )
+    assert run.code == 1, run.err
+    assert f"cannot reach {sim.url} through the proxy http://127.0.0.1:9" in run.err
+    assert "s3cr3t-pw" not in run.err and "ops" not in run.err
 
 
 def test_sandbox_and_proxy_together_are_a_usage_error(cli: Cli, tmp_path: Path) -> None:
@@ -101,6 +126,7 @@ def test_sandbox_and_proxy_together_are_a_usage_error(cli: Cli, tmp_path: Path) 
         ("api8.unipile.com:13851", {"https_proxy": "http://p:1", "HTTPS_PROXY": "http://q:2"},
          "http://p:1"),
         ("https://api.unipile.com/v2", {"HTTP_PROXY": "http://p:3128"}, None),
+        ("https://api.unipile.com", {"http_proxy": "http://p:3128"}, None),
         ("http://127.0.0.1:8080", {"HTTP_PROXY": "http://p:3128"}, None),
         ("http://localhost:8080", {"http_proxy": "http://p:3128"}, None),
         ("https://api.unipile.com", {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "unipile.com"},
@@ -108,6 +134,17 @@ def test_sandbox_and_proxy_together_are_a_usage_error(cli: Cli, tmp_path: Path) 
         ("https://api8.unipile.com", {"HTTPS_PROXY": "http://p", "no_proxy": "x.org, .unipile.com"},
          None),
         ("https://api.unipile.com", {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "*"}, None),
+        ("https://api.unipile.com", {"HTTPS_PROXY": "p.corp:3128"}, "http://p.corp:3128"),
+        ("https://api.unipile.com", {"ALL_PROXY": "http://p:1"}, "http://p:1"),
+        ("https://api.unipile.com", {"HTTPS_PROXY": "http://p", "NO_PROXY": "x.org *"}, "http://p"),
+        ("https://api.unipile.com", {"HTTPS_PROXY": "http://p", "NO_PROXY": "x.org unipile.com"},
+         None),
+        ("https://api.unipile.com", {"HTTPS_PROXY": "http://p", "NO_PROXY": "unipile.com:8443"},
+         "http://p"),
+        ("https://api.unipile.com", {"HTTPS_PROXY": "http://p", "no_proxy": "", "NO_PROXY": "*"},
+         "http://p"),
+        ("https://[::1]:8443", {"HTTPS_PROXY": "http://p"}, None),
+        ("https://api.unipile.com", {"https_proxy": "", "HTTPS_PROXY": "http://p"}, None),
         ("https://api.unipile.com", {"HTTPS_PROXY": "http://p", "NO_PROXY": "api.unipile.com:443"},
          None),
         ("https://notunipile.com", {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "unipile.com"},
@@ -125,7 +162,7 @@ def test_the_proxy_the_environment_names_as_curl_reads_it(
     ("proxy", "message"),
     [
         ("socks5://127.0.0.1:1080", "must be an http:// or https:// URL"),
-        ("127.0.0.1:3128", "must be an http:// or https:// URL"),
+        ("user:pw@", "the proxy is not a URL"),
         ("http://user:pw@proxy.example:3128", "the API key would travel in clear"),
     ],
 )
@@ -133,3 +170,17 @@ def test_a_proxy_the_client_cannot_use_safely_is_refused(proxy: str, message: st
     with pytest.raises(UsageError, match=message) as refused:
         UnipileClient("http://127.0.0.1:8080", api_key="k", proxy=proxy)
     assert "pw@" not in str(refused.value)
+
+
+def test_a_proxy_of_the_environment_that_is_no_url_names_where_it_came_from(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://ops:s3cr3t-pw@127.0.0.1:1080")
+    run = cli.run(
+        "plan", _job(tmp_path), "--base-url", "https://api.unipile.com",
+        "--api-key-file", _key(tmp_path),
+    )  # fmt: skip
+    assert run.code == 1, run.err
+    assert "must be an http:// or https:// URL" in run.err
+    assert "the environment's (https_proxy, HTTPS_PROXY or ALL_PROXY)" in run.err
+    assert "s3cr3t-pw" not in run.err
