@@ -155,8 +155,11 @@ def _open_for_append(path: str) -> tuple[int, os.stat_result, bool]:
 
     O_NONBLOCK: a FIFO at the path must be refused at once, not waited on.
     """
-    created = not os.path.lexists(path)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC
+    try:  # O_EXCL: "created" is the kernel's word, not a guess made just before
+        fd, created = os.open(path, flags | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        fd, created = os.open(path, flags, 0o644), False
     _refuse_unless_regular(fd, path)
     try:
         cut_torn_tail(fd)
@@ -168,12 +171,13 @@ def _open_for_append(path: str) -> tuple[int, os.stat_result, bool]:
         raise
 
 
-def _remove_if_still_empty(path: str, identity: tuple[int, int]) -> None:
+def _remove_if_still_empty(path: str, fd: int) -> None:
     """Take away the file this writer created if nothing was ever written to it (a run declined
-    at the prompt, or stopped before its first record): no empty ledger is left behind."""
+    at the prompt, or stopped before its first record): no empty ledger is left behind. Only if
+    the path still names this very file (compared while it is open) and it is empty."""
     with contextlib.suppress(OSError):
-        info = os.stat(path, follow_symlinks=False)
-        if (info.st_dev, info.st_ino) == identity and info.st_size == 0:
+        mine, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
+        if (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino) and mine.st_size == 0:
             os.unlink(path)
 
 
@@ -279,9 +283,9 @@ class LedgerWriter:
             self._send.close()
             await self._task_group.__aexit__(None, None, None)
         finally:
-            os.close(self._fd)
             if self._created and self._offset == 0:
-                _remove_if_still_empty(self.path, self._identity)
+                _remove_if_still_empty(self.path, self._fd)
+            os.close(self._fd)
         if exc is None and self.failure is not None:
             raise self.failure
         return None
@@ -611,8 +615,14 @@ class _Replaying:
             digest = record_digest(record)
             self.pending[digest] = record.operation
             self.pending_since[digest] = unix
-            if record.previous_name is not None:
-                self.renamed_from[digest] = record.previous_name
+            self._rename_from(digest, record.previous_name)
+
+    def _rename_from(self, digest: bytes, previous_name: str | None) -> None:
+        # The latest record's word: an older run's name must not outlive a later intent's.
+        if previous_name is None:
+            self.renamed_from.pop(digest, None)
+        else:
+            self.renamed_from[digest] = previous_name
 
     def op(self, record: OpRecord) -> None:
         counted = record.action in WRITE_ACTIONS and record.run_id not in self.with_intents
@@ -625,8 +635,7 @@ class _Replaying:
         if record.in_doubt and record.status in ("failed", "deferred"):
             self.pending[digest] = record.operation
             self.pending_since[digest] = unix
-            if record.previous_name is not None:
-                self.renamed_from[digest] = record.previous_name
+            self._rename_from(digest, record.previous_name)
         elif self.pending.pop(digest, None) is not None:
             del self.pending_since[digest]
             self.renamed_from.pop(digest, None)

@@ -276,7 +276,7 @@ def combined(histories: Sequence[LedgerHistory]) -> Replay:
             writes[account] = writes.get(account, 0) + count
         for account, at in history.replay.last_record_at.items():
             last[account] = max(at, last.get(account, at))
-    pending, since = _pending(histories)
+    pending, since, renamed_from = _pending(histories)
     return replace(
         own,
         writes_today=writes,
@@ -284,12 +284,7 @@ def combined(histories: Sequence[LedgerHistory]) -> Replay:
         pending=pending,
         pending_since=since,
         resolutions=_latest_resolutions(histories),
-        renamed_from={
-            digest: name
-            for history in histories
-            for digest, name in history.replay.renamed_from.items()
-            if digest in pending
-        },
+        renamed_from=renamed_from,
     )
 
 
@@ -308,17 +303,19 @@ def _latest_resolutions(
 
 def _pending(
     histories: Sequence[LedgerHistory],
-) -> tuple[dict[bytes, Operation], dict[bytes, float]]:
+) -> tuple[dict[bytes, Operation], dict[bytes, float], dict[bytes, str]]:
     """Every ledger's pending writes, the latest of each operation, less those that a later
     `intent` or `op` record in another ledger superseded (the next run on that ledger decided
-    them, or sent them again). Only when there are any does it read the ledgers once more."""
-    candidates: dict[bytes, tuple[float, str, Operation]] = {}
+    them, or sent them again), with the since and the rename's previous name of the ledger
+    each was taken from. Only when there are any does it read the ledgers once more."""
+    candidates: dict[bytes, tuple[float, str, Operation, str | None]] = {}
     for history in histories:
         found = history.replay
         for digest, operation in found.pending.items():
             at = found.pending_since.get(digest, float("-inf"))
             if digest not in candidates or at > candidates[digest][0]:
-                candidates[digest] = (at, history.path, operation)
+                renamed = found.renamed_from.get(digest)
+                candidates[digest] = (at, history.path, operation, renamed)
     superseded: set[bytes] = set()
     if candidates:
         for history in histories:
@@ -334,7 +331,11 @@ def _pending(
                 ):
                     superseded.add(digest)
     kept = {d: c for d, c in candidates.items() if d not in superseded}
-    return {d: c[2] for d, c in kept.items()}, {d: c[0] for d, c in kept.items()}
+    return (
+        {d: c[2] for d, c in kept.items()},
+        {d: c[0] for d, c in kept.items()},
+        {d: c[3] for d, c in kept.items() if c[3] is not None},
+    )
 
 
 def _records_if_any(path: str) -> Iterator[Record]:

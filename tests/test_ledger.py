@@ -741,3 +741,24 @@ def test_kill_9_mid_run_leaves_whole_lines_and_the_next_writer_continues(tmp_pat
     anyio.run(append)
     assert lines(path)[-1].startswith(b'{"type":"run","run_id":"r2"')
     assert len(list(read_ledger(path))) == len(records) + 1
+
+
+def test_a_pending_rename_keeps_the_previous_name_of_its_latest_intent(tmp_path: Path) -> None:
+    # Run r1 renamed "A" to "B" and died; meanwhile the chat lost its name; run r2 tried the same
+    # rename from no name and died too. What the next run records (and `undo` names back to) is
+    # r2's word: no name, not r1's "A".
+    rename = Operation("acc_1", "chat_A", "rename", name="B")
+    path = tmp_path / "ledger.jsonl"
+
+    def intent(run_id: str, previous: str | None) -> dict[str, Any]:
+        record = IntentRecord.of(
+            rename, run_id=run_id, attempt=1, at=format_time(T0), previous_name=previous
+        )
+        return orjson.loads(record.to_json())
+
+    write_ledger(path, [run_line("r1"), intent("r1", "A")])
+    assert replay(path, job_sha256=JOB).renamed_from == {rename.digest: "A"}
+    write_ledger(path, [run_line("r1"), intent("r1", "A"), run_line("r2"), intent("r2", None)])
+    result = replay(path, job_sha256=JOB)
+    assert list(result.pending) == [rename.digest]
+    assert result.renamed_from == {}
