@@ -9,7 +9,7 @@ import anyio
 
 from ..ledger import LedgerWriter
 from ..model import STATUSES, Operation, Outcome, Reason, Resolution, Status
-from ..records import IntentRecord, ResolutionRecord, VerifyRecord
+from ..records import ResolutionRecord, VerifyRecord
 from ..version import __version__
 from .config import RunObserver
 
@@ -52,10 +52,7 @@ class Recorder:
 
     async def intent(self, operation: Operation, attempt: int) -> None:
         """Write-ahead: durable before the attempt is sent (raises `LedgerUnwritable`)."""
-        record = IntentRecord.of(
-            operation, run_id=self.run_id, attempt=attempt, at=self.writer.now()
-        )
-        await self.writer.append_durable(record)
+        await self.writer.intent(operation, run_id=self.run_id, attempt=attempt)
 
     async def outcome(self, outcome: Outcome, *, previous_name: str | None = None) -> None:
         """The operation's `op` record, appended now; the observer is told."""
