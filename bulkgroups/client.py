@@ -63,6 +63,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .bodies import ACCEPT_ENCODING, UnsupportedEncoding, read_capped
@@ -508,13 +509,14 @@ class UnipileClient:
         self._session = session
         self._owns_session = session is None
         # Every request's headers, by (fresh, with a JSON body): built once, never changed
-        # (aiohttp copies them into each request).
+        # (aiohttp copies them into each request). As multidicts: aiohttp would otherwise turn
+        # a dict into one for every request before copying it.
         plain = {
             "X-API-KEY": self._api_key,
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
         }
-        self._headers: dict[tuple[bool, bool], Mapping[str, str]] = {}
+        self._headers: dict[tuple[bool, bool], CIMultiDictProxy[str]] = {}
         for fresh in (False, True):
             for body in (False, True):
                 headers = dict(plain)
@@ -522,7 +524,7 @@ class UnipileClient:
                     headers["Cache-Control"] = "no-cache"
                 if body:
                     headers["Content-Type"] = "application/json"
-                self._headers[fresh, body] = headers
+                self._headers[fresh, body] = CIMultiDictProxy(CIMultiDict(headers))
         self._urls: dict[tuple[object, ...], URL] = {}
 
     @property
