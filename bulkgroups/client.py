@@ -63,6 +63,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .bodies import ACCEPT_ENCODING, UnsupportedEncoding, read_capped
@@ -358,20 +359,23 @@ def _listed_chat(item: object) -> ChatInfo | None:
 
 
 def _participant(item: object) -> Participant | None:
+    # Once per member of every chat read: the checks of `_str` written out, no call each.
     if not isinstance(item, dict):
         return None
     user = item.get("user")
     if not isinstance(user, dict):
         return None
-    user_id = _str(user.get("id"))
-    if not user_id:
+    user_id = user.get("id")
+    if not user_id or not isinstance(user_id, str):
         return None
+    name = user.get("display_name")
+    slug = user.get("public_identifier")
     return Participant(
-        user_id=user_id,
-        display_name=_str(user.get("display_name")) or "",
-        is_self=item.get("is_self") is True,
-        is_admin=item.get("is_admin") is True,
-        public_identifier=_str(user.get("public_identifier")) or None,
+        user_id,
+        name if isinstance(name, str) else "",
+        item.get("is_self") is True,
+        item.get("is_admin") is True,
+        slug if slug and isinstance(slug, str) else None,
     )
 
 
@@ -554,13 +558,14 @@ class UnipileClient:
         self._session = session
         self._owns_session = session is None
         # Every request's headers, by (fresh, with a JSON body): built once, never changed
-        # (aiohttp copies them into each request).
+        # (aiohttp copies them into each request). As multidicts: aiohttp would otherwise turn
+        # a dict into one for every request before copying it.
         plain = {
             "X-API-KEY": self._api_key,
             "Accept": "application/json",
             "Accept-Encoding": ACCEPT_ENCODING,
         }
-        self._headers: dict[tuple[bool, bool], Mapping[str, str]] = {}
+        self._headers: dict[tuple[bool, bool], CIMultiDictProxy[str]] = {}
         for fresh in (False, True):
             for body in (False, True):
                 headers = dict(plain)
@@ -568,7 +573,7 @@ class UnipileClient:
                     headers["Cache-Control"] = "no-cache"
                 if body:
                     headers["Content-Type"] = "application/json"
-                self._headers[fresh, body] = headers
+                self._headers[fresh, body] = CIMultiDictProxy(CIMultiDict(headers))
         self._urls: dict[tuple[object, ...], URL] = {}
 
     @property
@@ -678,8 +683,9 @@ class UnipileClient:
             page_size=page_size,
         )
         async with aclosing(listing):  # a caller stopping early closes the listing at once
-            async for participant in listing:
-                yield participant
+            async for page in listing:
+                for participant in page:
+                    yield participant
 
     async def chats(
         self,
@@ -708,9 +714,10 @@ class UnipileClient:
             page_size=page_size,
         )
         async with aclosing(listing):
-            async for chat in listing:
-                if type is None or chat.type == type:
-                    yield chat
+            async for page in listing:
+                for chat in page:
+                    if type is None or chat.type == type:
+                        yield chat
 
     async def add_participant(
         self, account_id: str, chat_id: str, user_id: str, *, gate: Gate | None = None
@@ -768,8 +775,10 @@ class UnipileClient:
         fresh: bool,
         gate: Gate | None,
         page_size: int | None,
-    ) -> AsyncGenerator[_T, None]:
-        """Each item of a paged listing once, or a `PaginationError` when it cannot be trusted."""
+    ) -> AsyncGenerator[list[_T], None]:
+        """Each item of a paged listing once, a page at a time (the items not listed before), or
+        a `PaginationError` when it cannot be trusted. By page rather than by item: one step of
+        an async generator per page, not per member of every chat read."""
         if page_size is not None and page_size < 1:
             raise ValueError(f"page_size must be at least 1, got {page_size}")
         limit = str(min(page_size or self._page_size, MAX_PAGE_SIZE))
@@ -803,8 +812,7 @@ class UnipileClient:
                 next_cursor=_next_cursor(page, status, account_id, what),
                 status=status,
             )
-            for position in fresh_positions:
-                yield parsed[position]
+            yield [parsed[position] for position in fresh_positions]
 
     async def _page(
         self,

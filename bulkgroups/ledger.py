@@ -304,11 +304,27 @@ class LedgerWriter:
         Raises `LedgerUnwritable` if the ledger failed before or meanwhile: then the write must
         not be sent.
         """
+        await self._append_durable(record.to_json() + b"\n")
+
+    async def intent(
+        self,
+        operation: Operation,
+        *,
+        run_id: str,
+        attempt: int,
+        previous_name: str | None = None,
+    ) -> None:
+        """The `intent` record of a write attempt, durable (see `append_durable`)."""
+        line = IntentRecord.json_of(
+            operation, run_id=run_id, attempt=attempt, at=self.now(), previous_name=previous_name
+        )
+        await self._append_durable(line + b"\n")
+
+    async def _append_durable(self, line: bytes) -> None:
         if self.failure is not None:
             raise self.failure
         if self._send is None:
             raise RuntimeError("the LedgerWriter is not open (use `async with`)")
-        line = record.to_json() + b"\n"
         try:
             self._send.send_nowait(line)
         except anyio.WouldBlock:
@@ -333,9 +349,11 @@ class LedgerWriter:
         self, outcome: Outcome, *, run_id: str, previous_name: str | None = None
     ) -> None:
         """One `op` record: the outcome of one operation in this run."""
-        await self.append(
-            OpRecord.of(outcome, run_id=run_id, at=self.now(), previous_name=previous_name)
-        )
+        if self.failure is None:
+            line = OpRecord.json_of(
+                outcome, run_id=run_id, at=self.now(), previous_name=previous_name
+            )
+            await self._hand_over(line + b"\n")
 
     async def run_ended(self, *, run_id: str, counts: dict[str, int], interrupted: bool) -> None:
         """The `end` record; `counts` are this run's `op` records by status (as amended)."""

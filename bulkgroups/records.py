@@ -196,6 +196,80 @@ def _dumps(fields: dict[str, Any]) -> bytes:
     return orjson.dumps(fields)
 
 
+# The two records written for every write (`intent`, `op`): one JSON form each, shared by
+# `to_json` and by `json_of`, which writes a record without building it.
+
+
+def _intent_json(
+    op_id: str,
+    run_id: str,
+    account: str,
+    chat: str,
+    action: Action,
+    user: str | None,
+    name: str | None,
+    attempt: int,
+    at: str,
+    previous_name: str | None,
+) -> bytes:
+    fields = {
+        "type": "intent",
+        "op_id": op_id,
+        "run_id": run_id,
+        "account": account,
+        "chat": chat,
+        "action": action,
+        "user": user,
+        "name": name,
+        "attempt": attempt,
+        "at": at,
+    }
+    if previous_name is not None:  # a rename's, only (see `IntentRecord`)
+        fields["previous_name"] = previous_name
+    return orjson.dumps(fields)
+
+
+def _op_json(
+    op_id: str,
+    run_id: str,
+    account: str,
+    chat: str,
+    action: Action,
+    user: str | None,
+    name: str | None,
+    status: Status,
+    reason: Reason | None,
+    attempts: int,
+    error: ErrorInfo | None,
+    at: str,
+    recovered: bool,
+    previous_name: str | None,
+    in_doubt: bool,
+) -> bytes:
+    fields: dict[str, Any] = {
+        "type": "op",
+        "op_id": op_id,
+        "run_id": run_id,
+        "account": account,
+        "chat": chat,
+        "action": action,
+        "user": user,
+        "name": name,
+        "status": status,
+        "reason": reason,
+        "attempts": attempts,
+        "error": None if error is None else error.as_dict(),
+        "at": at,
+    }
+    if recovered:
+        fields["recovered"] = True
+    if previous_name is not None:
+        fields["previous_name"] = previous_name
+    if in_doubt:
+        fields["in_doubt"] = True
+    return orjson.dumps(fields)
+
+
 # --------------------------------------------------------------------------------------------
 # Records
 # --------------------------------------------------------------------------------------------
@@ -284,26 +358,48 @@ class IntentRecord:
             previous_name if operation.action == "rename" else None,
         )
 
+    @classmethod
+    def json_of(
+        cls,
+        operation: Operation,
+        *,
+        run_id: str,
+        attempt: int,
+        at: str,
+        previous_name: str | None = None,
+    ) -> bytes:
+        """`of(...).to_json()` without building the record: one is written before every write
+        attempt, and a frozen dataclass's construction costs more than its JSON."""
+        return _intent_json(
+            operation.op_id,
+            run_id,
+            operation.account,
+            operation.chat,
+            operation.action,
+            operation.user,
+            operation.name,
+            attempt,
+            at,
+            previous_name if operation.action == "rename" else None,
+        )
+
     @property
     def operation(self) -> Operation:
         return Operation(self.account, self.chat, self.action, self.user, self.name)
 
     def to_json(self) -> bytes:
-        fields: dict[str, object] = {
-            "type": self.TYPE,
-            "op_id": self.op_id,
-            "run_id": self.run_id,
-            "account": self.account,
-            "chat": self.chat,
-            "action": self.action,
-            "user": self.user,
-            "name": self.name,
-            "attempt": self.attempt,
-            "at": self.at,
-        }
-        if self.previous_name is not None:
-            fields["previous_name"] = self.previous_name
-        return _dumps(fields)
+        return _intent_json(
+            self.op_id,
+            self.run_id,
+            self.account,
+            self.chat,
+            self.action,
+            self.user,
+            self.name,
+            self.attempt,
+            self.at,
+            self.previous_name,
+        )
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, path: str, line: int) -> IntentRecord:
@@ -373,33 +469,52 @@ class OpRecord:
             outcome.in_doubt,
         )
 
+    @classmethod
+    def json_of(
+        cls, outcome: Outcome, *, run_id: str, at: str, previous_name: str | None = None
+    ) -> bytes:
+        """`of(...).to_json()` without building the record (one per operation of a run)."""
+        op = outcome.operation
+        return _op_json(
+            op.op_id,
+            run_id,
+            op.account,
+            op.chat,
+            op.action,
+            op.user,
+            op.name,
+            outcome.status,
+            outcome.reason,
+            outcome.attempts,
+            outcome.error,
+            at,
+            outcome.recovered,
+            previous_name if op.action == "rename" else None,
+            outcome.in_doubt,
+        )
+
     @property
     def operation(self) -> Operation:
         return Operation(self.account, self.chat, self.action, self.user, self.name)
 
     def to_json(self) -> bytes:
-        fields: dict[str, Any] = {
-            "type": self.TYPE,
-            "op_id": self.op_id,
-            "run_id": self.run_id,
-            "account": self.account,
-            "chat": self.chat,
-            "action": self.action,
-            "user": self.user,
-            "name": self.name,
-            "status": self.status,
-            "reason": self.reason,
-            "attempts": self.attempts,
-            "error": None if self.error is None else self.error.as_dict(),
-            "at": self.at,
-        }
-        if self.recovered:
-            fields["recovered"] = True
-        if self.previous_name is not None:
-            fields["previous_name"] = self.previous_name
-        if self.in_doubt:
-            fields["in_doubt"] = True
-        return _dumps(fields)
+        return _op_json(
+            self.op_id,
+            self.run_id,
+            self.account,
+            self.chat,
+            self.action,
+            self.user,
+            self.name,
+            self.status,
+            self.reason,
+            self.attempts,
+            self.error,
+            self.at,
+            self.recovered,
+            self.previous_name,
+            self.in_doubt,
+        )
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, path: str, line: int) -> OpRecord:

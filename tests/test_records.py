@@ -48,6 +48,33 @@ def test_each_record_is_one_json_line_read_back_as_written(record: Record) -> No
     assert parse(line) == record
 
 
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Outcome(ADD, "failed", "api_error", 6, ERROR, in_doubt=True),
+        Outcome(ADD, "applied", None, 0, recovered=True),
+        Outcome(RENAME, "applied", None, 1),
+        Outcome(Operation("acc_1", "chat_A", "leave"), "skipped", "not_member", 0),
+    ],
+)
+def test_the_write_paths_lines_are_the_records_own_json(outcome: Outcome) -> None:
+    """The engine writes `intent` and `op` lines without building the records: same bytes."""
+    for previous_name in (None, "Old"):
+        record = OpRecord.of(outcome, run_id="r1", at=AT, previous_name=previous_name)
+        line = OpRecord.json_of(outcome, run_id="r1", at=AT, previous_name=previous_name)
+        assert line == record.to_json()
+        assert parse(line) == record
+    for previous_name in (None, "Old"):
+        intent = IntentRecord.of(
+            outcome.operation, run_id="r1", attempt=3, at=AT, previous_name=previous_name
+        )
+        line = IntentRecord.json_of(
+            outcome.operation, run_id="r1", attempt=3, at=AT, previous_name=previous_name
+        )
+        assert line == intent.to_json()
+        assert parse(line) == intent
+
+
 def test_optional_op_fields_are_written_only_when_they_say_something() -> None:
     plain: dict[str, Any] = orjson.loads(
         OpRecord.of(Outcome(ADD, "applied", None, 1), run_id="r1", at=AT).to_json()

@@ -9,7 +9,7 @@ import anyio
 
 from ..ledger import LedgerWriter
 from ..model import STATUSES, Operation, Outcome, Reason, Resolution, Status
-from ..records import IntentRecord, ResolutionRecord, VerifyRecord
+from ..records import ResolutionRecord, VerifyRecord
 from ..version import __version__
 from .config import RunObserver
 
@@ -54,14 +54,9 @@ class Recorder:
         self, operation: Operation, attempt: int, *, previous_name: str | None = None
     ) -> None:
         """Write-ahead: durable before the attempt is sent (raises `LedgerUnwritable`)."""
-        record = IntentRecord.of(
-            operation,
-            run_id=self.run_id,
-            attempt=attempt,
-            at=self.writer.now(),
-            previous_name=previous_name,
+        await self.writer.intent(
+            operation, run_id=self.run_id, attempt=attempt, previous_name=previous_name
         )
-        await self.writer.append_durable(record)
 
     async def outcome(self, outcome: Outcome, *, previous_name: str | None = None) -> None:
         """The operation's `op` record, appended now; the observer is told."""
