@@ -11,7 +11,6 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from bulkgroups.simulator import Simulator, initial_members, owner_id
 from helpers.cli import Cli, connect, writes
 from helpers.engine import write_job
 from helpers.processes import apply_command, finish, key_file, mixed_job, signal_when, start
+from helpers.servers import served
 from helpers.simulator import SimFactory
 
 
@@ -223,15 +223,8 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 
 @pytest.fixture
 def refusing_server() -> Iterator[str]:
-    server = _QuietServer(("127.0.0.1", 0), _Refusing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with served(_QuietServer(("127.0.0.1", 0), _Refusing)) as url:
+        yield url
 
 
 def test_an_error_the_server_words_is_one_line_without_terminal_controls(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from helpers.cli import Cli
 from helpers.engine import write_job
+from helpers.servers import served
 
 
 @pytest.fixture
@@ -67,15 +67,8 @@ def test_an_unreachable_api_is_one_line_naming_the_url_and_exit_1(
 def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """An http origin on 127.0.0.1 answering with `handler`, served by the standard library in a
     thread of its own."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with served(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
 
 
 class _Quiet(http.server.BaseHTTPRequestHandler):

@@ -11,6 +11,7 @@ functions, imported as `from helpers.<module> import ...` (pytest puts tests/ on
 - `terminal`: `bulkgroups` at a pseudo-terminal, and the screen a person is left looking at.
 - `hostile`: a tiny server misbehaving on purpose, for the client's limits.
 - `windows`: the most requests any rate window holds.
+- `servers`: a standard-library server run in a thread for the length of a `with`.
 - `proxy`: a forward HTTP proxy on 127.0.0.1 that relays to loopback only and refuses tunnels.
 - `loopback`: the suite's network fence (this process resolves and connects to loopback only).
 """

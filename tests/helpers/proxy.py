@@ -5,12 +5,13 @@ every tunnel (`CONNECT`, what an https API asks for), and keeps what it was aske
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from .servers import served
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "transfer-encoding"}
@@ -79,12 +80,6 @@ def forward_proxy() -> Iterator[ForwardProxy]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
     server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="test-proxy", daemon=True)
-    thread.start()
-    try:
+    with served(server) as url:
+        proxy.url = url
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
