@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -184,7 +185,11 @@ def main(argv: list[str]) -> int:
     print(f"bulkgroups benchmarks{mode}, {commit}, {started:%Y-%m-%d %H:%M} UTC, {machine}")
     body: list[str] = []
     summary: list[Figure] = []
-    with LoadSampler() as load:
+    # The runs hand over their last send times (`recent_sends`) in a state directory of the
+    # benchmark's own, never the user's: each scenario talks to a sandbox of its own.
+    state = tempfile.TemporaryDirectory(prefix="bulkgroups-bench-state-")
+    os.environ["BULKGROUPS_STATE_DIR"] = state.name
+    with state, LoadSampler() as load:
         for name in chosen:
             print(f"  {name}", flush=True)
             clock = time.perf_counter()

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from .jobs import load_job
     from .library import apply, plan
     from .pacing import RetryPolicy
+    from .recent_sends import RecentSends
 
 __all__ = [
     "AccountDisconnected",
@@ -98,6 +99,7 @@ __all__ = [
     "ProviderRateLimited",
     "RateLimited",
     "RateSpec",
+    "RecentSends",
     "RequestRejected",
     "RetryPolicy",
     "RunObserver",
@@ -120,6 +122,7 @@ __all__ = [
 _LAZY: Final = {
     "ChatApi": "bulkgroups.engine",
     "EngineConfig": "bulkgroups.engine",
+    "RecentSends": "bulkgroups.recent_sends",
     "RetryPolicy": "bulkgroups.pacing",
     "RunObserver": "bulkgroups.engine",
     "RunResult": "bulkgroups.engine",

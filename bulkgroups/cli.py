@@ -726,9 +726,22 @@ class _Connection:
     base_url: str
     api_key: str
     proxy: str | None = None
+    # Where runs leave when they last sent to each account (`recent_sends`): the user's state
+    # directory; a throw-away one for --sandbox, whose simulator no earlier run has talked to.
+    state_dir: str | None = None
 
     def __repr__(self) -> str:
         return f"_Connection(base_url={self.base_url!r}, api_key='***', proxy=...)"
+
+    def handing_over(self, config: engine.EngineConfig, base_url: str) -> engine.EngineConfig:
+        """`config` with this machine's recent sends to `base_url` (the client's, normalised)."""
+        from dataclasses import replace
+        from pathlib import Path
+
+        from .recent_sends import RecentSends, default_state_dir
+
+        directory = Path(self.state_dir) if self.state_dir is not None else default_state_dir()
+        return replace(config, recent_sends=RecentSends(directory, base_url))
 
 
 def _read_key_file(path: str) -> str:
@@ -770,10 +783,12 @@ def _connection(args: argparse.Namespace) -> Iterator[_Connection]:
         for flag, value in (("--base-url", args.base_url), ("--proxy", args.proxy)):
             if value:
                 raise UsageError(f"--sandbox and {flag} cannot be used together")
+        import tempfile
+
         from .simulator import run_in_thread
 
-        with run_in_thread() as sim:
-            yield _Connection(sim.url, sim.api_key)
+        with run_in_thread() as sim, tempfile.TemporaryDirectory(prefix="bulkgroups-") as state:
+            yield _Connection(sim.url, sim.api_key, state_dir=state)
         return
     base_url = (
         args.base_url
@@ -942,6 +957,7 @@ async def _plan(args: argparse.Namespace, job: Job, err: Console) -> tuple[Plan,
             concurrency=config.concurrency,
             page_size=args.page_size,
         ) as client:
+            config = conn.handing_over(config, client.base_url)
             with _progress(args, err) as progress:
 
                 async def plan_shown() -> Plan:
@@ -1199,6 +1215,7 @@ async def _apply(args: argparse.Namespace, out: Console, err: Console) -> int:
             anyio.create_task_group() as tg,
         ):
             await tg.start(signals.watch)
+            config = conn.handing_over(config, client.base_url)
             if args.every is None:
                 code = await _apply_once(args, config, client, out, err, signals)
             else:
@@ -1438,6 +1455,7 @@ async def _export(
             concurrency=config.concurrency,
             page_size=args.page_size,
         ) as client:
+            config = conn.handing_over(config, client.base_url)
             with _progress(args, err) as progress:
                 inventory = await _until_signalled(
                     read_existing(

@@ -398,6 +398,8 @@ class AccountPacer:
         "_clock",
         "_general",
         "_jitter_span",
+        "_last_over",
+        "_last_write_over",
         "_locks",
         "_paused_until",
         "_rng",
@@ -426,6 +428,10 @@ class AccountPacer:
         self._write_extra = self._draw_jitter()
         self._locks: list[anyio.Lock | None] = [None, None]
         self._answered: anyio.Event | None = None
+        # When the last request, and the last write, were over (answered or given up): what a
+        # run leaves for the next (`recent_sends`), whose pacers start empty.
+        self._last_over = _NEVER
+        self._last_write_over = _NEVER
 
     # --- state -------------------------------------------------------------------------------
 
@@ -505,10 +511,22 @@ class AccountPacer:
         `observe` with its answer and to `answered` once the answer (or the failure) is in."""
         return self._log(kind, done=False)
 
-    def answered(self, sent: Sent | None) -> None:
-        """The answer to a request came back: count it from now (see `Sent`)."""
-        if sent is not None and not sent.done:
-            self._answered_at(sent, self._clock())
+    def answered(self, sent: Sent | None, kind: RequestKind = "read") -> None:
+        """The answer to a request came back (or the request was given up): count it from now
+        (see `Sent`)."""
+        if sent is None:
+            return
+        now = self._clock()
+        self._last_over = now
+        if kind == "write":
+            self._last_write_over = now
+        if not sent.done:
+            self._answered_at(sent, now)
+
+    def seconds_since_last(self) -> tuple[float, float]:
+        """Seconds since the last request, and since the last write, were over (inf: never)."""
+        now = self._clock()
+        return now - self._last_over, now - self._last_write_over
 
     def _answered_at(self, sent: Sent | None, now: float) -> None:
         if sent is None or sent.done:
@@ -523,6 +541,10 @@ class AccountPacer:
         if kind == "core" or (self._general is None and self._writes is None):
             return None
         sent = Sent(self._clock(), done=done)
+        if done:
+            self._last_over = sent.at
+            if kind == "write":
+                self._last_write_over = sent.at
         if self._general is not None:
             self._general.log.append(sent)
         if kind == "write":
@@ -755,12 +777,17 @@ class Pacing:
         if kind != "core":
             self._pacers[account].observe(kind, sent, status, headers)
 
-    def leave(self, account: str, sent: Sent | None) -> None:
+    def leave(self, account: str, sent: Sent | None, kind: RequestKind) -> None:
         """The request is over (answered or failed): its slot is released."""
         assert self._slots is not None  # taken in enter
         self._slots.release()
         if sent is not None:
-            self._pacers[account].answered(sent)
+            self._pacers[account].answered(sent, kind)
+
+    def seconds_since_last(self) -> dict[str, tuple[float, float]]:
+        """Per account paced so far: seconds since its last request, and since its last write,
+        were over (inf: never)."""
+        return {account: pacer.seconds_since_last() for account, pacer in self._pacers.items()}
 
 
 class _Turn:
@@ -788,7 +815,7 @@ class _Turn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pacing.leave(self._account, self._sent)
+        self._pacing.leave(self._account, self._sent, self._kind)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

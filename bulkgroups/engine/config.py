@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from ..errors import UsageError
 from ..model import DEFAULT_MAX_MEMBERS, Outcome, Plan, RateSpec
 from ..pacing import DEFAULT_RATE, DEFAULT_WRITE_RATE, RetryPolicy
+from ..recent_sends import RecentSends
 
 __all__ = [
     "DEFAULT_LEDGER",
@@ -94,6 +95,10 @@ class EngineConfig:
     # A profile's resolution (its provider id) found in the ledger is reused while younger than
     # this, then looked up again: people rarely change their profile address, but they can.
     resolve_max_age: float = DEFAULT_RESOLVE_MAX_AGE
+    # Where runs on this machine leave when they last sent to each account, so that a run waits
+    # only what the limits need after `plan` or another run (`recent_sends`; the CLI gives the
+    # user's state directory). None: each account waits one rate window before its first request.
+    recent_sends: RecentSends | None = None
 
     def __post_init__(self) -> None:
         _whole("concurrency", self.concurrency, minimum=1)
@@ -124,6 +129,10 @@ class EngineConfig:
         if self.seed is not None:
             _whole("seed", self.seed, minimum=-(2**63))
         _seconds("resolve_max_age", self.resolve_max_age)
+        if self.recent_sends is not None and not isinstance(self.recent_sends, RecentSends):
+            raise UsageError(
+                f"EngineConfig.recent_sends must be a RecentSends or None, got {self.recent_sends!r}"
+            )
 
     @staticmethod
     def _check_shard(shard: object) -> None:

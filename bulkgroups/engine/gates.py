@@ -58,7 +58,7 @@ class RunTurn:
                 await self._write.announce()
         except BaseException:
             stops.landed()
-            self._pacing.leave(self._account, sent)
+            self._pacing.leave(self._account, sent, self._kind)
             raise
         return self
 
@@ -72,7 +72,7 @@ class RunTurn:
         tb: TracebackType | None,
     ) -> None:
         self._run.stops.landed()
-        self._pacing.leave(self._account, self._sent)
+        self._pacing.leave(self._account, self._sent, self._kind)
 
 
 class WriteSender:

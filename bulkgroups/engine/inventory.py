@@ -24,6 +24,7 @@ from ..model import ChatInfo, ChatState, ErrorInfo, Job, ReadFailure, Reason, St
 from .accounts import Account
 from .api import ChatApi
 from .config import EngineConfig, RunObserver
+from .handover import handed_over
 from .run import Run
 from .workers import for_each
 
@@ -70,7 +71,12 @@ async def read_existing(
     config = config or EngineConfig()
     run = Run(Job(chats=()), client, config, observer, accounts=accounts)
     with plain_errors():
-        return await _read_accounts(run, emit, list(dict.fromkeys(chats)))
+        async with handed_over(
+            config.recent_sends, run.accounts, run.pacing, writes=False
+        ) as recent:
+            if recent is not None:  # without it, an export waits for nothing (as before)
+                run.pause_after_previous_runs((), recent)
+            return await _read_accounts(run, emit, list(dict.fromkeys(chats)))
 
 
 async def _read_accounts(

@@ -16,6 +16,7 @@ from ..lock import LedgerLock
 from ..model import Job
 from .api import ChatApi
 from .config import EngineConfig, RunObserver
+from .handover import handed_over
 from .run import Run
 from .workers import fewer_young_collections
 
@@ -77,5 +78,8 @@ async def opened_run(
             )
         run = Run(job, client, config, observer)
         run.learn_from(learnt)
-        run.pause_after_previous_runs(histories)
-        yield run, previous
+        async with handed_over(
+            config.recent_sends, run.accounts, run.pacing, writes=True
+        ) as recent:
+            run.pause_after_previous_runs(histories, recent)
+            yield run, previous

@@ -52,6 +52,7 @@ from ..model import (
     shard_of,
 )
 from ..pacing import Pacing, PacingPolicy
+from ..recent_sends import LastSent
 from .accounts import Account, AccountStop
 from .api import ChatApi
 from .budget import Claim, WriteBudget
@@ -215,7 +216,11 @@ class Run:
         if state is not None and state.halted():
             raise AccountStopped()
 
-    def pause_after_previous_runs(self, histories: Sequence[LedgerHistory]) -> None:
+    def pause_after_previous_runs(
+        self,
+        histories: Sequence[LedgerHistory],
+        recent: Mapping[str, LastSent] | None,
+    ) -> None:
         """Runs back to back stay within the limits: each account waits its strictest window (with
         the pacer's margin) since the last request an earlier run may have sent it.
 
@@ -228,10 +233,13 @@ class Run:
         window from now, unless a run of another ledger of the account has started since
         (`LedgerHistory.death_outlived`).
 
-        Whatever the ledgers say, each account waits one general window from now: a `plan` run
-        just before (it records nothing), or `apply --plan` after the `plan --out` that made the
-        plan, read the account at the full rate, and its last window may still be open at the
-        server. One window (1 s at the default 1/s) is cheap next to a 429.
+        `recent` is what the runs of this machine left (`recent_sends`: `plan` and `export`
+        too, and runs of other ledgers): the account waits until its last request there is a
+        general window old and its last write a strictest window old. Without it (a library
+        run given no `RecentSends`, or a state directory that cannot be written), each account
+        waits one general window from now, blind: a `plan` run just before, or the `plan --out`
+        that made the plan of `apply --plan`, read the account at the full rate, and its last
+        window may still be open at the server.
         """
         now = time.time()
         for account in self.accounts:
@@ -239,7 +247,7 @@ class Run:
             limits = [spec for spec in (policy.rate, policy.write_rate) if spec is not None]
             strictest = max((policy.effective_period(spec) for spec in limits), default=0.0)
             general = policy.effective_period(policy.rate) if policy.rate is not None else 0.0
-            ready = [now + general]
+            ready = self._ready_after_recent(recent, account, now, general, strictest)
             for history in histories:
                 previous = history.replay
                 last = previous.last_record_at.get(account)
@@ -256,6 +264,25 @@ class Run:
             remaining = max(ready) - now
             if remaining > 0:
                 self._pacing.pacer(account).pause_for(remaining)
+
+    @staticmethod
+    def _ready_after_recent(
+        recent: Mapping[str, LastSent] | None,
+        account: str,
+        now: float,
+        general: float,
+        strictest: float,
+    ) -> list[float]:
+        if recent is None:
+            return [now + general]
+        ready = [now]
+        last = recent.get(account)
+        if last is not None:
+            if last.request_at is not None:
+                ready.append(min(last.request_at, now) + general)
+            if last.write_at is not None:
+                ready.append(min(last.write_at, now) + strictest)
+        return ready
 
     # --------------------------------------------------------------------------------- requests
 
