@@ -740,7 +740,9 @@ class _Connection:
 
         from .recent_sends import RecentSends, default_state_dir
 
-        directory = Path(self.state_dir) if self.state_dir is not None else default_state_dir()
+        directory = (
+            Path(self.state_dir) if self.state_dir is not None else default_state_dir(os.environ)
+        )
         return replace(config, recent_sends=RecentSends(directory, base_url))
 
 

@@ -60,10 +60,10 @@ _MAX_MARKERS = 10_000
 _FOREIGN_MARKER_AGE = 86400.0
 
 
-def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+def default_state_dir(env: Mapping[str, str]) -> Path:
     """`$BULKGROUPS_STATE_DIR`, else `$XDG_STATE_HOME/bulkgroups`, else
-    `~/.local/state/bulkgroups` (the XDG base directory specification's place for state)."""
-    env = os.environ if environ is None else environ
+    `~/.local/state/bulkgroups` (the XDG base directory specification's place for state), as
+    `env` (the process's environment, which only the command reads) says."""
     if env.get(STATE_DIR_ENV):
         return Path(env[STATE_DIR_ENV])
     if env.get("XDG_STATE_HOME"):
@@ -106,8 +106,9 @@ class RecentSends:
     origin: str
 
     @classmethod
-    def default(cls, origin: str, environ: Mapping[str, str] | None = None) -> RecentSends:
-        return cls(default_state_dir(environ), origin)
+    def default(cls, origin: str, env: Mapping[str, str]) -> RecentSends:
+        """The user's state directory for `origin`: `RecentSends.default(url, os.environ)`."""
+        return cls(default_state_dir(env), origin)
 
     @property
     def root(self) -> Path:
