@@ -207,16 +207,17 @@ class Handover:
                 marker = _read_json(path, _MARKER_FILE_LIMIT)
                 if marker is None:
                     continue
-                accounts = marker.get("accounts")
-                if not isinstance(accounts, list):
+                listed = marker.get("accounts")
+                if not isinstance(listed, list):
                     continue
+                accounts = [a for a in listed if isinstance(a, str)]
                 if _still_running(marker, now):
                     for account in self._wanted.intersection(accounts):
                         self._learn(account, LastSent(request_at=now))
                     continue
                 # Died mid-run: it may have sent anything until then, so close it as over now.
                 died = LastSent(request_at=now, write_at=now if marker.get("writes") else None)
-                closed = {a: died for a in accounts if isinstance(a, str)}
+                closed = dict.fromkeys(accounts, died)
                 for account in self._wanted.intersection(closed):
                     self._learn(account, died)
                 self._keep(closed)

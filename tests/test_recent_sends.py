@@ -104,6 +104,15 @@ def test_what_cannot_be_read_is_skipped(tmp_path: Path, content: bytes) -> None:
     assert place.begin(["acc_1"]).earlier == {}
 
 
+def test_a_marker_naming_odd_things_is_read_for_its_accounts_only(tmp_path: Path) -> None:
+    place = RecentSends(tmp_path, ORIGIN)
+    place.begin([], now=1000.0)
+    marker = next((place.root / "runs").iterdir())
+    odd = {**orjson.loads(marker.read_bytes()), "pid": _dead_pid(), "accounts": [{}, 3, "acc_1"]}
+    marker.write_bytes(orjson.dumps(odd))
+    assert place.begin(["acc_1"], now=2000.0).earlier == {"acc_1": LastSent(2000.0, 2000.0)}
+
+
 def test_the_state_directory_is_the_users_own_unless_told() -> None:
     assert default_state_dir({STATE_DIR_ENV: "/srv/state"}) == Path("/srv/state")
     assert default_state_dir({"XDG_STATE_HOME": "/x"}) == Path("/x/bulkgroups")
