@@ -104,13 +104,18 @@ def test_what_cannot_be_read_is_skipped(tmp_path: Path, content: bytes) -> None:
     assert place.begin(["acc_1"]).earlier == {}
 
 
-def test_a_marker_naming_odd_things_is_read_for_its_accounts_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("alive", [True, False], ids=["running", "died"])
+def test_a_marker_naming_odd_things_is_read_for_its_accounts_only(
+    tmp_path: Path, alive: bool
+) -> None:
     place = RecentSends(tmp_path, ORIGIN)
     place.begin([], now=1000.0)
     marker = next((place.root / "runs").iterdir())
-    odd = {**orjson.loads(marker.read_bytes()), "pid": _dead_pid(), "accounts": [{}, 3, "acc_1"]}
+    pid = os.getppid() if alive else _dead_pid()
+    odd = {**orjson.loads(marker.read_bytes()), "pid": pid, "accounts": [{}, 3, "acc_1"]}
     marker.write_bytes(orjson.dumps(odd))
-    assert place.begin(["acc_1"], now=2000.0).earlier == {"acc_1": LastSent(2000.0, 2000.0)}
+    expected = LastSent(2000.0, None if alive else 2000.0)
+    assert place.begin(["acc_1"], now=2000.0).earlier == {"acc_1": expected}
 
 
 def test_the_state_directory_is_the_users_own_unless_told() -> None:
