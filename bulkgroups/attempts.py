@@ -12,6 +12,14 @@ to judge, from the answer's headers and its own log (`AccountPacer.observe`, fed
 A Retry-After longer than the budget would mean sleeping for hours: it becomes `DeferAccount`.
 5xx, timeouts and resets back off per operation and slow nothing down; a streak of them across an
 account (a limiter hidden behind failures) is the run's to watch (`on_transient` / `on_success`).
+
+The backoff grows with the operation's failures *in a row for its account*: once the server has
+answered another request of the same kind (read or write) of the account since the operation last
+failed, the next failure is bad luck, not an outage, and backs off from the start again
+(`_Streak`). An operation meeting three random 5xx among successes used to sit out 0.1 + 0.3 +
+0.9 s, often alone at the end of a run (issue #12); an outage, where nothing of the kind
+succeeds, still backs off 0.1, 0.3, 0.9, 2.7, 8.1 s, and a hidden limiter that fails only the
+account's writes still slows its writes (successful reads do not count for a write).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import tenacity
 
 from .errors import ApiError, RateLimited, TransientError, Unreachable
 from .logs import numbered_attempt, reset_attempt
+from .model import RequestKind
 from .pacing import AccountPacer, RetryPolicy
 
 __all__ = ["AccountStopped", "Attempts", "DeferAccount", "call_with_retry"]
@@ -163,6 +172,23 @@ async def _attempt(
     return result
 
 
+@dataclass(slots=True)
+class _Streak:
+    """The failures in a row of one operation with no success of its account's requests of the
+    same kind in between: what its backoff grows with (module docstring)."""
+
+    pacer: AccountPacer
+    kind: RequestKind
+    failures: int = 0
+    served: int = -1  # the account's served count at the operation's last failure
+
+    def failed(self) -> int:
+        served = self.pacer.served(self.kind)
+        self.failures = self.failures + 1 if served == self.served else 1
+        self.served = served
+        return self.failures
+
+
 def _backoff(policy: RetryPolicy, rng: random.Random, error: BaseException | None, n: int) -> float:
     if isinstance(error, RateLimited):
         return 0.0  # the pacer holds the account until Retry-After has passed
@@ -201,7 +227,8 @@ async def call_with_retry(
         unreachable = isinstance(error, Unreachable)
         if unreachable and policy.unreachable_attempts <= 1:
             raise
-        first_backoff = _backoff(policy, rng, error, 1)
+        streak = _Streak(pacer, "write" if write else "read")
+        first_backoff = _backoff(policy, rng, error, streak.failed())
         if first_backoff > policy.budget:
             raise
         first_error = error
@@ -213,7 +240,7 @@ async def call_with_retry(
     def wait(retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        return _backoff(policy, rng, error, retry_state.attempt_number + 1)  # 1 was the first
+        return _backoff(policy, rng, error, streak.failed())
 
     stop = (
         tenacity.stop_after_attempt(policy.attempts - 1)

@@ -403,6 +403,7 @@ class AccountPacer:
         "_locks",
         "_paused_until",
         "_rng",
+        "_served",
         "_sleep",
         "_write_extra",
         "_writes",
@@ -428,6 +429,7 @@ class AccountPacer:
         self._write_extra = self._draw_jitter()
         self._locks: list[anyio.Lock | None] = [None, None]
         self._answered: anyio.Event | None = None
+        self._served = [0, 0]  # answers that were not a server failure: reads, writes
         # When the last request, and the last write, were over (answered or given up): what a
         # run leaves for the next (`recent_sends`), whose pacers start empty.
         self._last_over = _NEVER
@@ -439,6 +441,12 @@ class AccountPacer:
     def paused_until(self) -> float:
         """Monotonic time before which no rate-limited request goes (-inf if never paused)."""
         return self._paused_until
+
+    def served(self, kind: RequestKind) -> int:
+        """How many requests of this kind (reads, or writes) the server has answered with
+        something other than a 5xx or a 429 so far: the retry loop's evidence that a failure
+        was bad luck rather than an outage (`attempts.call_with_retry`)."""
+        return self._served[kind == "write"]
 
     def current_rate(self, kind: RequestKind) -> RateSpec | None:
         """The limit requests of this kind are paced at now, in configured terms (no margin):
@@ -591,6 +599,8 @@ class AccountPacer:
         now = self._clock()
         self._answered_at(sent, now)
         accepted = status != 429
+        if accepted and status < 500:
+            self._served[kind == "write"] += 1
         general = self._general
         writes = self._writes if kind == "write" and self._writes is not general else None
         held = general.heard(now, accepted=accepted) if general is not None else 0

@@ -33,7 +33,7 @@ from bulkgroups.errors import (
     Unreachable,
     UnsupportedAccount,
 )
-from bulkgroups.model import RateSpec
+from bulkgroups.model import RateSpec, RequestKind
 from bulkgroups.pacing import AccountPacer, PacingPolicy, RetryPolicy
 
 
@@ -251,6 +251,75 @@ async def test_the_budget_counts_backoff_only_not_the_time_a_call_takes() -> Non
         sleep=lambda _: anyio.lowlevel.checkpoint(),
     )
     assert (result, attempts.count) == ("ok", 3)
+
+
+class Sibling:
+    """While the operation waits for its retry, another request of its account is answered."""
+
+    def __init__(self, pacer: AccountPacer, kind: RequestKind, status: int) -> None:
+        self.pacer, self.kind, self.status = pacer, kind, status
+
+    async def __call__(self, seconds: float) -> None:
+        self.pacer.observe(self.kind, None, self.status, None)
+
+
+async def retried_with_siblings(
+    write: bool, sibling: tuple[RequestKind, int] | None, failures: int = 3
+) -> list[float]:
+    """The backoffs of an operation failing `failures` times with a 500 (then succeeding), while
+    during each backoff another request of the account gets `sibling` (kind, status)."""
+    policy = RetryPolicy(attempts=6, budget=60.0, initial=1.0, multiplier=2.0, jitter=0.0)
+    pacer = AccountPacer(PacingPolicy(rate=RateSpec(10, 1.0)), clock=FakeClock())
+    answers: list[Any] = [server_error() for _ in range(failures)] + ["ok"]
+    sleeps: list[float] = []
+    others = Sibling(pacer, *sibling) if sibling is not None else None
+
+    async def call() -> Any:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if others is not None:
+            await others(seconds)
+
+    result = await call_with_retry(
+        call,
+        pacer=pacer,
+        policy=policy,
+        attempts=Attempts(),
+        write=write,
+        rng=random.Random(1),
+        sleep=sleep,
+    )
+    assert result == "ok"
+    return sleeps
+
+
+@pytest.mark.parametrize(("write", "kind"), [(False, "read"), (True, "write")])
+async def test_failures_among_successes_of_the_account_back_off_from_the_start_each_time(
+    write: bool, kind: RequestKind
+) -> None:
+    # Bad luck, not an outage: the server answers the account's other requests of the kind.
+    assert await retried_with_siblings(write, (kind, 200)) == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("write", "sibling"),
+    [
+        (False, None),
+        (True, None),
+        (False, ("read", 500)),  # an outage: the other requests fail too
+        (False, ("read", 429)),
+        (True, ("read", 200)),  # a limiter failing the writes only: reads do not vouch for them
+    ],
+)
+async def test_failures_while_nothing_of_the_kind_succeeds_back_off_ever_longer(
+    write: bool, sibling: tuple[RequestKind, int] | None
+) -> None:
+    assert await retried_with_siblings(write, sibling) == [1.0, 2.0, 4.0]
 
 
 # --------------------------------------------------------------------------------------- 429

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ApiError
+from ..errors import ApiError, RateLimited
 from ..model import AccountInfo, ErrorInfo, Operation, Outcome, Reason, Status
 from ..pacing import AccountPacer
 from .stops import RunStops
@@ -37,6 +37,7 @@ class Account:
         "failure_streak",
         "info",
         "stop",
+        "unexplained_streak",
     )
 
     def __init__(
@@ -52,6 +53,7 @@ class Account:
         self.info: AccountInfo | None = None
         self.stop: AccountStop | None = None
         self.failure_streak = 0
+        self.unexplained_streak = 0
         self._pacer = pacer
         self._stops = stops
         self._slowdown_every = slowdown_every
@@ -84,12 +86,19 @@ class Account:
 
     def write_failed(self, error: ApiError) -> None:
         """A write attempt failed with a 429, a 5xx or an unknown outcome: providers hide their
-        limiters behind those, so a run of them slows the account down, then defers it."""
+        limiters behind those, so a run of them slows the account down, then defers it.
+
+        Unipile's own 429 (`RateLimited`) counts towards the deferral but not the slow-down: its
+        Retry-After already paused the account, and the pacer judged from its headers whether
+        the limit is lower (README "Rate control": room left is bad luck, no lasting slow-down).
+        Two such 429s and a 500 answered side by side used to halve the write rate for 8 windows."""
         self.failure_streak += 1
-        if self.failure_streak % self._slowdown_every == 0:
-            self._pacer.slow_down()
+        if not isinstance(error, RateLimited):
+            self.unexplained_streak += 1
+            if self.unexplained_streak % self._slowdown_every == 0:
+                self._pacer.slow_down()
         if self.failure_streak >= self._defer_after:
             self.stop_with(AccountStop("deferred", "provider_rate_limited", error.info))
 
     def write_succeeded(self) -> None:
-        self.failure_streak = 0
+        self.failure_streak = self.unexplained_streak = 0

@@ -8,6 +8,7 @@ a write shows) are the pure functions of `outcomes`; this module makes the reque
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import defaultdict
@@ -67,6 +68,10 @@ from .workers import for_each
 __all__ = ["Run", "build_pacing", "shard_job", "shard_of"]
 
 T = TypeVar("T")
+
+# Seconds a chat's info, read by one try of a chat read, serves the retries of its participants
+# listing (`Run._state_reader`): a backoff or a 1 s Retry-After, not a long pause.
+_INFO_REUSE = 5.0
 
 
 def build_pacing(
@@ -442,6 +447,27 @@ class Run:
             return ChatState(account, chat, info, (), members_listed=False)
         return ChatState(account, chat, info, tuple(participants))
 
+    def _state_reader(
+        self, account: str, chat: str, *, listing: bool, info: ChatInfo | None = None
+    ) -> Callable[[], Awaitable[ChatState]]:
+        """`fetch_state` for the retry loop: once a try has read the chat's info, a retry after its
+        participants listing failed (5xx, reset, 429) lists them again without reading the info
+        again. One request less per failed listing, and one roll less of the dice: at the end
+        of a run, under faults, the info read again met a 429 or a 5xx of its own (issue #12).
+        Only while the info is `_INFO_REUSE` seconds old at most (a long Retry-After reads it
+        again); a listing that no longer matches its count fails the read
+        (`client/pagination`), as it would have between the two requests."""
+        known, read_at = info, math.inf
+
+        async def read() -> ChatState:
+            nonlocal known, read_at
+            if known is None or time.monotonic() - read_at > _INFO_REUSE:
+                known = await self.client.get_chat(account, chat, fresh=True, gate=self.gate)
+                read_at = time.monotonic()
+            return await self.fetch_state(account, chat, listing=listing, info=known)
+
+        return read
+
     async def read_chat(
         self, account: Account, chat: str, *, listing: bool = False, info: ChatInfo | None = None
     ) -> ChatState | ReadFailure:
@@ -449,7 +475,7 @@ class Run:
         if account.halted():
             return self._stopped_read(account, chat, 0)
         attempts = Attempts()
-        read = partial(self.fetch_state, account.account, chat, listing=listing, info=info)
+        read = self._state_reader(account.account, chat, listing=listing, info=info)
         try:
             return await self._read(account, read, attempts)
         except SendingStopped:
@@ -649,7 +675,7 @@ class Run:
             if recheck is Recheck.LEAVE_REFUSED:
                 return await self._read(
                     account,
-                    partial(self.fetch_state, account.account, chat, listing=True),
+                    self._state_reader(account.account, chat, listing=True),
                     Attempts(),
                 )
             info = await self._read(
@@ -672,7 +698,7 @@ class Run:
         try:
             return await self._read(
                 account,
-                partial(self.fetch_state, account.account, chat, listing=False),
+                self._state_reader(account.account, chat, listing=False),
                 Attempts(),
             )
         except SendingStopped:
