@@ -217,6 +217,7 @@ class _Window:
         "period",
         "policy",
         "shown",
+        "span",
         "spec",
         "strikes",
     )
@@ -227,6 +228,9 @@ class _Window:
         self.base_count = spec.count
         self.base_period = policy.effective_period(spec)
         self.log: deque[Sent] = deque(maxlen=spec.count)
+        # The longest period this window can ever pace at (a lowering stops at 1/max_slowdown
+        # of the rate): an answered request older than that holds nothing back (`append`).
+        self.span = self.base_period * max(1.0, policy.max_slowdown)
         # Answer times within the last period; and (time, answers the window held) of accepted
         # answers, each holding more than every later one: its head is the most the server
         # was shown to accept (a sliding maximum, trimmed to the last two periods when read).
@@ -242,6 +246,16 @@ class _Window:
         self.next_change = math.inf
 
     # --- what is paced now -------------------------------------------------------------------
+
+    def append(self, sent: Sent, now: float) -> None:
+        """Log a request; answered ones older than `span` leave first. Memory, not pacing: a
+        slowly paced account kept its last N stamps for ever (100 at 100/s, 2,000 accounts:
+        30 MB), though only those within a period can hold a request back."""
+        log = self.log
+        horizon = now - self.span
+        while log and log[0].done and log[0].at < horizon:
+            log.popleft()
+        log.append(sent)
 
     def ready_at(self, now: float) -> float:
         """When the next request may go by this window (inf: when an answer comes back)."""
@@ -548,16 +562,17 @@ class AccountPacer:
     def _log(self, kind: RequestKind, *, done: bool) -> Sent | None:
         if kind == "core" or (self._general is None and self._writes is None):
             return None
-        sent = Sent(self._clock(), done=done)
+        now = self._clock()
+        sent = Sent(now, done=done)
         if done:
-            self._last_over = sent.at
+            self._last_over = now
             if kind == "write":
-                self._last_write_over = sent.at
+                self._last_write_over = now
         if self._general is not None:
-            self._general.log.append(sent)
+            self._general.append(sent, now)
         if kind == "write":
             if self._writes is not None and self._writes is not self._general:
-                self._writes.log.append(sent)
+                self._writes.append(sent, now)
             self._write_extra = self._draw_jitter()
         return sent
 
@@ -658,6 +673,20 @@ class AccountPacer:
     def pause_for(self, seconds: float) -> None:
         """Hold the account for `seconds` from now (e.g. a 429's Retry-After)."""
         self.pause_until(self._clock() + seconds)
+
+    def retire(self) -> None:
+        """The account's work in this run is done: let its logs go (the last window of stamps of
+        every account, 25 MB for 2,000 accounts at 100/s), keeping only a pause until the last
+        request's window has passed — never earlier than the log would allow, so a request sent
+        after all still waits its turn. A pacer with a request in flight keeps its logs."""
+        windows = [w for w in (self._general, self._writes) if w is not None]
+        if any(not sent.done for window in windows for sent in window.log):
+            return
+        for window in windows:
+            if window.log:
+                self.pause_until(max(sent.at for sent in window.log) + window.period)
+                window.log.clear()
+            window.answers.clear()
 
     def slow_down(self) -> None:
         """A limiter hides behind failures (the engine's consecutive-failure streak): divide the

@@ -165,6 +165,12 @@ class SlowDown:
 
 
 @dataclass(frozen=True)
+class Retire:
+    """The account's work in the run is done (`AccountPacer.retire`): whatever still goes after
+    it must keep to the limits all the same."""
+
+
+@dataclass(frozen=True)
 class Answer:
     """What the server answered the latest request: its status and X-RateLimit-* headers."""
 
@@ -172,7 +178,7 @@ class Answer:
     headers: RateLimitHeaders | None
 
 
-Event = Request | Pause | SlowDown | Answer
+Event = Request | Pause | SlowDown | Retire | Answer
 
 # Anything a server (or a broken proxy) might say, consistent or not.
 rate_limit_headers = st.none() | st.builds(
@@ -189,6 +195,7 @@ events: st.SearchStrategy[Event] = st.one_of(
     st.builds(Request, st.just(0.0), kinds),
     st.builds(Pause, st.floats(min_value=0.0, max_value=300.0)),
     st.builds(SlowDown),
+    st.builds(Retire),
     answers,
     answers,
 )
@@ -203,8 +210,9 @@ events: st.SearchStrategy[Event] = st.one_of(
 def test_no_window_ever_holds_more_than_its_limit_pure(
     policy: PacingPolicy, stream: list[Event], seed: int
 ) -> None:
-    """Whatever the answers say (headers consistent or not, 429s, slow-downs, pauses), the
-    configured limits hold, every wait is finite, and nothing goes while the account is paused."""
+    """Whatever the answers say (headers consistent or not, 429s, slow-downs, pauses, a pacer
+    retired with its logs let go), the configured limits hold, every wait is finite, and
+    nothing goes while the account is paused."""
     vt = VirtualTime(start=0.0)
     pacer = AccountPacer(policy, clock=vt.clock, rng=random.Random(seed))
     stamps: list[tuple[float, RequestKind]] = []
@@ -226,6 +234,8 @@ def test_no_window_ever_holds_more_than_its_limit_pure(
                 pacer.pause_for(seconds)
             case SlowDown():
                 pacer.slow_down()
+            case Retire():
+                pacer.retire()
             case Answer(status=status, headers=headers) if latest is not None:
                 pacer.observe(latest[0], latest[1], status, headers)
             case Answer():

@@ -1,7 +1,9 @@
 """CSV job files: the export format, streamed row by row.
 
-Big CSV jobs keep only interned id strings in per-chat lists: rows are checked and consumed as
-they are read, never kept.
+Big CSV jobs keep only id strings in per-chat lists, one string per distinct id (a table of the
+file's own, dropped once it is read: `sys.intern`'s table would hold an entry per id for the
+life of the process, 40 MB for a million distinct ids): rows are checked and consumed as they
+are read, never kept.
 """
 
 from __future__ import annotations
@@ -233,13 +235,14 @@ def read_csv(path: str, report: FileReport, defaults: Mapping[str, str]) -> File
     """Read one CSV job file; `defaults` are the YAML files' `defaults.account` by path."""
     result = FileResult(path, report)
     drafts: dict[tuple[str, str], ChatDraft] = {}
+    users: dict[str, str] = {}  # each distinct user id once (see the module docstring)
     intern = sys.intern
     for row in _csv_rows(path, report, defaults):
         key = (row.account, row.chat)
         draft = drafts.get(key)
         if draft is None:
             draft = drafts[key] = ChatDraft(intern(row.account), intern(row.chat), row.line)
-        _apply(draft, row, report)
+        _apply(draft, row, report, users)
     for draft in drafts.values():
         if draft.protect_line and draft.members is None:
             report.add(
@@ -252,7 +255,7 @@ def read_csv(path: str, report: FileReport, defaults: Mapping[str, str]) -> File
     return result
 
 
-def _apply(draft: ChatDraft, row: _Row, report: FileReport) -> None:
+def _apply(draft: ChatDraft, row: _Row, report: FileReport, users: dict[str, str]) -> None:
     action, line = row.action, row.line
     if action == "rename":
         if draft.rename is not None:
@@ -271,7 +274,7 @@ def _apply(draft: ChatDraft, row: _Row, report: FileReport) -> None:
             _mixing(draft, row, report, draft.members_line, "member")
             return
         draft.diff_line = draft.diff_line or line
-        _put(draft, action, row, report)
+        _put(draft, action, row, report, users)
         return
     if action == "member":
         if draft.diff_line:
@@ -281,14 +284,16 @@ def _apply(draft: ChatDraft, row: _Row, report: FileReport) -> None:
         if draft.members is None:
             draft.members = []
         if row.user:
-            _put(draft, "members", row, report)
+            _put(draft, "members", row, report, users)
         return
     draft.protect_line = draft.protect_line or line
-    _put(draft, "protect", row, report)
+    _put(draft, "protect", row, report, users)
 
 
-def _put(draft: ChatDraft, kind: UserList, row: _Row, report: FileReport) -> None:
-    problem = draft.put(kind, sys.intern(row.user), row.line)
+def _put(
+    draft: ChatDraft, kind: UserList, row: _Row, report: FileReport, users: dict[str, str]
+) -> None:
+    problem = draft.put(kind, users.setdefault(row.user, row.user), row.line)
     if problem is not None:
         report.add(row.line, "user", problem)
 
