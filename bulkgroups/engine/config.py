@@ -99,7 +99,8 @@ class EngineConfig:
     resolve_max_age: float = DEFAULT_RESOLVE_MAX_AGE
     # Where runs on this machine leave when they last sent to each account, so that a run waits
     # only what the limits need after `plan` or another run (`recent_sends`; the CLI gives the
-    # user's state directory). None: each account waits one rate window before its first request.
+    # user's state directory). None: an apply waits one rate window per account before its first
+    # request, blind; a plan or an export waits for nothing.
     recent_sends: RecentSends | None = None
 
     def __post_init__(self) -> None:
