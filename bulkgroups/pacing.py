@@ -533,7 +533,7 @@ class AccountPacer:
         `observe` with its answer and to `answered` once the answer (or the failure) is in."""
         return self._log(kind, done=False)
 
-    def answered(self, sent: Sent | None, kind: RequestKind = "read") -> None:
+    def answered(self, sent: Sent | None, kind: RequestKind) -> None:
         """The answer to a request came back (or the request was given up): count it from now
         (see `Sent`)."""
         if sent is None:

@@ -15,18 +15,22 @@ directory shared by all the runs of a user:
   marker.
 - A marker whose process is gone (kill -9, a crash, the machine restarted) is a run that may
   have sent anything until it died, some time before now: its accounts are closed in its name
-  as over now (its writes too, unless its marker says it makes none), so the run that finds it
-  waits a strictest window and the later ones less.
+  as over now (its writes too, unless its marker says it makes none: `plan`, `export`), so the
+  run that finds it waits a strictest window (a general one after a reading run) and the later
+  ones less.
 - A marker whose process still runs is another run sending now: its accounts are counted as
   requested now (one general window; two processes on one account cannot keep its limit between
   them, and this only spares the request that overlapped the hand-over).
 
-The engine waits, per account, until the last request is one general window old and the last
-write one strictest window old (`engine.handover`). The state directory is, in order:
-`$BULKGROUPS_STATE_DIR`, `$XDG_STATE_HOME/bulkgroups`, `~/.local/state/bulkgroups`; times are
-kept per API origin (one Unipile tenant's account ids say nothing of another's). A directory that
-cannot be written is not fatal: the engine then waits one general window per account, as the
-library does when it is given no `RecentSends`.
+The engine waits, per account, until the last request is one general window old and, for a run
+that writes, the last write one strictest window old (`engine.handover`). Times are kept per API
+origin as the client spells it (`UnipileClient.base_url`, normalised: pass that, not the text
+you gave it) and per state directory: runs of another machine, or of a library that was given no
+`RecentSends`, are not seen (one Unipile tenant's account ids say nothing of another's). The
+state directory is, in order: `$BULKGROUPS_STATE_DIR`, `$XDG_STATE_HOME/bulkgroups`,
+`~/.local/state/bulkgroups`. A directory that cannot be used (or answers in no more than 10 s) is
+not fatal: an `apply` then waits one general window per account before its first request,
+blind, as the library's does when it is given no `RecentSends`.
 
 Everything read here is bounded: files of at most 64 KiB (an account's) or 16 MiB (a marker), at
 most 10,000 markers; what cannot be read or parsed is skipped (it is advice, not the ledger).
@@ -35,6 +39,7 @@ most 10,000 markers; what cannot be read or parsed is skipped (it is advice, not
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
@@ -55,6 +60,8 @@ STATE_DIR_ENV = "BULKGROUPS_STATE_DIR"
 _ACCOUNT_FILE_LIMIT = 64 * 1024
 _MARKER_FILE_LIMIT = 16 * 1024 * 1024
 _MAX_MARKERS = 10_000
+# Tells this process's markers from those of a process before it with the same pid.
+_PROCESS = secrets.token_hex(8)
 # A marker of another machine (a shared volume) whose process cannot be asked: after this long it
 # is taken for dead rather than running.
 _FOREIGN_MARKER_AGE = 86400.0
@@ -125,8 +132,9 @@ class RecentSends:
         cannot be created or written: the caller then knows nothing of earlier runs."""
         now = time.time() if now is None else now
         runs, kept = self.root / "runs", self.root / "accounts"
-        runs.mkdir(parents=True, exist_ok=True)
-        kept.mkdir(exist_ok=True)
+        # Account ids are the user's business: the directories are the user's alone.
+        runs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        kept.mkdir(mode=0o700, exist_ok=True)
         marker = runs / f"{int(now * 1e6)}-{os.getpid()}-{secrets.token_hex(4)}.json"
         wanted = frozenset(accounts)
         _write_atomically(
@@ -135,13 +143,19 @@ class RecentSends:
                 "origin": self.origin,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "process": _PROCESS,
                 "started_at": now,
                 "writes": writes,
                 "accounts": sorted(wanted),
             },
         )
         handover = Handover(self, marker, wanted)
-        handover.read_earlier(now)
+        try:
+            handover.read_earlier(now)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+            raise
         return handover
 
 
@@ -158,15 +172,20 @@ class Handover:
         self.earlier: dict[str, LastSent] = {}
 
     def read_earlier(self, now: float) -> None:
+        """The markers first, then the accounts' files: a run closes the other way round (its
+        files, then its marker), so a run that closes meanwhile is seen one way or the other."""
+        self._read_markers(now)
+        self._read_accounts()
+
+    def _read_accounts(self) -> None:
         for account in self._wanted:
             found = _read_account(self._account_file(account), account)
             if found is not None:
                 self._learn(account, found)
-        self._read_markers(now)
 
     def close(self, last: Mapping[str, LastSent]) -> None:
-        """Leave this run's times (each account's later than any already there) and remove its
-        marker. Blocking file work."""
+        """Leave this run's times (each account's later than any already there), then remove
+        its marker (in that order: `read_earlier`). Blocking file work."""
         self._keep(last)
         with contextlib.suppress(FileNotFoundError):
             self._marker.unlink()
@@ -179,21 +198,30 @@ class Handover:
         return self._place.root / "accounts" / f"{_digest(account, 32)}.json"
 
     def _keep(self, last: Mapping[str, LastSent]) -> None:
-        for account, sent in last.items():
-            if sent.request_at is None and sent.write_at is None:
-                continue
-            path = self._account_file(account)
-            known = _read_account(path, account)
-            merged = sent if known is None else known.merged(sent)
-            _write_atomically(
-                path,
-                {
-                    "origin": self._place.origin,
-                    "account": account,
-                    "request_at": merged.request_at,
-                    "write_at": merged.write_at,
-                },
-            )
+        """Each account's file rewritten with the later times; under the origin's lock, so that
+        two runs closing at once cannot lose each other's."""
+        lock = os.open(
+            self._place.root / "accounts.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for account, sent in last.items():
+                if sent.request_at is None and sent.write_at is None:
+                    continue
+                path = self._account_file(account)
+                known = _read_account(path, account)
+                merged = sent if known is None else known.merged(sent)
+                _write_atomically(
+                    path,
+                    {
+                        "origin": self._place.origin,
+                        "account": account,
+                        "request_at": merged.request_at,
+                        "write_at": merged.write_at,
+                    },
+                )
+        finally:
+            os.close(lock)  # and with it the lock
 
     def _read_markers(self, now: float) -> None:
         runs = self._place.root / "runs"
@@ -221,15 +249,17 @@ class Handover:
                 for account in self._wanted.intersection(closed):
                     self._learn(account, died)
                 self._keep(closed)
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # gone already, or another user's
                     path.unlink()
 
 
 def _still_running(marker: Mapping[str, object], now: float) -> bool:
-    """Whether the marker's process may still be sending: on this machine, whether it is alive
-    (and not this process, which a container's pid 1 can be, run after run); elsewhere, whether
-    it started less than a day ago."""
+    """Whether the marker's process may still be sending: this process (another run of it, in a
+    library); on this machine, whether its pid is alive (not ours: a container's pid 1 is every
+    run's, run after run); elsewhere, whether it started less than a day ago."""
     pid, host, started = marker.get("pid"), marker.get("host"), marker.get("started_at")
+    if marker.get("process") == _PROCESS:
+        return True
     if host != socket.gethostname():
         return isinstance(started, int | float) and now - started < _FOREIGN_MARKER_AGE
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():

@@ -420,8 +420,8 @@ def test_apply_on_an_empty_shard_still_records_its_run(
 def test_plan_then_apply_back_to_back_stay_within_the_limits(
     cli: Cli, sim_factory: SimFactory, tmp_path: Path, with_plan_file: bool
 ) -> None:
-    # `plan` records nothing, so the apply after it knows nothing of its reads: it waits one
-    # general window before its first account-scoped request (before: 429s at apply's start).
+    # `plan` records nothing in a ledger: the apply after it learns of its reads from the times
+    # it left in the state directory (`recent_sends`); before either, 429s at apply's start.
     sim = sim_factory(rate=parse_rate("5/s"))
     chats = [{"chat": f"room{n}", "account": "acc_1", "rename": f"Room {n}"} for n in range(4)]
     job = write_job(tmp_path / "job.yaml", chats)

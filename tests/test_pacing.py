@@ -227,7 +227,7 @@ def test_no_window_ever_holds_more_than_its_limit_pure(
                 assert pacer.ready(kind)
                 assert vt.now >= pacer.paused_until or kind == "core"
                 sent = pacer.stamp_in_flight(kind)
-                pacer.answered(sent)
+                pacer.answered(sent, kind)
                 latest = (kind, sent)
                 stamps.append((vt.now, kind))
             case Pause(seconds=seconds):

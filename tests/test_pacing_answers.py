@@ -26,7 +26,7 @@ def test_a_slow_answer_moves_the_window_to_when_it_came_back() -> None:
     first = pacer.stamp_in_flight("read")
     pacer.stamp("read")
     clock.now = 100.4
-    pacer.answered(first)  # its answer took 0.4 s: it may have arrived as late as 100.4
+    pacer.answered(first, "read")  # its answer took 0.4 s: it may have arrived as late as 100.4
     assert pacer.earliest("read") == 101.4
 
 
@@ -37,7 +37,7 @@ def test_while_the_oldest_answer_is_outstanding_the_next_request_waits() -> None
     pacer.stamp("read")
     clock.now = 105.0
     assert not pacer.ready("read")
-    pacer.answered(first)
+    pacer.answered(first, "read")
     assert pacer.earliest("read") == 106.0
 
 
@@ -45,6 +45,6 @@ def test_answers_of_requests_that_already_left_the_window_change_nothing() -> No
     clock = Clock()
     pacer = AccountPacer(POLICY, clock=clock)
     first = pacer.stamp_in_flight("read")
-    pacer.answered(first)
-    pacer.answered(first)  # twice is harmless
+    pacer.answered(first, "read")
+    pacer.answered(first, "read")  # twice is harmless
     assert pacer.earliest("read") == float("-inf")

@@ -45,7 +45,7 @@ def answer(
     """One request of `kind` sent now and answered at once with this status and headers."""
     sent = pacer.stamp_in_flight(kind)
     pacer.observe(kind, sent, status, sent_headers)
-    pacer.answered(sent)
+    pacer.answered(sent, kind)
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,7 +114,7 @@ def drive(pacer: AccountPacer, clock: Clock, server: Server, *, seconds: float) 
         status, sent_headers, retry_after = server.arrive(arrival)
         clock.now += LATENCY
         pacer.observe("read", sent, status, sent_headers)
-        pacer.answered(sent)
+        pacer.answered(sent, "read")
         if status == 429:
             assert retry_after is not None
             trace.refused.append(arrival)

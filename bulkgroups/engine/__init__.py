@@ -99,7 +99,7 @@ async def plan_job_online(
             config.recent_sends, run.accounts, run.pacing, writes=False
         ) as recent:
             if recent is not None:  # without it, a plan waits for nothing (as before)
-                run.pause_after_previous_runs((), recent)
+                run.pause_after_previous_runs((), recent, writes=False)
             await run.preflight()
             run.check_owner_rule()
             await run.resolve_people()

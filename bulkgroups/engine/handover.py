@@ -2,8 +2,8 @@
 
 Entered before a run's first request: what the earlier runs left for its accounts, for
 `Run.pause_after_previous_runs`. Left after its last: when each account's last request and last
-write were over, for the next run. A state directory that cannot be used costs a warning and a
-blind wait (one general window per account), never the run.
+write were over, for the next run. A state directory that cannot be used costs a warning (and an
+apply a blind wait of one general window per account), never the run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ __all__ = ["handed_over"]
 
 _log = logging.getLogger("bulkgroups.engine")
 
-# The hand-over at the end is a few small files; a disk that hangs does not hold the exit longer.
+# The hand-over is a few small files; a disk that hangs does not hold the start or the exit longer.
+_OPEN_DEADLINE = 10.0
 _CLOSE_DEADLINE = 5.0
 
 
@@ -37,14 +38,13 @@ async def handed_over(
     if recent is None:
         yield None
         return
-    try:
-        handover = await anyio.to_thread.run_sync(partial(recent.begin, accounts, writes=writes))
-    except OSError as error:
+    handover, problem = await _begin(recent, accounts, writes=writes)
+    if handover is None:
         _log.warning(
-            "%s: cannot keep the times of recent requests (%s); each account waits one rate "
-            "window before its first request",
+            "%s: cannot keep the times of recent requests (%s)%s",
             recent.directory,
-            error.strerror or error,
+            problem,
+            "; each account waits one rate window before its first request" if writes else "",
         )
         yield None
         return
@@ -52,6 +52,23 @@ async def handed_over(
         yield handover.earlier
     finally:
         await _close(handover, _last_sent(pacing), recent)
+
+
+async def _begin(
+    recent: RecentSends, accounts: Collection[str], *, writes: bool
+) -> tuple[Handover | None, str]:
+    """The hand-over begun, or None and why: the directory failed, or did not answer in time (a
+    hung network mount must not hold the run; its marker, if written late, is then closed by
+    the next run as a dead one)."""
+    with anyio.move_on_after(_OPEN_DEADLINE):
+        try:
+            begun = await anyio.to_thread.run_sync(
+                partial(recent.begin, accounts, writes=writes), abandon_on_cancel=True
+            )
+        except OSError as error:
+            return None, str(error.strerror or error)
+        return begun, ""
+    return None, f"no answer in {_OPEN_DEADLINE:g} s"
 
 
 def _last_sent(pacing: Pacing) -> dict[str, LastSent]:
@@ -71,8 +88,8 @@ async def _close(handover: Handover, last: Mapping[str, LastSent], recent: Recen
             await anyio.to_thread.run_sync(handover.close, last, abandon_on_cancel=True)
         except OSError as error:
             _log.warning(
-                "%s: cannot keep the times of this run's requests (%s); the next run waits "
-                "one rate window",
+                "%s: cannot keep the times of this run's requests (%s); the next run takes "
+                "this one for killed and waits a full window",
                 recent.directory,
                 error.strerror or error,
             )

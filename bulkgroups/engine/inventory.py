@@ -75,7 +75,7 @@ async def read_existing(
             config.recent_sends, run.accounts, run.pacing, writes=False
         ) as recent:
             if recent is not None:  # without it, an export waits for nothing (as before)
-                run.pause_after_previous_runs((), recent)
+                run.pause_after_previous_runs((), recent, writes=False)
             return await _read_accounts(run, emit, list(dict.fromkeys(chats)))
 
 

@@ -225,6 +225,8 @@ class Run:
         self,
         histories: Sequence[LedgerHistory],
         recent: Mapping[str, LastSent] | None,
+        *,
+        writes: bool = True,
     ) -> None:
         """Runs back to back stay within the limits: each account waits its strictest window (with
         the pacer's margin) since the last request an earlier run may have sent it.
@@ -240,7 +242,8 @@ class Run:
 
         `recent` is what the runs of this machine left (`recent_sends`: `plan` and `export`
         too, and runs of other ledgers): the account waits until its last request there is a
-        general window old and its last write a strictest window old. Without it (a library
+        general window old and, if this run `writes`, its last write a strictest window old (a
+        read counts in the general window only: `plan` after `apply` does not wait a minute). Without it (a library
         run given no `RecentSends`, or a state directory that cannot be written), each account
         waits one general window from now, blind: a `plan` run just before, or the `plan --out`
         that made the plan of `apply --plan`, read the account at the full rate, and its last
@@ -252,7 +255,8 @@ class Run:
             limits = [spec for spec in (policy.rate, policy.write_rate) if spec is not None]
             strictest = max((policy.effective_period(spec) for spec in limits), default=0.0)
             general = policy.effective_period(policy.rate) if policy.rate is not None else 0.0
-            ready = self._ready_after_recent(recent, account, now, general, strictest)
+            after_write = strictest if writes else general
+            ready = self._ready_after_recent(recent, account, now, general, after_write)
             for history in histories:
                 previous = history.replay
                 last = previous.last_record_at.get(account)
@@ -276,7 +280,7 @@ class Run:
         account: str,
         now: float,
         general: float,
-        strictest: float,
+        after_write: float,
     ) -> list[float]:
         if recent is None:
             return [now + general]
@@ -286,7 +290,7 @@ class Run:
             if last.request_at is not None:
                 ready.append(min(last.request_at, now) + general)
             if last.write_at is not None:
-                ready.append(min(last.write_at, now) + strictest)
+                ready.append(min(last.write_at, now) + after_write)
         return ready
 
     # --------------------------------------------------------------------------------- requests
