@@ -7,11 +7,13 @@ the limited account over its daily limit, or `report` counting other than what w
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 from bulkgroups.model import parse_rate
+from bulkgroups.recent_sends import STATE_DIR_ENV
 from bulkgroups.simulator import SimConfig, run_in_thread
 
 from helpers.killloop import RATE, figures, kill_loop, problems
@@ -23,6 +25,8 @@ SEED = 20250101
 def main() -> int:
     config = SimConfig(rate=parse_rate(RATE), write_rate=parse_rate(RATE))
     with tempfile.TemporaryDirectory() as directory, run_in_thread(config) as sim:
+        # The runs' hand-over (`recent_sends`) in the soak's own directory, not the user's.
+        os.environ[STATE_DIR_ENV] = str(Path(directory) / "state")
         loop = kill_loop(
             sim, Path(directory), kills=KILLS, seed=SEED, accounts=10, chats=10, daily_limit=20
         )
