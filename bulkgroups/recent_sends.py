@@ -52,6 +52,7 @@ from pathlib import Path
 import orjson
 
 from .files import FileRefused, read_regular
+from .lock import pid_alive
 
 __all__ = ["STATE_DIR_ENV", "Handover", "LastSent", "RecentSends", "default_state_dir"]
 
@@ -262,15 +263,9 @@ def _still_running(marker: Mapping[str, object], now: float) -> bool:
         return True
     if host != socket.gethostname():
         return isinstance(started, int | float) and now - started < _FOREIGN_MARKER_AGE
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+    if not isinstance(pid, int) or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    return True
+    return pid_alive(pid)
 
 
 def _read_account(path: Path, account: str) -> LastSent | None:

@@ -31,6 +31,7 @@ from bulkgroups.recent_sends import (
 from bulkgroups.simulator import Simulator
 
 from helpers.cli import Cli, account_scoped, connect
+from helpers.cli import Run as CliRun
 from helpers.engine import write_job
 from helpers.simulator import SimFactory
 
@@ -56,7 +57,7 @@ def _alive() -> Iterator[int]:
         child.wait()
 
 
-def _as_another_process(marker: Path, pid: int, **changes: object) -> None:
+def _as_another_process(marker: Path, pid: object, **changes: object) -> None:
     """Rewrite a marker this process wrote as if process `pid` (of this machine) had."""
     content = orjson.loads(marker.read_bytes())
     content.update(pid=pid, process="another", **changes)
@@ -197,6 +198,16 @@ def test_a_marker_naming_odd_things_is_read_for_its_accounts_only(
     assert earlier == {"acc_1": LastSent(2000.0, None if alive else 2000.0)}
 
 
+@pytest.mark.parametrize("pid", [2**40, -1, 0, "12"], ids=["too-large", "negative", "zero", "text"])
+def test_a_marker_with_an_impossible_pid_is_a_dead_run(tmp_path: Path, pid: object) -> None:
+    # Before: a pid beyond the C range raised OverflowError out of the hand-over, failing the run.
+    place = RecentSends(tmp_path, ORIGIN)
+    place.begin(["acc_1"], now=1000.0)
+    marker = next((place.root / "runs").iterdir())
+    _as_another_process(marker, pid)
+    assert place.begin(["acc_1"], now=2000.0).earlier == {"acc_1": LastSent(2000.0, 2000.0)}
+
+
 def test_the_state_directory_is_the_users_own_unless_told() -> None:
     assert default_state_dir({STATE_DIR_ENV: "/srv/state"}) == Path("/srv/state")
     assert default_state_dir({"XDG_STATE_HOME": "/x"}) == Path("/x/bulkgroups")
@@ -281,6 +292,17 @@ def test_a_read_right_after_an_apply_stays_within_the_limits(
     assert not [r for r in sim.requests() if r.status == 429]
 
 
+def _apply_one_room(cli: Cli, sim: Simulator, tmp_path: Path) -> CliRun:
+    return cli.run(
+        "apply",
+        _rooms(tmp_path, 1),
+        "--yes",
+        "--ledger",
+        tmp_path / "l.jsonl",
+        *connect(sim, tmp_path),
+    )
+
+
 def _first_paced_after_preflight(sim: Simulator) -> float:
     preflight = next(r for r in sim.requests() if r.path.startswith("/v2/accounts/"))
     return account_scoped(sim)[0].at - preflight.at
@@ -307,14 +329,7 @@ def test_a_state_directory_that_cannot_be_written_costs_a_warning_and_a_blind_wa
     not_a_directory = tmp_path / "state"
     not_a_directory.write_text("a file\n", encoding="utf-8")
     monkeypatch.setenv(STATE_DIR_ENV, str(not_a_directory))
-    applied = cli.run(
-        "apply",
-        _rooms(tmp_path, 1),
-        "--yes",
-        "--ledger",
-        tmp_path / "l.jsonl",
-        *connect(sim, tmp_path),
-    )
+    applied = _apply_one_room(cli, sim, tmp_path)
     assert applied.code == 0, applied.err
     assert "cannot keep the times of recent requests" in applied.err
     assert sim.violations() == 0
@@ -323,14 +338,7 @@ def test_a_state_directory_that_cannot_be_written_costs_a_warning_and_a_blind_wa
 def test_a_run_leaves_its_times_in_the_state_directory_and_the_sandbox_leaves_none(
     cli: Cli, sim: Simulator, tmp_path: Path, state_dir: Path
 ) -> None:
-    applied = cli.run(
-        "apply",
-        _rooms(tmp_path, 1),
-        "--yes",
-        "--ledger",
-        tmp_path / "l.jsonl",
-        *connect(sim, tmp_path),
-    )
+    applied = _apply_one_room(cli, sim, tmp_path)
     assert applied.code == 0, applied.err
     place = RecentSends(state_dir, sim.url)
     assert list((place.root / "runs").iterdir()) == []  # closed: no marker left
