@@ -7,7 +7,9 @@ with 4x the chats, the simulator's limits equal to the engine's rates, simulator
 - `floor_ratio`: the same run over the pacer's own floor for the critical account,
   ⌊(M - 1) / N⌋ x T (a backlog of M after a burst of N): what is left is the safety margin, the
   round trips and the per-chat ordering (a chat's writes wait for its reads).
-- `startup_s`: from the start of `apply_job` to the first account-scoped request's arrival.
+- `startup_s`: from the start of `apply_job` to the first account-scoped request's arrival. The
+  run is configured as the command configures it, with a hand-over of recent sends
+  (`recent_sends`); a library run given none waits one window per account first (1 s here).
 - `violations`: requests the simulator counted over a limit (must be 0).
 
 `ROUNDS` runs, medians. `benchmarks/makespan.svg` charts the operations completed over time (the
@@ -34,6 +36,7 @@ from bulkgroups.engine import EngineConfig, apply_job
 from bulkgroups.jobs import load_job
 from bulkgroups.model import RateSpec
 from bulkgroups.pacing import RetryPolicy
+from bulkgroups.recent_sends import RecentSends
 from bulkgroups.records import parse_time
 from bulkgroups.simulator import SimConfig, initial_members, owner_id, run_in_thread
 
@@ -104,6 +107,9 @@ def _one_round() -> _Round:
             verify_delay=0.05,
             retry=RetryPolicy(attempts=4, budget=5.0, initial=0.01, maximum=0.05),
             max_removals=None,
+            # As the command runs it: with the hand-over of recent sends (a fresh simulator, no
+            # earlier run: no wait). Without one, a library run waits one window, blind.
+            recent_sends=RecentSends(Path(tmp) / "state", sim.url),
         )
         ledger = Path(tmp) / "l.jsonl"
 
