@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,8 @@ import pytest
 
 from bulkgroups.errors import RunRefused
 from bulkgroups.lock import LedgerLock, pid_alive
+
+from helpers import processes
 
 
 @pytest.fixture
@@ -23,20 +23,13 @@ def ledger(tmp_path: Path) -> Path:
 @pytest.fixture
 def live_pid() -> Iterator[int]:
     """A process that stays alive for the test."""
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        yield process.pid
-    finally:
-        process.kill()
-        process.wait()
+    with processes.live_pid() as pid:
+        yield pid
 
 
 @pytest.fixture
 def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
+    return processes.dead_pid()
 
 
 def lock_path(ledger: Path) -> Path:

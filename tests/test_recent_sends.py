@@ -4,12 +4,10 @@ process, waits only what the limits need after them, and nothing after no run at
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Collection
+from contextlib import nullcontext
 from pathlib import Path
 
 import orjson
@@ -33,28 +31,11 @@ from bulkgroups.simulator import Simulator
 from helpers.cli import Cli, account_scoped, connect
 from helpers.cli import Run as CliRun
 from helpers.engine import write_job
+from helpers.processes import dead_pid, live_pid
 from helpers.simulator import SimFactory
 
 ORIGIN = "http://127.0.0.1:8080"
 EXAMPLE = Path(__file__).parents[1] / "jobs" / "cohorts.yaml"
-
-
-def _dead_pid() -> int:
-    """The pid of a process that has exited (and was reaped)."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
-@contextmanager
-def _alive() -> Iterator[int]:
-    """The pid of another process, alive while the context lasts."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        yield child.pid
-    finally:
-        child.kill()
-        child.wait()
 
 
 def _as_another_process(marker: Path, pid: object, **changes: object) -> None:
@@ -91,7 +72,7 @@ def test_a_run_killed_mid_way_counts_as_sending_until_found_then_only_once(
     place = RecentSends(tmp_path, ORIGIN)
     killed = place.begin(["acc_1", "acc_2"], now=1000.0)
     marker = next((place.root / "runs").iterdir())
-    _as_another_process(marker, _dead_pid())  # never closed: kill -9
+    _as_another_process(marker, dead_pid())  # never closed: kill -9
     del killed
 
     finder = place.begin(["acc_1"], now=2000.0)
@@ -105,7 +86,7 @@ def test_a_run_killed_mid_way_counts_as_sending_until_found_then_only_once(
 def test_a_reading_run_killed_mid_way_counts_as_reading_only(tmp_path: Path) -> None:
     place = RecentSends(tmp_path, ORIGIN)
     place.begin(["acc_1"], writes=False, now=1000.0)  # a plan, then kill -9
-    _as_another_process(next((place.root / "runs").iterdir()), _dead_pid())
+    _as_another_process(next((place.root / "runs").iterdir()), dead_pid())
     assert place.begin(["acc_1"], now=2000.0).earlier == {"acc_1": LastSent(request_at=2000.0)}
 
 
@@ -113,7 +94,7 @@ def test_a_run_still_going_counts_as_requesting_now_but_not_writing(tmp_path: Pa
     place = RecentSends(tmp_path, ORIGIN)
     place.begin(["acc_1"], now=1000.0)
     marker = next((place.root / "runs").iterdir())
-    with _alive() as pid:
+    with live_pid() as pid:
         _as_another_process(marker, pid)
         earlier = place.begin(["acc_1"], now=1500.0).earlier
     assert earlier == {"acc_1": LastSent(request_at=1500.0)}
@@ -165,7 +146,7 @@ def test_a_hand_over_that_fails_half_way_leaves_no_marker_of_its_own(tmp_path: P
     place = RecentSends(tmp_path, ORIGIN)
     place.begin(["acc_1"], now=1000.0)
     (dead,) = (place.root / "runs").iterdir()
-    _as_another_process(dead, _dead_pid())
+    _as_another_process(dead, dead_pid())
     (place.root / "accounts.lock").mkdir()  # closing the dead run in its name fails
     with pytest.raises(OSError):
         place.begin(["acc_1"], now=2000.0)
@@ -192,7 +173,7 @@ def test_a_marker_naming_odd_things_is_read_for_its_accounts_only(
     place = RecentSends(tmp_path, ORIGIN)
     place.begin([], now=1000.0)
     marker = next((place.root / "runs").iterdir())
-    with _alive() if alive else nullcontext(_dead_pid()) as pid:
+    with live_pid() if alive else nullcontext(dead_pid()) as pid:
         _as_another_process(marker, pid, accounts=[{}, 3, "acc_1"])
         earlier = place.begin(["acc_1"], now=2000.0).earlier
     assert earlier == {"acc_1": LastSent(2000.0, None if alive else 2000.0)}
