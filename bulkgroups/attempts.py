@@ -9,7 +9,16 @@ A 429 from Unipile does not back off here: the whole account is paused in its pa
 Retry-After has passed, so the retry waits for its turn like any other request. A pause, not a
 lasting slow-down: whether the 429 also means the account's real limit is lower is for the pacer
 to judge, from the answer's headers and its own log (`AccountPacer.observe`, fed by the gate).
-A Retry-After longer than the budget would mean sleeping for hours: it becomes `DeferAccount`.
+
+Nor does such a 429 use one of the operation's attempts. It says "not now", not "this request
+fails": nothing was done, and the request will be accepted once the pause is over. What it
+spends is the retry budget, by the seconds it pauses for (the contract: "a Retry-After beyond
+the run's retry budget" defers the account). An operation meets at most `RetryPolicy.attempts`
+of them; then, or once their pauses and its backoff would take it over the budget, the account
+is deferred (`DeferAccount`, reason `rate_limited`): a limiter that keeps refusing the account
+will refuse its other operations too. So a 429 never ends an operation as `failed`. Issue #12:
+with a 429 counted as an attempt, an operation that met a cluster of four 5xx and two 429s
+(among successes of other operations) failed with `api_error`; now it goes on.
 5xx, timeouts and resets back off per operation and slow nothing down; a streak of them across an
 account (a limiter hidden behind failures) is the run's to watch (`on_transient` / `on_success`).
 
@@ -94,13 +103,15 @@ def _unreachable_for(attempts: int, *, first: bool) -> tenacity.stop.stop_base:
     return _Stop()
 
 
-def _backoff_budget(budget: float) -> tenacity.stop.stop_base:
-    """Stop before a sleep would take the total *backoff* over the budget."""
+def _spent_all(policy: RetryPolicy, spent: _Spent) -> tenacity.stop.stop_base:
+    """Stop once the failures that count as attempts reach `policy.attempts`, or before a
+    backoff would take what was spent (backoff and 429 pauses) over the budget. A 429 that
+    used up its allowance has already raised `DeferAccount` (`_failed`)."""
 
     class _Stop(tenacity.stop.stop_base):
         def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
             upcoming = retry_state.upcoming_sleep or 0.0
-            return retry_state.idle_for + upcoming > budget
+            return spent.failures >= policy.attempts or spent.seconds + upcoming > policy.budget
 
     return _Stop()
 
@@ -117,25 +128,45 @@ def _nothing() -> None:
     return None
 
 
+@dataclass(slots=True)
+class _Spent:
+    """What one operation's tries have used of the retry policy: the failures that count as
+    attempts (all but Unipile's 429s), the 429s met, and the seconds of backoff and of 429
+    pauses, which together make what the budget holds."""
+
+    failures: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+
+
 def _failed(
     error: BaseException,
     pacer: AccountPacer,
     policy: RetryPolicy,
     attempts: Attempts,
+    spent: _Spent,
     write: bool,
     on_transient: Callable[[ApiError], None],
 ) -> None:
     """An attempt's bookkeeping when it raised: the count of what was sent, a write's unknown
-    outcome, the account's pause for a 429 (or `DeferAccount` beyond the budget)."""
+    outcome, what it spent of the policy, and the account's pause for a 429 — or `DeferAccount`
+    when that 429 is more than the budget or the allowance of 429s can take."""
     if isinstance(error, AccountStopped):
         attempts.count -= 1  # given up at its turn in the pacer: nothing was sent
-    elif isinstance(error, RateLimited):
+        return
+    if isinstance(error, RateLimited):
         on_transient(error)
         retry_after = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
-        if retry_after > policy.budget:
-            raise DeferAccount(error) from error
+        if spent.seconds + retry_after > policy.budget:
+            raise DeferAccount(error) from error  # and no pause: the account sends nothing more
         pacer.pause_for(retry_after)
-    elif isinstance(error, Unreachable):
+        spent.seconds += retry_after
+        spent.rate_limited += 1
+        if spent.rate_limited >= policy.attempts:
+            raise DeferAccount(error) from error
+        return
+    spent.failures += 1
+    if isinstance(error, Unreachable):
         # No connection was made: nothing was sent, so the write's outcome is known (not done),
         # and it is no sign of a provider's limiter: the run of failing writes that defers an
         # account (`on_transient`) counts only answers and lost answers.
@@ -151,6 +182,7 @@ async def _attempt(
     pacer: AccountPacer,
     policy: RetryPolicy,
     attempts: Attempts,
+    spent: _Spent,
     write: bool,
     stopped: Callable[[], bool],
     on_transient: Callable[[ApiError], None],
@@ -164,7 +196,7 @@ async def _attempt(
     try:
         result = await call()
     except BaseException as error:
-        _failed(error, pacer, policy, attempts, write, on_transient)
+        _failed(error, pacer, policy, attempts, spent, write, on_transient)
         raise
     finally:
         reset_attempt(token)
@@ -189,10 +221,15 @@ class _Streak:
         return self.failures
 
 
-def _backoff(policy: RetryPolicy, rng: random.Random, error: BaseException | None, n: int) -> float:
+def _backoff(
+    policy: RetryPolicy, rng: random.Random, error: BaseException | None, streak: _Streak
+) -> float:
+    """The sleep before the next attempt. None after a 429 (the pacer holds the account until
+    its Retry-After has passed), which is no failure of the request either: it does not grow
+    the streak."""
     if isinstance(error, RateLimited):
-        return 0.0  # the pacer holds the account until Retry-After has passed
-    return policy.backoff(n, rng)
+        return 0.0
+    return policy.backoff(streak.failed(), rng)
 
 
 async def call_with_retry(
@@ -221,42 +258,46 @@ async def call_with_retry(
     try:
         result = await call()
     except BaseException as error:
-        _failed(error, pacer, policy, attempts, write, on_transient)
-        if not _retryable(error) or policy.attempts <= 1:
+        spent = _Spent()
+        _failed(error, pacer, policy, attempts, spent, write, on_transient)
+        if not _retryable(error) or spent.failures >= policy.attempts:
             raise
         unreachable = isinstance(error, Unreachable)
         if unreachable and policy.unreachable_attempts <= 1:
             raise
         streak = _Streak(pacer, "write" if write else "read")
-        first_backoff = _backoff(policy, rng, error, streak.failed())
-        if first_backoff > policy.budget:
+        first_backoff = _backoff(policy, rng, error, streak)
+        if spent.seconds + first_backoff > policy.budget:
             raise
         first_error = error
     else:
         on_success()
         return result
-    await sleep(first_backoff)
+
+    async def backoff(seconds: float) -> None:
+        spent.seconds += seconds
+        await sleep(seconds)
+
+    await backoff(first_backoff)
 
     def wait(retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        return _backoff(policy, rng, error, streak.failed())
+        return _backoff(policy, rng, error, streak)
 
-    stop = (
-        tenacity.stop_after_attempt(policy.attempts - 1)
-        | _backoff_budget(policy.budget - first_backoff)
-        | _unreachable_for(policy.unreachable_attempts, first=unreachable)
+    stop = _spent_all(policy, spent) | _unreachable_for(
+        policy.unreachable_attempts, first=unreachable
     )
     retrying = tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(_retryable),
         stop=stop,
         wait=wait,
-        sleep=sleep,
+        sleep=backoff,
         reraise=True,
     )
     async for retry in retrying:
         with retry:
             return await _attempt(
-                call, pacer, policy, attempts, write, stopped, on_transient, on_success
+                call, pacer, policy, attempts, spent, write, stopped, on_transient, on_success
             )
     raise first_error  # pragma: no cover - tenacity either returns or re-raises

@@ -669,6 +669,43 @@ async def test_a_retry_after_beyond_the_retry_budget_defers_the_account_rate_lim
     assert result.exit_code == 3
 
 
+async def test_a_write_refused_by_429s_beyond_their_allowance_defers_the_account_not_fails(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Unipile's 429 says "not now": it spends the retry budget and an allowance of its own, not
+    # the operation's attempts, and a limiter that keeps refusing defers the account.
+    given(sim, "c1", ANN)
+    given(sim, "c2", ANN)
+    client = bystander(sim)
+    client.before_write[1] = lambda: sim.set_faults("429=1")  # each with Retry-After: 1
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB, CID]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        client=client,
+        chats_per_account=1,
+        verify=False,
+        retry=RetryPolicy(attempts=3, budget=60.0, initial=0.01, maximum=0.02),
+    )
+    assert outcomes(records) == [
+        ("c1", "add", BOB, "deferred", "rate_limited"),
+        ("c1", "add", CID, "deferred", "rate_limited"),
+        ("c2", "add", BOB, "deferred", "rate_limited"),
+    ]
+    met = records[0]
+    assert (met["attempts"], met["error"]["status"], met["error"]["type"]) == (
+        3,
+        429,
+        "api/too_many_requests",
+    )
+    assert [w.status for w in writes(sim, A)] == [429, 429, 429]
+    assert scoped(sim, A)[-1].status == 429  # nothing after it
+    assert result.exit_code == 3
+
+
 async def test_a_long_run_of_failing_writes_defers_the_account_provider_rate_limited(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -363,10 +363,40 @@ async def test_a_retry_after_beyond_the_budget_defers_the_account_without_waitin
     assert h.pacer.paused_until < h.clock.now + 3600.0  # no hour-long pause either
 
 
-async def test_429s_count_as_attempts() -> None:
+async def test_429s_do_not_use_the_operations_attempts() -> None:
+    # Issue #12: a cluster of 5xx and 429s among other operations' successes. A 429 says "not
+    # now": the request did nothing and will be accepted after the pause.
+    h = Harness(RetryPolicy(attempts=3, budget=60.0, initial=0.01, maximum=0.01))
+    answers = [server_error(), rate_limited(1.0), server_error(), rate_limited(1.0), "ok"]
+    assert await h.run(answers) == "ok"
+    assert h.attempts.count == 5
+
+
+async def test_429s_beyond_their_allowance_defer_the_account_rather_than_fail() -> None:
     h = Harness(RetryPolicy(attempts=3, budget=60.0))
-    with pytest.raises(RateLimited):
-        await h.run([rate_limited(1.0) for _ in range(3)])
+    last = rate_limited(1.0)
+    with pytest.raises(DeferAccount) as raised:
+        await h.run([rate_limited(1.0), rate_limited(1.0), last, "never reached"])
+    assert raised.value.error is last
+    assert h.attempts.count == 3
+
+
+async def test_the_pauses_of_429s_spend_the_retry_budget() -> None:
+    h = Harness(RetryPolicy(attempts=6, budget=10.0))
+    third = rate_limited(4.0)
+    with pytest.raises(DeferAccount) as raised:
+        await h.run([rate_limited(4.0), rate_limited(4.0), third, "never reached"])
+    assert raised.value.error is third  # 4 + 4 paused, another 4 would be 12 > 10
+    assert h.attempts.count == 3
+
+
+async def test_backoff_and_429_pauses_share_one_budget() -> None:
+    h = Harness(RetryPolicy(attempts=6, budget=5.0, initial=1.0, multiplier=2.0, jitter=0.0))
+    last = server_error()
+    with pytest.raises(TransientError) as raised:
+        await h.run([rate_limited(3.0), server_error(), last, "never reached"])
+    assert raised.value is last  # paused 3, backed off 1: a backoff of 2 would make 6 > 5
+    assert h.sleeps == [0.0, 1.0]
     assert h.attempts.count == 3
 
 
