@@ -1,8 +1,32 @@
-"""`python -m bulkgroups`: the same command as the `bulkgroups` script."""
+"""The `bulkgroups` process: `python -m bulkgroups` and the `bulkgroups` script both start here.
+
+`script` runs the command (`cli.main`) and, once it is over, freezes the garbage collector
+before the interpreter tears itself down. Teardown ends with a full collection that walks every
+object the process holds — some 100,000 of them after aiohttp, anyio, rich and the engine are
+imported — which took 80 to 130 ms of every command's run, as long as a whole request window
+of a short job (measured: `python -c` importing what `apply` imports exits in ~90 ms, ~15 ms
+frozen). Freezing only skips that last walk: modules are still cleared, files closed and
+flushed, atexit handlers run, by reference counting as before, and the command closed its
+ledger, sessions and servers itself before returning. The library and the tests call
+`cli.main`, never this: a process that goes on must keep collecting.
+"""
 
 from __future__ import annotations
 
+import gc
+from typing import NoReturn
+
 from .cli import main
 
+__all__ = ["script"]
+
+
+def script() -> NoReturn:
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    main()
+    script()
