@@ -35,7 +35,7 @@ import anyio
 import yaml
 
 from benchmarks.bench_makespan import ACCOUNTS, CHATS, HEAVY_CHATS, RATES, _chats
-from benchmarks.figures import ROOT, Figure, Sandbox, sandbox_process, sim_get
+from benchmarks.figures import ROOT, Figure, Sandbox, as_installed, sandbox_process, sim_get
 from bulkgroups.client import UnipileClient
 from bulkgroups.engine import EngineConfig, apply_job
 from bulkgroups.jobs import load_job
@@ -207,8 +207,11 @@ def _cli_apply(sandbox: Sandbox, tmp: Path, job: Path, name: str) -> _CliRun:
         "--ledger",
         str(tmp / f"{name}.jsonl"),
     ]
+    env = as_installed()
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=E2E_TIMEOUT, check=False)
+    done = subprocess.run(
+        command, capture_output=True, cwd=ROOT, env=env, timeout=E2E_TIMEOUT, check=False
+    )
     elapsed = time.perf_counter() - started
     most, paused_ideal = 0, 0.0
     for a in range(E2E_ACCOUNTS):

@@ -30,7 +30,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks.figures import ROOT, Figure, sandbox_process
+from benchmarks.figures import ROOT, Figure, as_installed, sandbox_process
 
 CHATS = 20
 ADDS = 25
@@ -69,6 +69,7 @@ def _measured(command: list[str], tmp: Path, name: str) -> dict[str, float]:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            env=as_installed(),
             timeout=TIMEOUT,
             check=True,
         )

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.figures import ROOT, Figure, Sandbox, sandbox_process, sim_get
+from benchmarks.figures import ROOT, Figure, Sandbox, as_installed, sandbox_process, sim_get
 
 ACCOUNTS = 100
 CHATS = 1
@@ -49,8 +49,11 @@ def write_csv(path: Path, accounts: int = ACCOUNTS) -> None:
 
 def _timed(command: list[str], sandbox: Sandbox, tmp: Path) -> tuple[float, int]:
     """Wall seconds of one command against the sandbox, and the sandbox's over-limit count."""
+    env = as_installed()
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=TIMEOUT, check=False)
+    done = subprocess.run(
+        command, capture_output=True, cwd=ROOT, env=env, timeout=TIMEOUT, check=False
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{command[:4]} exited {done.returncode}: {done.stderr[-2000:]!r}")

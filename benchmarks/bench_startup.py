@@ -12,14 +12,13 @@ all three alike; figures are medians of `ROUNDS` rounds of wall time, from the s
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.figures import ROOT, Figure
+from benchmarks.figures import ROOT, Figure, as_installed
 
 ROUNDS = 15
 RATIO_GOAL = 5.0
@@ -34,27 +33,23 @@ def _commands() -> dict[str, list[str]]:
     }
 
 
-# As a user's machine runs them: bytecode cached (a shell or CI with PYTHONDONTWRITEBYTECODE
-# set would compile every module at every start, and time the compiler rather than the tool).
-_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def _wall(command: list[str]) -> float:
+def _wall(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
     subprocess.run(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=_ENV
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env
     )
     return time.perf_counter() - started
 
 
 def run(rounds: int = ROUNDS) -> list[Figure]:
     commands = _commands()
-    for command in commands.values():  # warm the page cache and any .pyc files first
-        _wall(command)
+    env = as_installed()
+    for command in commands.values():  # warm the page cache first
+        _wall(command, env)
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(rounds):
         for name, command in commands.items():
-            times[name].append(_wall(command))
+            times[name].append(_wall(command, env))
     bare = statistics.median(times["bare"])
     figures = [Figure("startup.bare_python_s", bare, "s")]
     for name in ("help", "validate"):
