@@ -16,10 +16,11 @@ from bulkgroups.client import UnipileClient
 from bulkgroups.engine import apply_job
 from bulkgroups.jobs import load_job
 from bulkgroups.model import RateSpec
+from bulkgroups.pacing import RetryPolicy
 from bulkgroups.simulator import LoggedRequest, initial_members, owner_id, parse_faults
 
 from helpers.engine import ledger_records, op_records, write_job
-from helpers.outcomes import FAST, SIM_RATE, run_job, scoped, writes
+from helpers.outcomes import FAST, SIM_RATE, Bystander, run_job, scoped, writes
 from helpers.simulator import SimFactory
 
 A = "acc_a"
@@ -54,6 +55,39 @@ async def test_a_429_pauses_the_whole_account_until_retry_after(
         later = [r for r in log if r.seq > refused.seq]
         assert later, "the refused write was retried"
         assert min(r.at for r in later) >= refused.at + 1.0
+    assert result.exit_code == 0
+
+
+async def test_while_a_chats_write_backs_off_after_a_5xx_another_chat_of_the_account_goes_on(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    # One chat at a time, and the first write meets a 500 (backoff 0.3 s): the account's other
+    # chat is written meanwhile, rather than the account sending nothing until the retry.
+    sim = sim_factory(rate=SIM_RATE)
+    for chat in ("c1", "c2"):
+        sim.configure_chat(A, chat, members=["ACoAA0001"])
+    client = Bystander(sim.url, api_key=sim.api_key)
+    client.before_write[1] = lambda: sim.set_faults("500=1")
+    client.before_write[2] = lambda: sim.set_faults("")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": ["ACoAA0002"]},
+            {"chat": "c2", "account": A, "add": ["ACoAA0002", "ACoAA0003"]},
+        ],
+        client=client,
+        chats_per_account=1,
+        verify=False,
+        retry=RetryPolicy(attempts=3, budget=5.0, initial=0.3, maximum=0.3, jitter=0.0),
+    )
+    assert {(r["status"], r["reason"]) for r in records} == {("applied", None)}
+    assert [(w.chat, w.status) for w in writes(sim, A)] == [
+        ("c1", 500),
+        ("c2", 200),
+        ("c2", 200),
+        ("c1", 200),
+    ]
     assert result.exit_code == 0
 
 

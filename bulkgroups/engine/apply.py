@@ -211,7 +211,7 @@ class Application:
             return
         current = [self.planned[(c.account, c.chat)] for c in chats]
         self._announce(account, current)
-        await for_each(current, self.apply_chat, run.config.chats_per_account)
+        await for_each(current, self.apply_chat, run.config.chats_per_account, lending=True)
         run.pacing.pacer(account).retire()  # nothing more is sent for it in this run
 
     def _announce(self, account: str, plans: list[ChatPlan]) -> None:

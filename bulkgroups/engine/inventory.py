@@ -138,7 +138,7 @@ async def _read_in_order(
             if exported is not None:
                 emit(exported)
 
-    await for_each(list(enumerate(wanted)), read_one, run.config.chats_per_account)
+    await for_each(list(enumerate(wanted)), read_one, run.config.chats_per_account, lending=True)
 
 
 def _exported(

@@ -63,7 +63,7 @@ from .outcomes import PREFLIGHT_STOPS, Recheck, after_recheck, in_effect, outcom
 from .people import People
 from .recorder import Recorder
 from .stops import BudgetSpent, Flight, RunStops, SendingStopped
-from .workers import for_each
+from .workers import for_each, lend_a_worker
 
 __all__ = ["Run", "build_pacing", "shard_job", "shard_of"]
 
@@ -295,6 +295,14 @@ class Run:
 
     # --------------------------------------------------------------------------------- requests
 
+    async def _backoff(self, seconds: float) -> None:
+        """A retry's backoff: while it sleeps, another chat of its account may start
+        (`workers.lend_a_worker`). A 429's zero-second "backoff" lends nothing: the pacer holds
+        the whole account, and a chat started meanwhile would only wait with it."""
+        if seconds > 0:
+            lend_a_worker()
+        await self.sleep(seconds)
+
     async def _read(
         self, account: Account, call: Callable[[], Awaitable[T]], attempts: Attempts
     ) -> T:
@@ -305,7 +313,7 @@ class Run:
             attempts=attempts,
             write=False,
             rng=self.rng,
-            sleep=self.sleep,
+            sleep=self._backoff,
             stopped=account.halted,
             on_transient=_ignore,
             on_success=_ignore,
@@ -571,7 +579,7 @@ class Run:
         async def plan_one(chat: ChatJob) -> None:
             planned[chat.chat] = await self.plan_chat(chat)
 
-        await for_each(chats, plan_one, self.config.chats_per_account)
+        await for_each(chats, plan_one, self.config.chats_per_account, lending=True)
         return [planned[c.chat] for c in chats]
 
     def chats_by_account(self) -> dict[str, list[ChatJob]]:
@@ -633,7 +641,7 @@ class Run:
                 attempts=attempts,
                 write=True,
                 rng=self.rng,
-                sleep=self.sleep,
+                sleep=self._backoff,
                 stopped=account.halted,
                 on_transient=account.write_failed,
                 on_success=account.write_succeeded,
