@@ -11,16 +11,19 @@ lasting slow-down: whether the 429 also means the account's real limit is lower 
 to judge, from the answer's headers and its own log (`AccountPacer.observe`, fed by the gate).
 
 Nor does such a 429 use one of the operation's attempts. It says "not now", not "this request
-fails": nothing was done, and the request will be accepted once the pause is over. What it
-spends is the retry budget, by the seconds it pauses for (the contract: "a Retry-After beyond
-the run's retry budget" defers the account). An operation meets at most `RetryPolicy.attempts`
-of them; then, or once their pauses and its backoff would take it over the budget, the account
-is deferred (`DeferAccount`, reason `rate_limited`): a limiter that keeps refusing the account
-will refuse its other operations too. So a 429 never ends an operation as `failed`. Issue #12:
-with a 429 counted as an attempt, an operation that met a cluster of four 5xx and two 429s
-(among successes of other operations) failed with `api_error`; now it goes on.
+fails": nothing was done, and the request will be accepted once the pause is over. It has an
+allowance of its own instead: an operation meets at most `RetryPolicy.attempts` of them, and
+their pauses together at most the budget (the contract: "a Retry-After beyond the run's retry
+budget" defers the account). Beyond either, the account is deferred (`DeferAccount`, reason
+`rate_limited`): a limiter that keeps refusing the account will refuse its other operations too.
+So a 429 never ends an operation `failed`, and the pauses never take a 5xx's backoff budget.
+Issue #12: with a 429 counted as an attempt, an operation that met a cluster of four 5xx and two
+429s (among successes of other operations) failed with `api_error`; now it goes on.
+
 5xx, timeouts and resets back off per operation and slow nothing down; a streak of them across an
 account (a limiter hidden behind failures) is the run's to watch (`on_transient` / `on_success`).
+A backoff from a failure among successes (`AccountPacer.failed`) calls `lend`: the engine lets
+another chat of the account go meanwhile, rather than leave the account idle.
 
 The backoff grows with the operation's failures *in a row for its account*: once the server has
 answered another request of the same kind (read or write) of the account since the operation last
@@ -55,7 +58,8 @@ DEFAULT_RETRY_AFTER = 1.0
 
 
 class DeferAccount(Exception):
-    """Unipile asked this account to wait longer than the run's retry budget allows.
+    """Unipile asked this account to wait longer, or more often, than the run's retry budget
+    allows (its 429s beyond their budget or allowance).
 
     A control-flow signal between the retry loop and the engine, never raised to a caller: not
     part of the public error tree (`errors.BulkGroupsError`)."""
@@ -105,13 +109,13 @@ def _unreachable_for(attempts: int, *, first: bool) -> tenacity.stop.stop_base:
 
 def _spent_all(policy: RetryPolicy, spent: _Spent) -> tenacity.stop.stop_base:
     """Stop once the failures that count as attempts reach `policy.attempts`, or before a
-    backoff would take what was spent (backoff and 429 pauses) over the budget. A 429 that
-    used up its allowance has already raised `DeferAccount` (`_failed`)."""
+    backoff would take the backoff over the budget. A 429 beyond its allowance or its budget
+    has already raised `DeferAccount` (`_failed`)."""
 
     class _Stop(tenacity.stop.stop_base):
         def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
             upcoming = retry_state.upcoming_sleep or 0.0
-            return spent.failures >= policy.attempts or spent.seconds + upcoming > policy.budget
+            return spent.failures >= policy.attempts or spent.backoff + upcoming > policy.budget
 
     return _Stop()
 
@@ -131,12 +135,14 @@ def _nothing() -> None:
 @dataclass(slots=True)
 class _Spent:
     """What one operation's tries have used of the retry policy: the failures that count as
-    attempts (all but Unipile's 429s), the 429s met, and the seconds of backoff and of 429
-    pauses, which together make what the budget holds."""
+    attempts (all but Unipile's 429s) and their backoff, the 429s met and their pauses, and
+    whether the last failure came among successes (`AccountPacer.failed`)."""
 
     failures: int = 0
+    backoff: float = 0.0
     rate_limited: int = 0
-    seconds: float = 0.0
+    paused: float = 0.0
+    isolated: bool = False
 
 
 def _failed(
@@ -157,10 +163,10 @@ def _failed(
     if isinstance(error, RateLimited):
         on_transient(error)
         retry_after = error.retry_after if error.retry_after is not None else DEFAULT_RETRY_AFTER
-        if spent.seconds + retry_after > policy.budget:
+        if spent.paused + retry_after > policy.budget:
             raise DeferAccount(error) from error  # and no pause: the account sends nothing more
         pacer.pause_for(retry_after)
-        spent.seconds += retry_after
+        spent.paused += retry_after
         spent.rate_limited += 1
         if spent.rate_limited >= policy.attempts:
             raise DeferAccount(error) from error
@@ -222,13 +228,19 @@ class _Streak:
 
 
 def _backoff(
-    policy: RetryPolicy, rng: random.Random, error: BaseException | None, streak: _Streak
+    policy: RetryPolicy,
+    rng: random.Random,
+    error: BaseException | None,
+    streak: _Streak,
+    spent: _Spent,
 ) -> float:
     """The sleep before the next attempt. None after a 429 (the pacer holds the account until
     its Retry-After has passed), which is no failure of the request either: it does not grow
     the streak."""
     if isinstance(error, RateLimited):
+        spent.isolated = False
         return 0.0
+    spent.isolated = streak.pacer.failed(streak.kind)
     return policy.backoff(streak.failed(), rng)
 
 
@@ -244,11 +256,13 @@ async def call_with_retry(
     stopped: Callable[[], bool] = _never,
     on_transient: Callable[[ApiError], None] = _no_error,
     on_success: Callable[[], None] = _nothing,
+    lend: Callable[[], None] = _nothing,
 ) -> T:
     """Run `call` under the retry policy; raise its last error if it never succeeds.
 
     `stopped` is asked before every attempt (an account stopped meanwhile sends nothing more);
-    `on_transient` / `on_success` let the run watch for a provider's limiter hidden behind 5xx.
+    `on_transient` / `on_success` let the run watch for a provider's limiter hidden behind 5xx;
+    `lend` is called before a backoff from a failure among successes (module docstring).
     """
     # Nearly every request succeeds at once: the first attempt is made here, with nothing built
     # for it (no closure, no retry machinery: that costs more CPU than the request itself).
@@ -266,8 +280,8 @@ async def call_with_retry(
         if unreachable and policy.unreachable_attempts <= 1:
             raise
         streak = _Streak(pacer, "write" if write else "read")
-        first_backoff = _backoff(policy, rng, error, streak)
-        if spent.seconds + first_backoff > policy.budget:
+        first_backoff = _backoff(policy, rng, error, streak, spent)
+        if first_backoff > policy.budget:
             raise
         first_error = error
     else:
@@ -275,7 +289,9 @@ async def call_with_retry(
         return result
 
     async def backoff(seconds: float) -> None:
-        spent.seconds += seconds
+        spent.backoff += seconds
+        if seconds > 0 and spent.isolated:
+            lend()
         await sleep(seconds)
 
     await backoff(first_backoff)
@@ -283,7 +299,7 @@ async def call_with_retry(
     def wait(retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
-        return _backoff(policy, rng, error, streak)
+        return _backoff(policy, rng, error, streak, spent)
 
     stop = _spent_all(policy, spent) | _unreachable_for(
         policy.unreachable_attempts, first=unreachable

@@ -410,6 +410,7 @@ class AccountPacer:
     __slots__ = (
         "_answered",
         "_clock",
+        "_failed_at",
         "_general",
         "_jitter_span",
         "_last_over",
@@ -444,6 +445,9 @@ class AccountPacer:
         self._locks: list[anyio.Lock | None] = [None, None]
         self._answered: anyio.Event | None = None
         self._served = [0, 0]  # answers that were not a server failure: reads, writes
+        # `_served` at the last failure of a read, of a write: before the server answered any,
+        # a failure is no bad luck among successes (it may be an outage from the start).
+        self._failed_at = [0, 0]
         # When the last request, and the last write, were over (answered or given up): what a
         # run leaves for the next (`recent_sends`), whose pacers start empty.
         self._last_over = _NEVER
@@ -461,6 +465,18 @@ class AccountPacer:
         something other than a 5xx or a 429 so far: the retry loop's evidence that a failure
         was bad luck rather than an outage (`attempts.call_with_retry`)."""
         return self._served[kind == "write"]
+
+    def failed(self, kind: RequestKind) -> bool:
+        """Note that a request of this kind failed (a 5xx, a reset, a timeout). True when the
+        server has answered the account's requests of that kind since its previous such failure:
+        bad luck among successes rather than an outage, and a retry backing off from it may let
+        another chat of the account go meanwhile (`engine.workers`). The first failure of an
+        outage that begins mid-run looks the same; the ones after it do not, and nor does a
+        failure before the account was ever answered."""
+        i = kind == "write"
+        isolated = self._served[i] != self._failed_at[i]
+        self._failed_at[i] = self._served[i]
+        return isolated
 
     def current_rate(self, kind: RequestKind) -> RateSpec | None:
         """The limit requests of this kind are paced at now, in configured terms (no margin):
@@ -861,8 +877,12 @@ class _Turn:
 class RetryPolicy:
     """How a failed request is retried (STYLE pattern 6): bounded in attempts and in backoff time.
 
-    `budget` counts backoff only, not time spent waiting for the pacer (at 1 write/min a write may
-    wait minutes for its turn); a Retry-After beyond it defers the account rather than sleeping.
+    `attempts` bounds the failures of one request; Unipile's 429s ("not now") are not among them
+    but have an allowance of as many again, so a request is sent at most `2 * attempts - 1` times.
+    `budget` bounds the backoff of one request, not time spent waiting for the pacer (at 1
+    write/min a write may wait minutes for its turn); the 429 pauses of one request have a budget
+    of the same size, and going beyond it (or the allowance) defers the account rather than
+    sleeping (`attempts`).
 
     Backoff starts small and grows fast: 0.1, 0.3, 0.9, 2.7, 8.1 s (plus up to half again of
     jitter). An isolated 5xx or reset — most of them — costs its operation a tenth of a second
@@ -877,7 +897,7 @@ class RetryPolicy:
     or dead base URL must say so in seconds, not after 12 to 18 s of silence per request.
     """
 
-    attempts: int = 6  # total attempts per request
+    attempts: int = 6  # attempts per request that failed (a 429 has an allowance of its own)
     unreachable_attempts: int = 3  # consecutive failures to connect before giving up
     budget: float = 120.0  # seconds of backoff allowed per operation
     initial: float = 0.1  # first backoff

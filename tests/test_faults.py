@@ -61,28 +61,30 @@ async def test_a_429_pauses_the_whole_account_until_retry_after(
 async def test_while_a_chats_write_backs_off_after_a_5xx_another_chat_of_the_account_goes_on(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
-    # One chat at a time, and the first write meets a 500 (backoff 0.3 s): the account's other
-    # chat is written meanwhile, rather than the account sending nothing until the retry.
+    # One chat at a time, and c1's second write meets a 500 among successes (backoff 1 s): the
+    # account's other chat is written meanwhile, rather than the account sending nothing until
+    # the retry.
     sim = sim_factory(rate=SIM_RATE)
     for chat in ("c1", "c2"):
         sim.configure_chat(A, chat, members=["ACoAA0001"])
     client = Bystander(sim.url, api_key=sim.api_key)
-    client.before_write[1] = lambda: sim.set_faults("500=1")
-    client.before_write[2] = lambda: sim.set_faults("")
+    client.before_write[2] = lambda: sim.set_faults("500=1")
+    client.before_write[3] = lambda: sim.set_faults("")
     result, records = await run_job(
         sim,
         tmp_path,
         [
-            {"chat": "c1", "account": A, "add": ["ACoAA0002"]},
+            {"chat": "c1", "account": A, "add": ["ACoAA0002", "ACoAA0003"]},
             {"chat": "c2", "account": A, "add": ["ACoAA0002", "ACoAA0003"]},
         ],
         client=client,
         chats_per_account=1,
         verify=False,
-        retry=RetryPolicy(attempts=3, budget=5.0, initial=0.3, maximum=0.3, jitter=0.0),
+        retry=RetryPolicy(attempts=3, budget=5.0, initial=1.0, maximum=1.0, jitter=0.0),
     )
     assert {(r["status"], r["reason"]) for r in records} == {("applied", None)}
     assert [(w.chat, w.status) for w in writes(sim, A)] == [
+        ("c1", 200),
         ("c1", 500),
         ("c2", 200),
         ("c2", 200),

@@ -706,6 +706,31 @@ async def test_a_write_refused_by_429s_beyond_their_allowance_defers_the_account
     assert result.exit_code == 3
 
 
+async def test_429s_beyond_their_allowance_on_a_verifying_read_defer_the_account(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The read that verifies c1's write meets only 429s: the account is deferred, as after a
+    # write's, and c2's write is not sent into the limiter.
+    given(sim, "c1", ANN)
+    given(sim, "c2", ANN)
+    client = bystander(sim)
+    client.after_write[1] = lambda: sim.set_faults("429=1")
+    result, records = await run_job(
+        sim,
+        tmp_path,
+        [
+            {"chat": "c1", "account": A, "add": [BOB]},
+            {"chat": "c2", "account": A, "add": [BOB]},
+        ],
+        client=client,
+        chats_per_account=1,
+        retry=RetryPolicy(attempts=2, budget=60.0, initial=0.01, maximum=0.02),
+    )
+    assert [(w.chat, w.status) for w in writes(sim, A)] == [("c1", 200)]
+    assert outcomes(records)[-1] == ("c2", "add", BOB, "deferred", "rate_limited")
+    assert result.exit_code == 3
+
+
 async def test_a_long_run_of_failing_writes_defers_the_account_provider_rate_limited(
     sim: Simulator, tmp_path: Path
 ) -> None:

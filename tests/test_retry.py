@@ -264,15 +264,23 @@ class Sibling:
 
 
 async def retried_with_siblings(
-    write: bool, sibling: tuple[RequestKind, int] | None, failures: int = 3
+    write: bool,
+    sibling: tuple[RequestKind, int] | None,
+    failures: int = 3,
+    lent: list[None] | None = None,
+    answered_before: bool = False,
 ) -> list[float]:
     """The backoffs of an operation failing `failures` times with a 500 (then succeeding), while
-    during each backoff another request of the account gets `sibling` (kind, status)."""
+    during each backoff another request of the account gets `sibling` (kind, status); `lent`
+    collects the backoffs before which the retry loop lent the account a worker;
+    `answered_before`: the server answered a request of the kind before the first failure."""
     policy = RetryPolicy(attempts=6, budget=60.0, initial=1.0, multiplier=2.0, jitter=0.0)
     pacer = AccountPacer(PacingPolicy(rate=RateSpec(10, 1.0)), clock=FakeClock())
     answers: list[Any] = [server_error() for _ in range(failures)] + ["ok"]
     sleeps: list[float] = []
     others = Sibling(pacer, *sibling) if sibling is not None else None
+    if answered_before:
+        pacer.observe("write" if write else "read", None, 200, None)
 
     async def call() -> Any:
         answer = answers.pop(0)
@@ -293,6 +301,7 @@ async def retried_with_siblings(
         write=write,
         rng=random.Random(1),
         sleep=sleep,
+        lend=lambda: lent.append(None) if lent is not None else None,
     )
     assert result == "ok"
     return sleeps
@@ -320,6 +329,49 @@ async def test_failures_while_nothing_of_the_kind_succeeds_back_off_ever_longer(
     write: bool, sibling: tuple[RequestKind, int] | None
 ) -> None:
     assert await retried_with_siblings(write, sibling) == [1.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("answered_before", "sibling", "lends"),
+    [
+        (True, ("write", 200), 3),  # bad luck each time: each backoff lets another chat go
+        (False, ("write", 200), 2),  # the first failure came before anything was answered
+        (True, None, 1),  # an outage mid-run: only its first failure, not yet told apart
+        (True, ("write", 500), 1),
+        (False, None, 0),  # an outage from the start
+    ],
+)
+async def test_a_backoff_lends_the_account_a_worker_only_after_a_failure_among_successes(
+    answered_before: bool, sibling: tuple[RequestKind, int] | None, lends: int
+) -> None:
+    lent: list[None] = []
+    await retried_with_siblings(True, sibling, lent=lent, answered_before=answered_before)
+    assert len(lent) == lends
+
+
+async def test_a_429_lends_nothing() -> None:
+    lent: list[None] = []
+    h = Harness()
+    answers = [rate_limited(1.0), "ok"]
+    remaining = list(answers)
+
+    async def call() -> Any:
+        answer = remaining.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    await call_with_retry(
+        call,
+        pacer=h.pacer,
+        policy=h.policy,
+        attempts=h.attempts,
+        write=True,
+        rng=random.Random(1),
+        sleep=h.sleep,
+        lend=lambda: lent.append(None),
+    )
+    assert lent == []
 
 
 # --------------------------------------------------------------------------------------- 429
@@ -390,14 +442,12 @@ async def test_the_pauses_of_429s_spend_the_retry_budget() -> None:
     assert h.attempts.count == 3
 
 
-async def test_backoff_and_429_pauses_share_one_budget() -> None:
+async def test_429_pauses_do_not_take_the_backoff_budget_of_5xx() -> None:
+    # The contract's budget counts backoff only: a 5xx after long 429 pauses is still retried.
     h = Harness(RetryPolicy(attempts=6, budget=5.0, initial=1.0, multiplier=2.0, jitter=0.0))
-    last = server_error()
-    with pytest.raises(TransientError) as raised:
-        await h.run([rate_limited(3.0), server_error(), last, "never reached"])
-    assert raised.value is last  # paused 3, backed off 1: a backoff of 2 would make 6 > 5
-    assert h.sleeps == [0.0, 1.0]
-    assert h.attempts.count == 3
+    assert await h.run([rate_limited(4.0), server_error(), server_error(), "ok"]) == "ok"
+    assert h.sleeps == [0.0, 1.0, 2.0]
+    assert h.attempts.count == 4
 
 
 # ------------------------------------------------------------------------ unknown outcomes

@@ -295,14 +295,6 @@ class Run:
 
     # --------------------------------------------------------------------------------- requests
 
-    async def _backoff(self, seconds: float) -> None:
-        """A retry's backoff: while it sleeps, another chat of its account may start
-        (`workers.lend_a_worker`). A 429's zero-second "backoff" lends nothing: the pacer holds
-        the whole account, and a chat started meanwhile would only wait with it."""
-        if seconds > 0:
-            lend_a_worker()
-        await self.sleep(seconds)
-
     async def _read(
         self, account: Account, call: Callable[[], Awaitable[T]], attempts: Attempts
     ) -> T:
@@ -313,7 +305,8 @@ class Run:
             attempts=attempts,
             write=False,
             rng=self.rng,
-            sleep=self._backoff,
+            sleep=self.sleep,
+            lend=lend_a_worker,
             stopped=account.halted,
             on_transient=_ignore,
             on_success=_ignore,
@@ -641,7 +634,8 @@ class Run:
                 attempts=attempts,
                 write=True,
                 rng=self.rng,
-                sleep=self._backoff,
+                sleep=self.sleep,
+                lend=lend_a_worker,
                 stopped=account.halted,
                 on_transient=account.write_failed,
                 on_success=account.write_succeeded,
@@ -700,7 +694,10 @@ class Run:
             raise
         except ApiError as error:
             return error
-        except (DeferAccount, AccountStopped):
+        except DeferAccount as deferral:
+            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            return None
+        except AccountStopped:
             return None
 
     async def read_for_verify(self, account: Account, chat: str) -> ChatState | None:
@@ -715,5 +712,8 @@ class Run:
             )
         except SendingStopped:
             raise
-        except (ApiError, DeferAccount, AccountStopped):
+        except DeferAccount as deferral:  # its 429s defer the account, as any request's do
+            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            return None
+        except (ApiError, AccountStopped):
             return None
