@@ -94,6 +94,12 @@ def shard_job(job: Job, shard: tuple[int, int] | None) -> Job:
     return replace(job, chats=chats)
 
 
+def _defer(account: Account, deferral: DeferAccount) -> None:
+    """Unipile's 429s went past the retry budget (`attempts`): whichever request met them, the
+    account's remaining operations are deferred `rate_limited`."""
+    account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+
+
 def _ignore(*_: object) -> None:
     """Reads do not count towards an account's run of failing writes."""
 
@@ -362,7 +368,7 @@ class Run:
             failed.append(error)
             account.stop_with(stop_for(error) or AccountStop("failed", "api_error", error.info))
         except DeferAccount as deferral:
-            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            _defer(account, deferral)
         else:
             account.info = info
             if info.status != "running":
@@ -420,7 +426,7 @@ class Run:
             return Resolution(name, profile, reason="api_error", error=error.info)
         except (AccountStopped, DeferAccount) as stopped:
             if isinstance(stopped, DeferAccount):
-                account.stop_with(AccountStop("deferred", "rate_limited", stopped.error.info))
+                _defer(account, stopped)
             why = account.current_stop()
             return Resolution(name, profile, status=why.status, reason=why.reason, error=why.error)
         return Resolution(name, profile, user.user_id, user.display_name, resolved_at=time.time())
@@ -498,7 +504,7 @@ class Run:
                 account.account, chat, "failed", "api_error", error.info, attempts.count
             )
         except DeferAccount as deferral:
-            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            _defer(account, deferral)
             return self._stopped_read(account, chat, attempts.count)
 
     async def list_group_chats(
@@ -529,7 +535,7 @@ class Run:
             reason: Reason = "account_not_found" if isinstance(error, NotFound) else "api_error"
             return ReadFailure(account.account, "", "failed", reason, error.info, attempts.count)
         except DeferAccount as deferral:
-            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            _defer(account, deferral)
             return self._stopped_read(account, "", attempts.count)
 
     @staticmethod
@@ -663,7 +669,7 @@ class Run:
                 self._note_stop(account, reread)
             return after_recheck(op, verdict, error, attempts, reread, account.owner)
         if isinstance(error, DeferAccount):
-            account.stop_with(AccountStop("deferred", "rate_limited", error.error.info))
+            _defer(account, error)
             return verdict
         stop = self._note_stop(account, error)
         if stop is None and isinstance(error, TransientError):
@@ -695,7 +701,7 @@ class Run:
         except ApiError as error:
             return error
         except DeferAccount as deferral:
-            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+            _defer(account, deferral)
             return None
         except AccountStopped:
             return None
@@ -712,8 +718,8 @@ class Run:
             )
         except SendingStopped:
             raise
-        except DeferAccount as deferral:  # its 429s defer the account, as any request's do
-            account.stop_with(AccountStop("deferred", "rate_limited", deferral.error.info))
+        except DeferAccount as deferral:
+            _defer(account, deferral)
             return None
         except (ApiError, AccountStopped):
             return None
