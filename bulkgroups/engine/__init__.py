@@ -52,7 +52,7 @@ from .config import (
     RunResult,
     WorkObserver,
 )
-from .handover import handed_over
+from .handover import reading_handed_over
 from .opening import check_ledger_path, opened_run
 from .people import check_resolutions
 from .run import Run, build_pacing, shard_of
@@ -95,11 +95,7 @@ async def plan_job_online(
         known = await anyio.to_thread.run_sync(_known_resolutions, str(ledger))
         run.people.learn(known)
     with plain_errors():
-        async with handed_over(
-            config.recent_sends, run.accounts, run.pacing, writes=False
-        ) as recent:
-            if recent is not None:  # without it, a plan waits for nothing (as before)
-                run.pause_after_previous_runs((), recent, writes=False)
+        async with reading_handed_over(run):
             await run.preflight()
             run.check_owner_rule()
             await run.resolve_people()

@@ -13,13 +13,17 @@ import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ..pacing import Pacing
 from ..recent_sends import Handover, LastSent, RecentSends
 
-__all__ = ["handed_over"]
+if TYPE_CHECKING:
+    from .run import Run
+
+__all__ = ["handed_over", "reading_handed_over"]
 
 _log = logging.getLogger("bulkgroups.engine")
 
@@ -52,6 +56,19 @@ async def handed_over(
         yield handover.earlier
     finally:
         await _close(handover, _last_sent(pacing), recent)
+
+
+@asynccontextmanager
+async def reading_handed_over(run: Run) -> AsyncIterator[None]:
+    """`handed_over` for a run that only reads (`plan`, `export`): each account first waits until
+    the last request an earlier run sent it is a general window old. Without a hand-over it
+    waits for nothing, as before there was one: the blind wait is an apply's."""
+    async with handed_over(
+        run.config.recent_sends, run.accounts, run.pacing, writes=False
+    ) as recent:
+        if recent is not None:
+            run.pause_after_previous_runs((), recent, writes=False)
+        yield
 
 
 async def _begin(

@@ -24,7 +24,7 @@ from ..model import ChatInfo, ChatState, ErrorInfo, Job, ReadFailure, Reason, St
 from .accounts import Account
 from .api import ChatApi
 from .config import EngineConfig, RunObserver
-from .handover import handed_over
+from .handover import reading_handed_over
 from .run import Run
 from .workers import for_each
 
@@ -71,11 +71,7 @@ async def read_existing(
     config = config or EngineConfig()
     run = Run(Job(chats=()), client, config, observer, accounts=accounts)
     with plain_errors():
-        async with handed_over(
-            config.recent_sends, run.accounts, run.pacing, writes=False
-        ) as recent:
-            if recent is not None:  # without it, an export waits for nothing (as before)
-                run.pause_after_previous_runs((), recent, writes=False)
+        async with reading_handed_over(run):
             return await _read_accounts(run, emit, list(dict.fromkeys(chats)))
 
 
