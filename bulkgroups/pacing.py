@@ -555,11 +555,15 @@ class AccountPacer:
         if sent is None:
             return
         now = self._clock()
+        self._over(now, kind)
+        if not sent.done:
+            self._answered_at(sent, now)
+
+    def _over(self, now: float, kind: RequestKind) -> None:
+        """A request of `kind` is over at `now`: what `seconds_since_last` measures from."""
         self._last_over = now
         if kind == "write":
             self._last_write_over = now
-        if not sent.done:
-            self._answered_at(sent, now)
 
     def seconds_since_last(self) -> tuple[float, float]:
         """Seconds since the last request, and since the last write, were over (inf: never)."""
@@ -581,9 +585,7 @@ class AccountPacer:
         now = self._clock()
         sent = Sent(now, done=done)
         if done:
-            self._last_over = now
-            if kind == "write":
-                self._last_write_over = now
+            self._over(now, kind)
         if self._general is not None:
             self._general.append(sent, now)
         if kind == "write":
