@@ -290,7 +290,9 @@ def _connection_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_flags(parser: argparse.ArgumentParser) -> None:
+def _parallel_flags(parser: argparse.ArgumentParser, *, writes: bool) -> None:
+    """--concurrency and --chats-per-account, for the commands that send (`writes`: apply and
+    plan, whose chats are written too; export only reads)."""
     parser.add_argument(
         "--concurrency",
         type=_positive_int,
@@ -301,12 +303,16 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chats-per-account",
         type=_positive_int,
-        default=2,
+        default=2,  # EngineConfig.chats_per_account (not imported: --help stays light)
         metavar="N",
-        help="chats of one account read or written at once (default: 2, which keeps an account "
-        "paced at 1/s busy at Unipile's latency; raise it for high rates, at ~10 KB per chat "
-        "waiting its turn)",
+        help=f"chats of one account {'read or written' if writes else 'read'} at once (default: "
+        "2, which keeps an account paced at 1/s busy at Unipile's latency; raise it for high "
+        "rates, at ~10 KB per chat waiting its turn)",
     )
+
+
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    _parallel_flags(parser, writes=True)
     parser.add_argument(
         "--rate",
         type=_rate,
@@ -619,22 +625,7 @@ def _add_export(commands: _Commands) -> None:
         metavar="FILE",
         help="write the job file there, whole or not at all (default: standard output)",
     )
-    export.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=64,
-        metavar="N",
-        help="requests in flight overall; each account is paced by its own limits (default: 64)",
-    )
-    export.add_argument(
-        "--chats-per-account",
-        type=_positive_int,
-        default=2,
-        metavar="N",
-        help="chats of one account read at once (default: 2, which keeps an account "
-        "paced at 1/s busy at Unipile's latency; raise it for high rates, at ~10 KB per chat "
-        "waiting its turn)",
-    )
+    _parallel_flags(export, writes=False)
     export.add_argument(
         "--rate",
         type=_rate,
