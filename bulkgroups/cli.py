@@ -747,12 +747,14 @@ class _Connection:
         from dataclasses import replace
         from pathlib import Path
 
-        from .recent_sends import RecentSends, default_state_dir
+        from .recent_sends import RecentSends
 
-        directory = (
-            Path(self.state_dir) if self.state_dir is not None else default_state_dir(os.environ)
+        recent = (
+            RecentSends(Path(self.state_dir), base_url)
+            if self.state_dir is not None
+            else RecentSends.default(base_url, os.environ)
         )
-        return replace(config, recent_sends=RecentSends(directory, base_url))
+        return replace(config, recent_sends=recent)
 
 
 def _read_key_file(path: str) -> str:
